@@ -1,0 +1,71 @@
+# switchboard — every task a developer or CI runs. `make help` lists them.
+#
+# The two that matter: `make run` (the whole system on http://127.0.0.1:8000) and
+# `make test` (the whole suite against a real Kafka broker and PostgreSQL). Both install
+# what is missing first: the Python environment, the Kafka jars, PostgreSQL.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+INFRA := bash deploy/infra.sh
+PYTEST_ARGS ?=
+
+.PHONY: help install run demo test test-unit lint format bench infra-up infra-down \
+	infra-status infra-logs infra-reset clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (Python 3.11+)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP) ## create .venv with switchboard and its development tools
+
+run: install infra-up ## run the whole system on http://127.0.0.1:8000 until Ctrl-C
+	@bash deploy/run.sh
+
+demo: install infra-up ## run the system, send signed sample webhooks, print the history, stop
+	@bash deploy/run.sh --demo
+
+test: install infra-up ## the whole test suite against the real Kafka and PostgreSQL
+	@eval "$$($(INFRA) env)" && $(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install ## only the unit tests (no infrastructure)
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+lint: install ## ruff and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install infra-up ## throughput figures beside a raw baseline measured in the same run
+	@eval "$$($(INFRA) env)" && $(BIN)/python -m tests.bench
+
+infra-up: ## start Kafka and PostgreSQL (idempotent) and wait until both answer
+	@$(INFRA) up
+
+infra-down: ## stop Kafka and PostgreSQL, keeping their data
+	@$(INFRA) down
+
+infra-status: ## what runs where
+	@$(INFRA) status
+
+infra-logs: ## the last lines of the broker's and the database's logs
+	@$(INFRA) logs
+
+infra-reset: ## stop both and delete their data (the downloaded jars stay)
+	@$(INFRA) reset
+
+clean: ## remove the Python environment and caches (not the infrastructure)
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,6 @@
+"""The event contract of switchboard: every record that crosses Kafka is defined here.
+
+One module per part of the domain (``whatsapp``, ``conversation``, ``directory``,
+``operations``), the envelope every record carries, the codec every producer and consumer
+uses, and the topic catalogue.
+"""

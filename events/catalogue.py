@@ -1,0 +1,114 @@
+"""The topic catalogue: every Kafka topic, its key, partitions, retention and what it carries.
+
+Topics are created from this list at start-up (``services.topics``). Event topics keep their
+whole history (``retention.ms = -1``) so a conversation can be replayed and analytics can
+subscribe from the beginning. A deployment may prefix every name (``SWITCHBOARD_TOPIC_PREFIX``),
+which is how tests keep their topics apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from events.base import Payload
+from events.codec import Registry
+from events.conversation import (
+    CONVERSATION_COMMANDS,
+    CONVERSATION_EVENTS,
+    CustomerMessageReceived,
+    upcast_customer_message_v1,
+)
+from events.directory import DIRECTORY_COMMANDS, DIRECTORY_EVENTS
+from events.operations import InboundRecordUnrouted, RecordDeadLettered
+from events.whatsapp import RAW_RECORDS
+
+KEEP_FOREVER = -1
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    key: str
+    partitions: int
+    carries: tuple[type[Payload], ...]
+    description: str
+    retention_ms: int = KEEP_FOREVER
+
+    def qualified(self, prefix: str) -> str:
+        return f"{prefix}{self.name}"
+
+
+WHATSAPP_INBOUND = Topic(
+    name="whatsapp.inbound",
+    key="'{phone_number_id}:{contact wa_id}' (business number and customer)",
+    partitions=6,
+    carries=RAW_RECORDS,
+    description="Raw webhook items from Meta, one record per message, status or change.",
+)
+WHATSAPP_UNROUTED = Topic(
+    name="whatsapp.unrouted",
+    key="phone_number_id",
+    partitions=1,
+    carries=(InboundRecordUnrouted,),
+    description="Webhook records for business numbers that no workspace owns, kept whole.",
+)
+CONVERSATION_EVENTS_TOPIC = Topic(
+    name="conversation.events",
+    key="conversation id",
+    partitions=6,
+    carries=CONVERSATION_EVENTS,
+    description="What happened in conversations: started, messages, statuses, closed.",
+)
+CONVERSATION_COMMANDS_TOPIC = Topic(
+    name="conversation.commands",
+    key="'{phone_number_id}:{contact wa_id}' (same partitioning as whatsapp.inbound)",
+    partitions=6,
+    carries=CONVERSATION_COMMANDS,
+    description="Requests to the inbound service: close a conversation.",
+)
+DIRECTORY_COMMANDS_TOPIC = Topic(
+    name="directory.commands",
+    key="workspace id",
+    partitions=3,
+    carries=DIRECTORY_COMMANDS,
+    description="Admin commands for workspaces, numbers and members.",
+)
+DIRECTORY_EVENTS_TOPIC = Topic(
+    name="directory.events",
+    key="workspace id",
+    partitions=3,
+    carries=DIRECTORY_EVENTS,
+    description="Workspaces, business numbers and members as they change.",
+)
+DEAD_LETTERS = Topic(
+    name="operations.dead_letters",
+    key="the original record's key",
+    partitions=1,
+    carries=(RecordDeadLettered,),
+    description="Records a consumer could not handle, with the consumer and the reason.",
+)
+
+TOPICS: tuple[Topic, ...] = (
+    WHATSAPP_INBOUND,
+    WHATSAPP_UNROUTED,
+    CONVERSATION_EVENTS_TOPIC,
+    CONVERSATION_COMMANDS_TOPIC,
+    DIRECTORY_COMMANDS_TOPIC,
+    DIRECTORY_EVENTS_TOPIC,
+    DEAD_LETTERS,
+)
+
+
+def topic_of(event_type: str) -> Topic:
+    """The one topic that carries an event type (the relay publishes each event there)."""
+    for topic in TOPICS:
+        if any(payload.event_type == event_type for payload in topic.carries):
+            return topic
+    raise LookupError(f"no topic carries {event_type!r}")
+
+
+def build_registry() -> Registry:
+    """Every payload class of the catalogue, with the upcasters of older versions."""
+    registry = Registry(payload for topic in TOPICS for payload in topic.carries)
+    registry.add_upcaster(CustomerMessageReceived.event_type, 1, upcast_customer_message_v1)
+    return registry

@@ -1,0 +1,105 @@
+"""Conversation events (inbound service) and the commands other services send it.
+
+A conversation is one contact with one business number, from its first message until it
+is closed. Its id is the Kafka key of every event here.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from events.base import Id, Instant, JsonObject, Payload
+
+MessageStatus = Literal["sent", "delivered", "read", "failed", "deleted"]
+CloseReason = Literal["agent", "flow_ended", "expired", "admin"]
+
+
+class ConversationStarted(Payload):
+    event_type = "conversation.started"
+
+    conversation_id: Id
+    phone_number_id: str
+    display_phone_number: str
+    contact_wa_id: str
+    contact_name: str | None
+    started_at: Instant
+
+
+class CustomerMessageReceived(Payload):
+    """A message from the customer.
+
+    Version 2 keeps every message type: ``kind`` is Meta's type (text, interactive, image,
+    audio, location, reaction, ...), ``text`` the human-readable part when there is one
+    (a text body, a reply's title, a caption), ``reply_id`` the id of a chosen button or list
+    row, and ``content`` Meta's type-specific object as sent. Version 1 carried only ``text``.
+    """
+
+    event_type = "conversation.customer_message_received"
+    schema_version = 2
+
+    conversation_id: Id
+    wamid: str
+    kind: str
+    text: str | None
+    reply_id: str | None
+    content: JsonObject
+    context_wamid: str | None
+    sent_at: Instant
+
+
+class MessageStatusUpdated(Payload):
+    """Meta's delivery status for a message the business sent (``wamid``)."""
+
+    event_type = "conversation.message_status_updated"
+
+    conversation_id: Id | None
+    wamid: str
+    status: MessageStatus
+    recipient_wa_id: str
+    status_at: Instant
+    errors: list[JsonObject]
+    pricing: JsonObject | None
+
+
+class ConversationClosed(Payload):
+    event_type = "conversation.closed"
+
+    conversation_id: Id
+    reason: CloseReason
+    closed_at: Instant
+
+
+class CloseConversation(Payload):
+    """Command: close a conversation (an agent, the flow's end block, or the expiry timer)."""
+
+    event_type = "conversation.close"
+
+    conversation_id: Id
+    workspace_id: Id
+    phone_number_id: str
+    contact_wa_id: str
+    reason: CloseReason
+
+
+def upcast_customer_message_v1(data: JsonObject) -> JsonObject:
+    """v1 ``{conversation_id, wamid, text, sent_at}`` was text only; v2 names the kind."""
+    text = data["text"]
+    return {
+        "conversation_id": data["conversation_id"],
+        "wamid": data["wamid"],
+        "kind": "text",
+        "text": text,
+        "reply_id": None,
+        "content": {"body": text},
+        "context_wamid": None,
+        "sent_at": data["sent_at"],
+    }
+
+
+CONVERSATION_EVENTS: tuple[type[Payload], ...] = (
+    ConversationStarted,
+    CustomerMessageReceived,
+    MessageStatusUpdated,
+    ConversationClosed,
+)
+CONVERSATION_COMMANDS: tuple[type[Payload], ...] = (CloseConversation,)

@@ -1,0 +1,72 @@
+"""Composition root of the projector process: every event topic into the read models."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from faststream import FastStream
+
+from events.catalogue import CONVERSATION_EVENTS_TOPIC, DIRECTORY_EVENTS_TOPIC, build_registry
+from events.envelope import Envelope
+from events.operations import RecordDeadLettered
+from projections.recorder import ProjectionRecorder
+from services.consumer import Delivery, TrackedRuntime, park_in_store
+from services.kafka import ensure_topics, new_broker, subscribe_tracked
+from services.postgres import open_datastore
+from services.settings import Settings
+from services.store import EventStore
+
+
+class ProjectionHandler:
+    name = "projector"
+
+    def __init__(self, recorder: ProjectionRecorder, store: EventStore) -> None:
+        self.recorder = recorder
+        self.store = store
+
+    def positions(self, tracking_names: Iterable[str]) -> dict[str, int | None]:
+        return {name: self.recorder.max_tracking_id(name) for name in tracking_names}
+
+    def handle(self, delivery: Delivery, envelope: Envelope) -> None:
+        self.recorder.project(envelope, delivery.tracking)
+
+    def park(self, delivery: Delivery, dead_letter: RecordDeadLettered) -> None:
+        park_in_store(self.store, delivery, dead_letter)
+
+
+def open_recorder(settings: Settings) -> ProjectionRecorder:
+    datastore = open_datastore(settings, settings.schema("projections"))
+    recorder = ProjectionRecorder(datastore)
+    recorder.create_table()
+    return recorder
+
+
+def create_app(settings: Settings) -> FastStream:
+    registry = build_registry()
+    broker = new_broker(settings, client_id="switchboard-projector")
+    runtime = TrackedRuntime("projector", registry)
+    subscribe_tracked(
+        broker,
+        runtime,
+        topics=[
+            CONVERSATION_EVENTS_TOPIC.qualified(settings.topic_prefix),
+            DIRECTORY_EVENTS_TOPIC.qualified(settings.topic_prefix),
+        ],
+        group_id=settings.group_id("projector"),
+        title="projector",
+        description="Conversation histories and the directory's read models.",
+    )
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        await ensure_topics(settings)
+        recorder = await anyio.to_thread.run_sync(open_recorder, settings)
+        runtime.bind(ProjectionHandler(recorder, EventStore(recorder, registry)))
+        try:
+            yield
+        finally:
+            recorder.datastore.close()
+
+    return FastStream(broker, lifespan=lifespan)

@@ -1,0 +1,1 @@
+"""The switchboard processes: gateway (HTTP), inbound, directory, relay and their runtime."""

@@ -1,0 +1,207 @@
+"""The ``switchboard`` command: run the processes, create workspaces, operate the system."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+
+from services.logs import configure_logging
+from services.settings import Settings, SettingsError
+
+log = structlog.get_logger(__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"switchboard: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        result: int = args.action(settings, args)
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run one process, or all of them")
+    run.add_argument(
+        "process", choices=["gateway", "inbound", "directory", "relay", "projector", "all"]
+    )
+    run.add_argument("--log-dir", default=".local/logs", help="with 'all': where logs go")
+    run.set_defaults(action=_run)
+
+    workspace = commands.add_parser("workspace", help="manage workspaces")
+    workspace_commands = workspace.add_subparsers(required=True, metavar="ACTION")
+    create = workspace_commands.add_parser(
+        "create", help="create a workspace with its business number and first admin"
+    )
+    create.add_argument("name")
+    create.add_argument("--phone-number-id", required=True, help="Meta's phone_number_id")
+    create.add_argument("--time-zone", default="UTC", help="IANA name, e.g. America/Bogota")
+    create.add_argument("--admin-name", default="Admin")
+    create.add_argument(
+        "--wait", type=float, default=60.0, help="seconds to wait until it is usable"
+    )
+    create.set_defaults(action=_create_workspace)
+
+    topics = commands.add_parser("topics", help="create the catalogue's Kafka topics")
+    topics.set_defaults(action=_create_topics)
+
+    projections = commands.add_parser("projections", help="read-model maintenance")
+    projection_commands = projections.add_subparsers(required=True, metavar="ACTION")
+    rebuild = projection_commands.add_parser(
+        "rebuild", help="empty the read models; the projector replays from offset zero"
+    )
+    rebuild.set_defaults(action=_rebuild_projections)
+
+    demo = commands.add_parser("demo", help="send signed sample webhooks, print the history")
+    demo.add_argument("--url", default=None, help="gateway base URL (default: this config)")
+    demo.add_argument("--token", required=True, help="a member token of the workspace")
+    demo.add_argument("--phone-number-id", required=True)
+    demo.add_argument("--fixtures", default=None, help="folder of webhook JSON samples")
+    demo.set_defaults(action=_demo)
+
+    asyncapi = commands.add_parser("asyncapi", help="print the AsyncAPI document of the consumers")
+    asyncapi.set_defaults(action=_asyncapi)
+    return parser
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> int:
+    process: str = args.process
+    if process == "all":
+        from services.supervisor import run_all
+
+        return run_all(Path(args.log_dir))
+    if process == "gateway":
+        import uvicorn
+
+        from services.gateway.app import create_app as create_gateway
+
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_gateway(settings),
+                host=settings.http_host,
+                port=settings.http_port,
+                log_config=None,
+                access_log=False,
+            )
+        )
+        server.run()
+        return 0 if server.started else 1
+    if process == "relay":
+        from services.relay.app import run_relays
+
+        return _run_until_signal(run_relays(settings))
+    app = _consumer_app(settings, process)
+    asyncio.run(app.run())
+    return 0
+
+
+def _consumer_app(settings: Settings, process: str):  # type: ignore[no-untyped-def]
+    if process == "inbound":
+        from services.inbound.app import create_app as create_inbound
+
+        return create_inbound(settings)
+    if process == "directory":
+        from services.directory.app import create_app as create_directory
+
+        return create_directory(settings)
+    from projections.app import create_app as create_projector
+
+    return create_projector(settings)
+
+
+def _run_until_signal(work: Coroutine[Any, Any, None]) -> int:
+    async def runner() -> None:
+        task = asyncio.ensure_future(work)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            log.info("stopped")
+
+    asyncio.run(runner())
+    return 0
+
+
+def _create_workspace(settings: Settings, args: argparse.Namespace) -> int:
+    from services.workspaces import WorkspaceRejected, create_workspace
+
+    try:
+        created = asyncio.run(
+            create_workspace(
+                settings,
+                name=args.name,
+                phone_number_id=args.phone_number_id,
+                time_zone=args.time_zone,
+                admin_name=args.admin_name,
+                wait_seconds=args.wait,
+            )
+        )
+    except (WorkspaceRejected, TimeoutError, ValueError) as error:
+        print(f"switchboard: workspace not created: {error}", file=sys.stderr)
+        return 1
+    print(orjson.dumps(created, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def _create_topics(settings: Settings, args: argparse.Namespace) -> int:
+    from services.kafka import ensure_topics
+
+    asyncio.run(ensure_topics(settings))
+    print("topics ready")
+    return 0
+
+
+def _rebuild_projections(settings: Settings, args: argparse.Namespace) -> int:
+    from projections.app import open_recorder
+
+    recorder = open_recorder(settings)
+    try:
+        recorder.rebuild()
+    finally:
+        recorder.datastore.close()
+    print("read models emptied; (re)start the projector to replay from offset zero")
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from services.demo import run_demo
+
+    url = args.url or f"http://{settings.http_host}:{settings.http_port}"
+    return run_demo(
+        settings,
+        url=url,
+        token=args.token,
+        phone_number_id=args.phone_number_id,
+        fixtures=Path(args.fixtures) if args.fixtures else None,
+    )
+
+
+def _asyncapi(settings: Settings, args: argparse.Namespace) -> int:
+    from services.asyncapi import asyncapi_document
+
+    print(orjson.dumps(asyncapi_document(settings), option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

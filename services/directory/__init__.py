@@ -1,0 +1,1 @@
+"""The directory consumer: workspaces, business numbers and members, from admin commands."""

@@ -1,0 +1,104 @@
+"""Pure decisions of the directory about workspaces and business numbers.
+
+A business number belongs to at most one workspace; that is decided on the number's own
+stream, so two workspaces claiming one number at once cannot both win.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from events.base import Payload
+from events.directory import (
+    BusinessNumberConnected,
+    CommandRejected,
+    CreateWorkspace,
+    MemberAdded,
+    WorkspaceCreated,
+)
+
+DEFAULT_ADMIN_CAPACITY = 10
+
+
+@dataclass(frozen=True)
+class WorkspaceState:
+    workspace_id: UUID
+    created: bool = False
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class NumberState:
+    phone_number_id: str
+    owner: UUID | None = None
+
+
+def evolve_workspace(state: WorkspaceState, event: Payload) -> WorkspaceState:
+    match event:
+        case WorkspaceCreated(name=name):
+            return replace(state, created=True, name=name)
+        case _:
+            return state
+
+
+def evolve_number(state: NumberState, event: Payload) -> NumberState:
+    match event:
+        case BusinessNumberConnected(workspace_id=owner):
+            return replace(state, owner=owner)
+        case _:
+            return state
+
+
+def decide_create_workspace(
+    command: CreateWorkspace, command_id: UUID, workspace: WorkspaceState, number: NumberState
+) -> list[Payload]:
+    """A new workspace with its number and first admin, or one rejection saying why."""
+    if workspace.created:
+        # The same command delivered again (a CLI retry) is already done; anything else
+        # under an existing id is a mistake the caller must hear about.
+        if workspace.name == command.name and number.owner == command.workspace_id:
+            return []
+        return [_reject(command, command_id, f"workspace {command.workspace_id} already exists")]
+    if number.owner is not None:
+        return [
+            _reject(
+                command,
+                command_id,
+                f"business number {command.phone_number_id} already belongs to workspace "
+                f"{number.owner}",
+            )
+        ]
+    if not command.name.strip():
+        return [_reject(command, command_id, "a workspace needs a non-empty name")]
+    if not valid_time_zone(command.time_zone):
+        return [_reject(command, command_id, f"unknown time zone {command.time_zone!r}")]
+    return [
+        WorkspaceCreated(
+            workspace_id=command.workspace_id, name=command.name, time_zone=command.time_zone
+        ),
+        BusinessNumberConnected(
+            workspace_id=command.workspace_id, phone_number_id=command.phone_number_id
+        ),
+        MemberAdded(
+            workspace_id=command.workspace_id,
+            member_id=command.admin_member_id,
+            name=command.admin_name,
+            role="admin",
+            capacity=DEFAULT_ADMIN_CAPACITY,
+            token_hash=command.admin_token_hash,
+        ),
+    ]
+
+
+def valid_time_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _reject(command: Payload, command_id: UUID, reason: str) -> CommandRejected:
+    return CommandRejected(command_id=command_id, command_type=command.event_type, reason=reason)

@@ -1,0 +1,184 @@
+"""Composition root of the HTTP gateway (ASGI): webhook in, API over the read models."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from psycopg_pool import AsyncConnectionPool
+
+from events.catalogue import WHATSAPP_INBOUND
+from events.codec import encode
+from projections.queries import Caller, ReadModels
+from services.gateway.webhook import OutgoingRecord, WebhookError, signature_valid, split_webhook
+from services.kafka import ensure_topics, idempotent_producer
+from services.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class Publisher:
+    """Publish records and wait for the broker's acknowledgement of every one."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, timeout: float) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.timeout = timeout
+
+    async def publish(self, records: list[OutgoingRecord]) -> None:
+        async def send_all() -> None:
+            acks = [
+                await self.producer.send(
+                    self.topic,
+                    value=encode(record.envelope),
+                    key=record.key.encode(),
+                    headers=[
+                        ("event_type", record.envelope.event_type.encode()),
+                        ("event_id", str(record.envelope.event_id).encode()),
+                        ("content-type", b"application/json"),
+                    ],
+                )
+                for record in records
+            ]
+            await asyncio.gather(*acks)
+
+        await asyncio.wait_for(send_all(), timeout=self.timeout)
+
+
+def read_models(request: Request) -> ReadModels:
+    models: ReadModels = request.app.state.read_models
+    return models
+
+
+async def caller(
+    models: Annotated[ReadModels, Depends(read_models)],
+    authorization: Annotated[str | None, Header()] = None,
+) -> Caller:
+    """The member behind the bearer token; every API route is scoped to its workspace."""
+    if authorization is None or not authorization.lower().startswith("bearer "):
+        raise HTTPException(
+            401,
+            "send 'Authorization: Bearer <token>' with a member's token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    found = await models.caller(authorization[7:].strip())
+    if found is None:
+        raise HTTPException(401, "unknown or deactivated token", {"WWW-Authenticate": "Bearer"})
+    return found
+
+
+def create_app(settings: Settings) -> FastAPI:
+    if not settings.whatsapp_app_secret:
+        raise ValueError("WHATSAPP_APP_SECRET is required: webhook signatures cannot be checked")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await ensure_topics(settings)
+        producer = idempotent_producer(settings, client_id="switchboard-gateway")
+        await producer.start()
+        pool = AsyncConnectionPool(
+            settings.database().conninfo(), min_size=1, max_size=10, open=False, timeout=10
+        )
+        await pool.open(wait=True, timeout=30)
+        app.state.publisher = Publisher(
+            producer,
+            WHATSAPP_INBOUND.qualified(settings.topic_prefix),
+            settings.publish_timeout_seconds,
+        )
+        app.state.read_models = ReadModels(pool, settings.schema("projections"))
+        try:
+            yield
+        finally:
+            await producer.stop()
+            await pool.close()
+
+    app = FastAPI(
+        title="switchboard",
+        version="0.1.0",
+        description="WhatsApp conversations through chatbot flows to human agents.",
+        lifespan=lifespan,
+    )
+
+    @app.get("/webhooks/whatsapp", response_class=PlainTextResponse, tags=["webhook"])
+    async def verify_webhook(
+        mode: Annotated[str | None, Query(alias="hub.mode")] = None,
+        token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
+        challenge: Annotated[str | None, Query(alias="hub.challenge")] = None,
+    ) -> str:
+        """Meta's verification handshake: echo the challenge if the token matches."""
+        if mode != "subscribe" or challenge is None:
+            raise HTTPException(400, "expected hub.mode=subscribe and a hub.challenge")
+        if not settings.whatsapp_verify_token or token != settings.whatsapp_verify_token:
+            raise HTTPException(403, "hub.verify_token does not match WHATSAPP_VERIFY_TOKEN")
+        return challenge
+
+    @app.post("/webhooks/whatsapp", tags=["webhook"])
+    async def receive_webhook(
+        request: Request,
+        x_hub_signature_256: Annotated[str | None, Header()] = None,
+    ) -> JSONResponse:
+        """Meta's webhook: 200 once Kafka holds every record; 503 if it cannot (Meta retries)."""
+        body = await request.body()
+        if not signature_valid(settings.whatsapp_app_secret, body, x_hub_signature_256):
+            raise HTTPException(401, "missing or wrong X-Hub-Signature-256")
+        try:
+            records = split_webhook(body, received_at=datetime.now(UTC))
+        except WebhookError as error:
+            raise HTTPException(400, str(error)) from None
+        publisher: Publisher = request.app.state.publisher
+        try:
+            await publisher.publish(records)
+        except Exception as error:  # any broker failure: Meta retries, nothing is lost
+            log.warning("webhook not accepted: Kafka unavailable", error=repr(error))
+            return JSONResponse(
+                {"detail": "the message bus is unavailable; retry later"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        return JSONResponse({"accepted": len(records)})
+
+    @app.get("/api/conversations", tags=["conversations"])
+    async def find_conversations(
+        contact: Annotated[str, Query(min_length=1, description="the customer's WhatsApp id")],
+        who: Annotated[Caller, Depends(caller)],
+        models: Annotated[ReadModels, Depends(read_models)],
+    ) -> dict[str, Any]:
+        rows = await models.conversations_of_contact(who.workspace_id, contact)
+        return {"conversations": rows}
+
+    @app.get("/api/conversations/{conversation_id}", tags=["conversations"])
+    async def get_conversation(
+        conversation_id: UUID,
+        who: Annotated[Caller, Depends(caller)],
+        models: Annotated[ReadModels, Depends(read_models)],
+    ) -> dict[str, Any]:
+        row = await models.conversation(who.workspace_id, conversation_id)
+        if row is None:
+            raise HTTPException(404, f"no conversation {conversation_id} in this workspace")
+        return row
+
+    @app.get("/api/conversations/{conversation_id}/history", tags=["conversations"])
+    async def get_history(
+        conversation_id: UUID,
+        who: Annotated[Caller, Depends(caller)],
+        models: Annotated[ReadModels, Depends(read_models)],
+    ) -> dict[str, Any]:
+        row = await models.conversation(who.workspace_id, conversation_id)
+        if row is None:
+            raise HTTPException(404, f"no conversation {conversation_id} in this workspace")
+        return {"conversation": row, "history": await models.history(conversation_id)}
+
+    @app.get("/healthz", tags=["operations"])
+    async def health(models: Annotated[ReadModels, Depends(read_models)]) -> Response:
+        await models.ping()
+        return PlainTextResponse("ok")
+
+    return app

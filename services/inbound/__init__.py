@@ -1,0 +1,1 @@
+"""The inbound consumer: webhook records become Conversation events in its own store."""

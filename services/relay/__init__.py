@@ -1,0 +1,1 @@
+"""The relay: publishes each service's stored events to Kafka, in store order."""

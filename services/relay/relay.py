@@ -1,0 +1,122 @@
+"""Publish stored events to their Kafka topics in notification order, then record how far.
+
+The position is written only after Kafka acknowledged every record of a batch, so a crash
+between the two publishes some records again on restart; consumers recognise them by
+event id and position. One relay runs per store at a time: it holds a Postgres advisory
+lock for as long as it runs, and a second relay waits as a hot standby.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import anyio.to_thread
+import orjson
+import structlog
+from aiokafka import AIOKafkaProducer
+from eventsourcing.persistence import Notification, Tracking
+from psycopg import Connection
+
+from events.catalogue import topic_of
+from services.store import RELAY_TRACKING, EventStore
+
+log = structlog.get_logger(__name__)
+BATCH = 500
+
+
+class Relay:
+    def __init__(
+        self,
+        name: str,
+        store: EventStore,
+        producer: AIOKafkaProducer,
+        *,
+        topic_prefix: str,
+        poll_seconds: float,
+    ) -> None:
+        self.name = name
+        self.store = store
+        self.producer = producer
+        self.topic_prefix = topic_prefix
+        self.poll_seconds = poll_seconds
+        self.published = 0
+
+    async def run(self, conninfo: str, lock_key: str) -> None:
+        """Publish forever (until cancelled), holding this store's relay lock."""
+        async with _advisory_lock(conninfo, lock_key):
+            log.info("relay active", store=self.name)
+            while True:
+                sent = await self.publish_pending()
+                if sent == 0:
+                    await asyncio.sleep(self.poll_seconds)
+
+    async def publish_pending(self) -> int:
+        """Publish one batch after the recorded position; the number of records sent."""
+        position = await anyio.to_thread.run_sync(self.store.position, RELAY_TRACKING) or 0
+        batch = await anyio.to_thread.run_sync(self.store.notifications, position, BATCH)
+        if not batch:
+            return 0
+        await self._send(batch)
+        last = batch[-1].id
+        await anyio.to_thread.run_sync(
+            self.store.recorder.insert_tracking, Tracking(RELAY_TRACKING, last)
+        )
+        self.published += len(batch)
+        log.debug("relayed", store=self.name, count=len(batch), position=last)
+        return len(batch)
+
+    async def _send(self, batch: Sequence[Notification]) -> None:
+        futures = []
+        for notification in batch:
+            header = orjson.loads(notification.state)
+            topic = topic_of(notification.topic).qualified(self.topic_prefix)
+            futures.append(
+                await self.producer.send(
+                    topic,
+                    value=notification.state,
+                    key=str(header["stream_id"]).encode(),
+                    headers=[
+                        ("event_type", notification.topic.encode()),
+                        ("schema_version", str(header["schema_version"]).encode()),
+                        ("event_id", str(header["event_id"]).encode()),
+                        ("content-type", b"application/json"),
+                    ],
+                )
+            )
+        # Every record acknowledged (acks=all), or an exception and no position recorded.
+        await asyncio.gather(*futures)
+
+
+class _advisory_lock:  # noqa: N801 - used as an async context manager, reads as a phrase
+    """Hold a session-level advisory lock on a dedicated connection; wait until granted."""
+
+    def __init__(self, conninfo: str, key: str) -> None:
+        self.conninfo = conninfo
+        self.key = key
+        self.connection: Connection[tuple[object, ...]] | None = None
+
+    async def __aenter__(self) -> None:
+        self.connection = await anyio.to_thread.run_sync(
+            lambda: Connection.connect(self.conninfo, autocommit=True)
+        )
+        waiting_logged = False
+        while True:
+            row = await anyio.to_thread.run_sync(self._try_lock)
+            if row:
+                return
+            if not waiting_logged:
+                log.info("another relay holds the lock; standing by", key=self.key)
+                waiting_logged = True
+            await asyncio.sleep(1.0)
+
+    def _try_lock(self) -> bool:
+        assert self.connection is not None
+        row = self.connection.execute(
+            "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (self.key,)
+        ).fetchone()
+        return bool(row and row[0])
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.connection is not None:
+            await anyio.to_thread.run_sync(self.connection.close)

@@ -1,0 +1,167 @@
+"""The codec and the envelope: round trips, strict validation, clear errors, upcasting."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from events.catalogue import TOPICS, build_registry, topic_of
+from events.codec import CodecError, decode, encode
+from events.conversation import CustomerMessageReceived
+from events.envelope import Actor, Envelope
+
+pytestmark = pytest.mark.unit
+REGISTRY = build_registry()
+AT = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+
+
+def message_envelope(text: str | None = "hola", **overrides: object) -> Envelope:
+    payload = CustomerMessageReceived(
+        conversation_id=UUID(int=7),
+        wamid="wamid.1",
+        kind="text",
+        text=text,
+        reply_id=None,
+        content={"body": text},
+        context_wamid=None,
+        sent_at=AT,
+    )
+    fields: dict[str, object] = {
+        "event_id": UUID(int=1),
+        "stream_id": str(UUID(int=7)),
+        "workspace_id": UUID(int=2),
+        "occurred_at": AT,
+        "correlation_id": UUID(int=3),
+        "causation_id": UUID(int=4),
+        "actor": Actor(kind="customer", id="573154440021"),
+    }
+    fields.update(overrides)
+    return Envelope.wrap(payload, **fields)  # type: ignore[arg-type]
+
+
+def test_round_trip_keeps_every_field() -> None:
+    envelope = message_envelope()
+    assert decode(encode(envelope), REGISTRY) == envelope
+
+
+@given(text=st.text(max_size=200) | st.none())
+def test_round_trip_any_text(text: str | None) -> None:
+    envelope = message_envelope(text)
+    assert decode(encode(envelope), REGISTRY) == envelope
+
+
+def test_envelope_carries_the_contract_fields() -> None:
+    wire = orjson.loads(encode(message_envelope()))
+    assert set(wire) == {
+        "event_id",
+        "event_type",
+        "schema_version",
+        "stream_id",
+        "workspace_id",
+        "occurred_at",
+        "correlation_id",
+        "causation_id",
+        "actor",
+        "payload",
+    }
+    assert wire["event_type"] == "conversation.customer_message_received"
+    assert wire["schema_version"] == 2
+    assert wire["occurred_at"] == "2026-11-24T15:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\xff\xfe not json", "not JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'{"schema_version": 1, "payload": {}}', "event_type"),
+        (b'{"event_type": "nope.happened", "schema_version": 1, "payload": {}}', "unknown event"),
+    ],
+)
+def test_bad_bytes_raise_a_clear_codec_error(data: bytes, reason: str) -> None:
+    with pytest.raises(CodecError, match=reason):
+        decode(data, REGISTRY)
+
+
+def test_strict_validation_names_the_field() -> None:
+    wire = orjson.loads(encode(message_envelope()))
+    wire["payload"]["text"] = 12
+    with pytest.raises(CodecError, match=r"text"):
+        decode(orjson.dumps(wire), REGISTRY)
+    wire = orjson.loads(encode(message_envelope()))
+    wire["payload"]["surprise"] = True
+    with pytest.raises(CodecError, match=r"surprise"):
+        decode(orjson.dumps(wire), REGISTRY)
+
+
+def test_naive_timestamps_are_rejected() -> None:
+    wire = orjson.loads(encode(message_envelope()))
+    wire["occurred_at"] = "2026-11-24T15:00:00"
+    with pytest.raises(CodecError, match="occurred_at"):
+        decode(orjson.dumps(wire), REGISTRY)
+
+
+def test_version_1_message_is_read_as_version_2() -> None:
+    """A v1 record (text only) is upcast: kind 'text', content with the body."""
+    wire = orjson.loads(encode(message_envelope()))
+    wire["schema_version"] = 1
+    wire["payload"] = {
+        "conversation_id": str(UUID(int=7)),
+        "wamid": "wamid.old",
+        "text": "an old message",
+        "sent_at": "2025-01-01T10:00:00Z",
+    }
+    envelope = decode(orjson.dumps(wire), REGISTRY)
+    assert envelope.schema_version == 2
+    assert envelope.payload == CustomerMessageReceived(
+        conversation_id=UUID(int=7),
+        wamid="wamid.old",
+        kind="text",
+        text="an old message",
+        reply_id=None,
+        content={"body": "an old message"},
+        context_wamid=None,
+        sent_at=datetime(2025, 1, 1, 10, tzinfo=UTC),
+    )
+
+
+def test_a_version_newer_than_the_reader_is_refused() -> None:
+    wire = orjson.loads(encode(message_envelope()))
+    wire["schema_version"] = 3
+    with pytest.raises(CodecError, match="newer"):
+        decode(orjson.dumps(wire), REGISTRY)
+
+
+def test_caused_events_derive_ids_and_keep_the_correlation() -> None:
+    cause = message_envelope()
+    first = cause.caused(
+        [cause.payload, cause.payload],
+        stream_of=lambda _: "s",
+        workspace_id=uuid4(),
+        occurred_at=AT,
+        actor=Actor(kind="bot"),
+    )
+    again = cause.caused(
+        [cause.payload, cause.payload],
+        stream_of=lambda _: "s",
+        workspace_id=first[0].workspace_id,
+        occurred_at=AT,
+        actor=Actor(kind="bot"),
+    )
+    assert [e.event_id for e in first] == [e.event_id for e in again]
+    assert first[0].event_id != first[1].event_id
+    assert {e.correlation_id for e in first} == {cause.correlation_id}
+    assert {e.causation_id for e in first} == {cause.event_id}
+
+
+def test_every_catalogued_type_has_one_topic() -> None:
+    for topic in TOPICS:
+        for payload in topic.carries:
+            assert topic_of(payload.event_type) is topic
+            assert payload.event_type in REGISTRY
+        assert topic.retention_ms == -1, f"{topic.name} must keep its history"
