@@ -14,7 +14,7 @@ from events.operations import RecordDeadLettered
 from projections.recorder import ProjectionRecorder
 from services.consumer import Delivery, TrackedRuntime, park_in_store
 from services.kafka import ensure_topics, new_broker, subscribe_tracked
-from services.postgres import open_datastore
+from services.postgres import create_tables, open_datastore
 from services.settings import Settings
 from services.store import EventStore
 
@@ -39,7 +39,7 @@ class ProjectionHandler:
 def open_recorder(settings: Settings) -> ProjectionRecorder:
     datastore = open_datastore(settings, settings.schema("projections"))
     recorder = ProjectionRecorder(datastore)
-    recorder.create_table()
+    create_tables(settings, recorder)
     return recorder
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import structlog
@@ -78,6 +79,9 @@ def new_broker(settings: Settings, *, client_id: str) -> KafkaBroker:
         settings.kafka_bootstrap,
         client_id=client_id,
         allow_auto_create_topics=False,
+        # FastStream logs every record received and processed at this level: per-record
+        # lines belong to DEBUG; our own handlers log what matters with context.
+        log_level=logging.DEBUG,
         description="switchboard: WhatsApp conversations, flows and agents, event-sourced",
     )
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from eventsourcing.postgres import PostgresDatastore
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from eventsourcing.postgres import PostgresDatastore, PostgresRecorder
 from psycopg import sql
 
 from services.settings import Settings
@@ -15,7 +19,9 @@ def open_datastore(settings: Settings, schema: str, *, pool_size: int = 4) -> Po
     can hold every service's tables without any service reading another's.
     """
     database = settings.database()
-    datastore = PostgresDatastore(
+    with schema_lock(settings, schema) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    return PostgresDatastore(
         dbname=database.dbname,
         host=database.host,
         port=database.port,
@@ -32,6 +38,29 @@ def open_datastore(settings: Settings, schema: str, *, pool_size: int = 4) -> Po
         idle_in_transaction_session_timeout=30,
         lock_timeout=10,
     )
-    with datastore.transaction(commit=True) as cursor:
-        cursor.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-    return datastore
+
+
+def create_tables(settings: Settings, recorder: PostgresRecorder) -> None:
+    """Create a recorder's tables, one process at a time per schema.
+
+    Processes start together (``switchboard run all``), and Postgres's ``IF NOT EXISTS``
+    does not make concurrent creation of one table or type safe.
+    """
+    with schema_lock(settings, recorder.datastore.schema):
+        recorder.create_table()
+
+
+@contextmanager
+def schema_lock(
+    settings: Settings, schema: str
+) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """A session advisory lock naming the schema, held on a connection of its own."""
+    key = f"switchboard-schema:{schema}"
+    with psycopg.connect(
+        settings.database().conninfo(), autocommit=True, connect_timeout=10
+    ) as connection:
+        connection.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (key,))
+        try:
+            yield connection
+        finally:
+            connection.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))

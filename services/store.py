@@ -16,6 +16,8 @@ from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 
 from events.codec import Registry, decode, encode
 from events.envelope import Envelope
+from services.postgres import create_tables
+from services.settings import Settings
 
 RELAY_TRACKING = "__relay__"
 EVENTS_TABLE = "events"
@@ -52,12 +54,14 @@ class EventStore:
         self.registry = registry
 
     @classmethod
-    def create(cls, datastore: PostgresDatastore, registry: Registry) -> EventStore:
+    def create(
+        cls, settings: Settings, datastore: PostgresDatastore, registry: Registry
+    ) -> EventStore:
         """A store with the plain recorder (services with views use a recorder subclass)."""
         recorder = PostgresProcessRecorder(
             datastore, events_table_name=EVENTS_TABLE, tracking_table_name=TRACKING_TABLE
         )
-        recorder.create_table()
+        create_tables(settings, recorder)
         return cls(recorder, registry)
 
     def load(self, originator_id: UUID, *, after_version: int | None = None) -> StoredStream:

@@ -36,7 +36,7 @@ def create_app(settings: Settings) -> FastStream:
         datastore = await anyio.to_thread.run_sync(
             lambda: open_datastore(settings, settings.schema("directory"))
         )
-        store = await anyio.to_thread.run_sync(lambda: EventStore.create(datastore, registry))
+        store = await anyio.to_thread.run_sync(EventStore.create, settings, datastore, registry)
         commands.bind(DirectoryHandler(store))
         try:
             yield

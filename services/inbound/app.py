@@ -23,7 +23,7 @@ from services.consumer import Delivery, TrackedRuntime, tracking_name
 from services.inbound.handlers import DirectoryViewHandler, InboundHandler
 from services.inbound.routes import InboundRecorder
 from services.kafka import ensure_topics, new_broker, subscribe_tracked
-from services.postgres import open_datastore
+from services.postgres import create_tables, open_datastore
 from services.settings import Settings
 from services.store import EventStore
 
@@ -62,7 +62,7 @@ def create_app(settings: Settings) -> FastStream:
             lambda: open_datastore(settings, settings.schema("inbound"))
         )
         recorder = InboundRecorder(datastore)
-        await anyio.to_thread.run_sync(recorder.create_table)
+        await anyio.to_thread.run_sync(create_tables, settings, recorder)
         store = EventStore(recorder, registry)
         offsets = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
         await offsets.start()

@@ -36,7 +36,7 @@ async def run_relays(settings: Settings, stores: tuple[str, ...] = RELAYED_STORE
                 functools.partial(open_datastore, settings, settings.schema(name), pool_size=2)
             )
             datastores.append(datastore)
-            store = await anyio.to_thread.run_sync(EventStore.create, datastore, registry)
+            store = await anyio.to_thread.run_sync(EventStore.create, settings, datastore, registry)
             relay = Relay(
                 name,
                 store,

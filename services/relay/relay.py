@@ -23,6 +23,7 @@ from services.store import RELAY_TRACKING, EventStore
 
 log = structlog.get_logger(__name__)
 BATCH = 500
+MAX_BACKOFF_SECONDS = 5.0
 
 
 class Relay:
@@ -46,8 +47,20 @@ class Relay:
         """Publish forever (until cancelled), holding this store's relay lock."""
         async with _advisory_lock(conninfo, lock_key):
             log.info("relay active", store=self.name)
+            delay = self.poll_seconds
             while True:
-                sent = await self.publish_pending()
+                try:
+                    sent = await self.publish_pending()
+                except Exception as error:
+                    # Kafka or Postgres away: nothing was recorded, so the same batch is
+                    # sent again once they are back (consumers recognise the re-sends).
+                    delay = min(max(delay * 2, 0.2), MAX_BACKOFF_SECONDS)
+                    log.error(
+                        "relay failed; retrying", store=self.name, error=repr(error), delay=delay
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                delay = self.poll_seconds
                 if sent == 0:
                     await asyncio.sleep(self.poll_seconds)
 

@@ -1,0 +1,62 @@
+"""Session-wide infrastructure: one real Kafka broker and one PostgreSQL for the whole run.
+
+`make test` starts both (deploy/infra.sh) and exports their addresses; run directly,
+pytest starts them the same way. Each test gets its own topic prefix, consumer-group
+prefix and schema prefix, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from services.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_APP_SECRET = "test-app-secret"
+
+
+@pytest.fixture(scope="session")
+def infrastructure() -> dict[str, str]:
+    """Addresses of the session's Kafka and Postgres, started if nobody started them."""
+    if not (
+        os.environ.get("SWITCHBOARD_KAFKA_BOOTSTRAP") and os.environ.get("SWITCHBOARD_DATABASE_URL")
+    ):
+        subprocess.run(["bash", str(ROOT / "deploy" / "infra.sh"), "up"], check=True)
+        exports = subprocess.run(
+            ["bash", str(ROOT / "deploy" / "infra.sh"), "env"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        for line in exports.splitlines():
+            name, _, value = line.removeprefix("export ").partition("=")
+            os.environ[name] = value
+    return {
+        "SWITCHBOARD_KAFKA_BOOTSTRAP": os.environ["SWITCHBOARD_KAFKA_BOOTSTRAP"],
+        "SWITCHBOARD_DATABASE_URL": os.environ["SWITCHBOARD_DATABASE_URL"],
+    }
+
+
+@pytest.fixture
+def isolated_env(infrastructure: dict[str, str]) -> dict[str, str]:
+    """Environment for one test's processes: unique topics, groups and schemas."""
+    tag = uuid.uuid4().hex[:10]
+    return {
+        **infrastructure,
+        "SWITCHBOARD_TOPIC_PREFIX": f"t{tag}.",
+        "SWITCHBOARD_SCHEMA_PREFIX": f"t{tag}_",
+        "WHATSAPP_APP_SECRET": TEST_APP_SECRET,
+        "WHATSAPP_VERIFY_TOKEN": "test-verify-token",
+        "SWITCHBOARD_RELAY_POLL_SECONDS": "0.02",
+        "SWITCHBOARD_PUBLISH_TIMEOUT": "3",
+    }
+
+
+@pytest.fixture
+def settings(isolated_env: dict[str, str]) -> Settings:
+    return Settings.from_env(isolated_env)

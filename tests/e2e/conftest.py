@@ -1,0 +1,69 @@
+"""The e2e tests run switchboard's processes as a user does: ``switchboard run <name>``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.harness import ROOT, Processes, eventually, free_port
+
+
+@pytest.fixture
+def e2e_env(isolated_env: dict[str, str]) -> dict[str, str]:
+    return {**isolated_env, "SWITCHBOARD_HTTP_PORT": str(free_port())}
+
+
+@pytest.fixture
+def processes(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[Processes]:
+    group = Processes(e2e_env, tmp_path)
+    yield group
+    group.stop_all()
+
+
+@pytest.fixture
+async def http(e2e_env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    url = f"http://127.0.0.1:{e2e_env['SWITCHBOARD_HTTP_PORT']}"
+    async with httpx.AsyncClient(base_url=url, timeout=20) as client:
+        yield client
+
+
+async def wait_for_gateway(http: httpx.AsyncClient) -> None:
+    async def health() -> int:
+        try:
+            return (await http.get("/healthz")).status_code
+        except httpx.TransportError:
+            return 0
+
+    await eventually(health, lambda code: code == 200, within=60, interval=0.2)
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``switchboard ARGS`` as a user would, with this test's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def create_workspace_cli(env: dict[str, str], name: str, number: str) -> dict[str, Any]:
+    """``switchboard workspace create`` exactly as the README shows it."""
+    done = await asyncio.to_thread(
+        cli, env, "workspace", "create", name, "--phone-number-id", number
+    )
+    assert done.returncode == 0, done.stderr
+    created: dict[str, Any] = json.loads(done.stdout)
+    return created

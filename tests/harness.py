@@ -1,0 +1,183 @@
+"""Running switchboard for tests: in-process apps, or real OS processes for the e2e tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import psycopg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from psycopg.rows import dict_row
+from psycopg.sql import SQL, Identifier
+
+from events.catalogue import Topic, build_registry
+from events.codec import decode
+from events.envelope import Envelope
+from services.settings import Settings
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[1]
+REGISTRY = build_registry()
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]],
+    accept: Callable[[T], bool],
+    *,
+    within: float = 20.0,
+    interval: float = 0.05,
+) -> T:
+    """Poll ``probe`` until ``accept`` holds; fail with the last value seen."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await probe()
+        if accept(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s; last value: {value!r}")
+        await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def consumers(settings: Settings, *, relay: bool = True) -> AsyncIterator[None]:
+    """The inbound, directory and projector apps and the relay, in this event loop."""
+    from projections.app import create_app as create_projector
+    from services.directory.app import create_app as create_directory
+    from services.inbound.app import create_app as create_inbound
+    from services.relay.app import run_relays
+
+    async with AsyncExitStack() as stack:
+        for create in (create_directory, create_inbound, create_projector):
+            app = create(settings)
+            await stack.enter_async_context(app.lifespan_context())
+            await app.start()
+            stack.push_async_callback(app.stop)
+        if relay:
+            task = asyncio.create_task(run_relays(settings))
+
+            async def stop_relay() -> None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+            stack.push_async_callback(stop_relay)
+        yield
+
+
+@asynccontextmanager
+async def gateway_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The gateway app with its lifespan, called in-process through ASGI."""
+    from services.gateway.app import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            yield client
+
+
+async def topic_records(settings: Settings, topic: Topic) -> list[Envelope]:
+    """Every record currently on a topic (all partitions), decoded."""
+    name = topic.qualified(settings.topic_prefix)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(name, p) for p in range(topic.partitions)]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[Envelope] = []
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in partitions])
+
+        while await behind():
+            batch = await consumer.getmany(timeout_ms=500)
+            for items in batch.values():
+                records.extend(decode(item.value, REGISTRY) for item in items)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def topic_size(settings: Settings, topic: Topic) -> int:
+    name = topic.qualified(settings.topic_prefix)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(name, p) for p in range(topic.partitions)]
+        ends = await consumer.end_offsets(partitions)
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
+async def query(
+    settings: Settings, schema: str, statement: str, *params: Any
+) -> list[dict[str, Any]]:
+    """Run ``statement`` with ``{s}`` standing for the service schema ``schema``."""
+    async with await psycopg.AsyncConnection.connect(
+        settings.database().conninfo(), autocommit=True, row_factory=dict_row
+    ) as connection:
+        cursor = await connection.execute(
+            SQL(statement).format(s=Identifier(settings.schema(schema))),
+            params,
+        )
+        return await cursor.fetchall()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Processes:
+    """Switchboard processes as a user runs them (``switchboard run X``), for e2e tests."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = {**os.environ, **env, "SWITCHBOARD_LOG_FORMAT": "json"}
+        self.log_dir = log_dir
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> None:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.children[name] = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "run", name],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no shutdown hook, no flush, no commit."""
+        child = self.children.pop(name)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+
+    def stop_all(self) -> None:
+        for child in self.children.values():
+            child.send_signal(signal.SIGTERM)
+        for child in self.children.values():
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        self.children.clear()
+
+    def log(self, name: str) -> str:
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")
