@@ -26,6 +26,7 @@ from projections.directory import MemberRow, NumberRow, OutcomeRow, WorkspaceRow
 from services.store import EVENTS_TABLE, RELAY_TRACKING, TRACKING_TABLE, AlreadyTracked
 
 TABLES = (
+    "applied_events",
     "conversations",
     "conversation_history",
     "workspaces",
@@ -35,6 +36,9 @@ TABLES = (
 )
 
 SCHEMA_STATEMENTS = (
+    # The relay may publish an event twice (after a crash); a second copy sits at another
+    # offset, so positions alone cannot recognise it: event ids do.
+    """CREATE TABLE IF NOT EXISTS {s}.applied_events (event_id uuid PRIMARY KEY)""",
     """CREATE TABLE IF NOT EXISTS {s}.conversations (
         conversation_id uuid PRIMARY KEY,
         workspace_id uuid NOT NULL,
@@ -128,6 +132,8 @@ class ProjectionRecorder(PostgresProcessRecorder):
         try:
             with self.datastore.transaction(commit=True) as cursor:
                 self._insert_tracking(cursor, tracking)
+                if not self._first_time(cursor, envelope):
+                    return
                 self._project_conversation(cursor, envelope)
                 row = directory_row(envelope)
                 if row is not None:
@@ -151,6 +157,15 @@ class ProjectionRecorder(PostgresProcessRecorder):
                 ),
                 ([self.table_migration_identifier, RELAY_TRACKING],),
             )
+
+    def _first_time(self, cursor: Cursor[DictRow], envelope: Envelope) -> bool:
+        cursor.execute(
+            self._sql(
+                "INSERT INTO {s}.applied_events VALUES (%s) ON CONFLICT DO NOTHING RETURNING 1"
+            ),
+            (envelope.event_id,),
+        )
+        return cursor.fetchone() is not None
 
     def _project_conversation(self, cursor: Cursor[DictRow], envelope: Envelope) -> None:
         conversation_id = getattr(envelope.payload, "conversation_id", None)

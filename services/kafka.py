@@ -69,7 +69,7 @@ def idempotent_producer(settings: Settings, *, client_id: str) -> AIOKafkaProduc
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
-        linger_ms=2,
+        linger_ms=0,  # a webhook waits for its ack: lingering would only add latency
         request_timeout_ms=int(settings.publish_timeout_seconds * 1000) + 5000,
     )
 

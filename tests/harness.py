@@ -134,7 +134,7 @@ async def query(
             SQL(statement).format(s=Identifier(settings.schema(schema))),
             params,
         )
-        return await cursor.fetchall()
+        return await cursor.fetchall() if cursor.description is not None else []
 
 
 def free_port() -> int:

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from events.catalogue import (
     CONVERSATION_COMMANDS_TOPIC,
+    CONVERSATION_EVENTS_TOPIC,
     DEAD_LETTERS,
     WHATSAPP_INBOUND,
     WHATSAPP_UNROUTED,
@@ -268,3 +269,30 @@ async def test_stored_events_carry_the_envelope(system: Slice) -> None:
     assert "conversation.started" in types
     assert "conversation.customer_message_received" in types
     await asyncio.sleep(0)
+
+
+async def test_a_relay_that_publishes_everything_again_changes_no_read_model(
+    system: Slice,
+) -> None:
+    """A relay crash between Kafka's ack and recording its position re-sends events."""
+    customer = contact()
+    body = messages_webhook(NUMBER, [Text(customer, "w.r1", "one"), Text(customer, "w.r2", "two")])
+    assert (await system.post(body)).is_success
+    before = await system.history(customer, 2)
+    published = await topic_size(system.settings, CONVERSATION_EVENTS_TOPIC)
+
+    # Forget how far the relay got: it publishes the whole store once more.
+    await query(
+        system.settings, "inbound", "DELETE FROM {s}.tracking WHERE application_name = '__relay__'"
+    )
+    await eventually(
+        lambda: topic_size(system.settings, CONVERSATION_EVENTS_TOPIC),
+        lambda size: size >= 2 * published,
+    )
+    marker = messages_webhook(NUMBER, [Text(customer, "w.r3", "three", 1764000009)])
+    assert (await system.post(marker)).is_success
+    after = await system.history(customer, 3)
+    assert after[:2] == before
+    assert [line["text"] for line in after] == ["one", "two", "three"]
+    [conversation] = await system.conversations(customer)
+    assert conversation["message_count"] == 3
