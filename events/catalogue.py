@@ -19,7 +19,14 @@ from events.conversation import (
     upcast_customer_message_v1,
 )
 from events.directory import DIRECTORY_COMMANDS, DIRECTORY_EVENTS
+from events.flows import (
+    FLOW_DIRECTORY_COMMANDS,
+    FLOW_DIRECTORY_EVENTS,
+    FLOW_EVENTS,
+    HAND_OFF_REQUESTS,
+)
 from events.operations import InboundRecordUnrouted, RecordDeadLettered
+from events.outbound import OUTBOUND_EVENTS, OUTBOUND_REQUESTS
 from events.whatsapp import RAW_RECORDS
 
 KEEP_FOREVER = -1
@@ -70,15 +77,43 @@ DIRECTORY_COMMANDS_TOPIC = Topic(
     name="directory.commands",
     key="workspace id",
     partitions=3,
-    carries=DIRECTORY_COMMANDS,
-    description="Admin commands for workspaces, numbers and members.",
+    carries=DIRECTORY_COMMANDS + FLOW_DIRECTORY_COMMANDS,
+    description="Admin commands for workspaces, numbers, members and flows.",
 )
 DIRECTORY_EVENTS_TOPIC = Topic(
     name="directory.events",
     key="workspace id",
     partitions=3,
-    carries=DIRECTORY_EVENTS,
-    description="Workspaces, business numbers and members as they change.",
+    carries=DIRECTORY_EVENTS + FLOW_DIRECTORY_EVENTS,
+    description="Workspaces, business numbers, members and published flows as they change.",
+)
+FLOW_EVENTS_TOPIC = Topic(
+    name="flow.events",
+    key="conversation id",
+    partitions=6,
+    carries=FLOW_EVENTS,
+    description="What each conversation's flow run did: answers, branches and why, the end.",
+)
+HAND_OFF_REQUESTS_TOPIC = Topic(
+    name="assignment.requests",
+    key="group id ('default:{workspace id}' for the workspace's default group)",
+    partitions=6,
+    carries=HAND_OFF_REQUESTS,
+    description="Conversations handed to human agents, with the group and rotation type.",
+)
+OUTBOUND_MESSAGES_TOPIC = Topic(
+    name="outbound.messages",
+    key="conversation id",
+    partitions=6,
+    carries=OUTBOUND_REQUESTS,
+    description="Messages to send to customers (from flows and agents), and explicit retries.",
+)
+OUTBOUND_EVENTS_TOPIC = Topic(
+    name="outbound.events",
+    key="conversation id",
+    partitions=6,
+    carries=OUTBOUND_EVENTS,
+    description="What the dispatcher did with each message: attempted, sent, failed, refused.",
 )
 DEAD_LETTERS = Topic(
     name="operations.dead_letters",
@@ -95,6 +130,10 @@ TOPICS: tuple[Topic, ...] = (
     CONVERSATION_COMMANDS_TOPIC,
     DIRECTORY_COMMANDS_TOPIC,
     DIRECTORY_EVENTS_TOPIC,
+    FLOW_EVENTS_TOPIC,
+    HAND_OFF_REQUESTS_TOPIC,
+    OUTBOUND_MESSAGES_TOPIC,
+    OUTBOUND_EVENTS_TOPIC,
     DEAD_LETTERS,
 )
 

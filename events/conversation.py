@@ -39,6 +39,9 @@ class CustomerMessageReceived(Payload):
 
     conversation_id: Id
     wamid: str
+    # The n-th customer message of the conversation (1, 2, ...): orders messages Meta
+    # stamped with the same second.
+    sequence: int
     kind: str
     text: str | None
     reply_id: str | None
@@ -87,6 +90,7 @@ def upcast_customer_message_v1(data: JsonObject) -> JsonObject:
     return {
         "conversation_id": data["conversation_id"],
         "wamid": data["wamid"],
+        "sequence": 0,  # v1 did not number messages; 0 sorts them by time alone
         "kind": "text",
         "text": text,
         "reply_id": None,

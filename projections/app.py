@@ -8,7 +8,15 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from faststream import FastStream
 
-from events.catalogue import CONVERSATION_EVENTS_TOPIC, DIRECTORY_EVENTS_TOPIC, build_registry
+from events.catalogue import (
+    CONVERSATION_EVENTS_TOPIC,
+    DIRECTORY_EVENTS_TOPIC,
+    FLOW_EVENTS_TOPIC,
+    HAND_OFF_REQUESTS_TOPIC,
+    OUTBOUND_EVENTS_TOPIC,
+    OUTBOUND_MESSAGES_TOPIC,
+    build_registry,
+)
 from events.envelope import Envelope
 from events.operations import RecordDeadLettered
 from projections.recorder import ProjectionRecorder
@@ -17,6 +25,17 @@ from services.kafka import ensure_topics, new_broker, subscribe_tracked
 from services.postgres import create_tables, open_datastore
 from services.settings import Settings
 from services.store import EventStore
+
+# Every topic whose events show in a read model: the history holds bot turns, hand-offs
+# and delivery statuses next to the customer's messages.
+PROJECTED_TOPICS = (
+    CONVERSATION_EVENTS_TOPIC,
+    DIRECTORY_EVENTS_TOPIC,
+    FLOW_EVENTS_TOPIC,
+    HAND_OFF_REQUESTS_TOPIC,
+    OUTBOUND_MESSAGES_TOPIC,
+    OUTBOUND_EVENTS_TOPIC,
+)
 
 
 class ProjectionHandler:
@@ -50,13 +69,10 @@ def create_app(settings: Settings) -> FastStream:
     subscribe_tracked(
         broker,
         runtime,
-        topics=[
-            CONVERSATION_EVENTS_TOPIC.qualified(settings.topic_prefix),
-            DIRECTORY_EVENTS_TOPIC.qualified(settings.topic_prefix),
-        ],
+        topics=[topic.qualified(settings.topic_prefix) for topic in PROJECTED_TOPICS],
         group_id=settings.group_id("projector"),
         title="projector",
-        description="Conversation histories and the directory's read models.",
+        description="Conversation histories (bot turns included) and the directory's models.",
     )
 
     @asynccontextmanager

@@ -1,7 +1,9 @@
-"""Pure folds of conversation events into the conversation list and its history.
+"""Pure folds of conversation, flow and outbound events into the conversation list and history.
 
-Keyed by conversation id. A history row's ``position`` is its place in the conversation
-(1, 2, 3, ...), assigned in event order, so a rebuild yields exactly the same rows.
+Keyed by conversation id. History lines carry no arrival-dependent column: they are ordered
+by (occurred_at, rank, seq) — the customer's message first, then the bot's replies in the
+order the bot queued them, then system lines — so a rebuild yields exactly the same rows
+whatever order the topics are read in. The API numbers them.
 """
 
 from __future__ import annotations
@@ -18,8 +20,26 @@ from events.conversation import (
     MessageStatusUpdated,
 )
 from events.envelope import Envelope
+from events.flows import ExpirationRequested, FlowFailed, HandOffRequested
+from events.outbound import (
+    OutboundMessageFailed,
+    OutboundMessageQueued,
+    OutboundMessageRefused,
+    OutboundMessageSent,
+    OutboundOutcomeUnknown,
+)
 
-STATUS_RANK = {"sent": 1, "delivered": 2, "read": 3, "failed": 4, "deleted": 5}
+STATUS_RANK = {
+    "queued": 0,
+    "sent": 1,
+    "delivered": 2,
+    "read": 3,
+    "unknown": 4,
+    "refused": 5,
+    "failed": 6,
+    "deleted": 7,
+}
+RANK_CUSTOMER, RANK_REPLY, RANK_SYSTEM, RANK_STATUS = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -40,14 +60,18 @@ class ConversationRow:
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    """One line of a conversation's history: a message (either way) or a status change."""
+    """One line of a conversation's history: a message (either way) or a system line."""
 
     conversation_id: UUID
     event_id: UUID
-    kind: str  # "message", "status", "closed"
+    occurred_at: datetime
+    rank: int
+    seq: int
+    kind: str  # "message", "status", "system", "closed"
     author_kind: str  # customer, bot, member, meta, system
     author_id: str | None
     author_name: str | None
+    message_id: UUID | None
     wamid: str | None
     message_type: str | None
     text: str | None
@@ -55,7 +79,16 @@ class HistoryEntry:
     content: dict[str, Any] | None
     status: str | None
     errors: list[dict[str, Any]] | None
-    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class DeliveryUpdate:
+    """What the dispatcher did with an outbound message, to show on its history line."""
+
+    message_id: UUID
+    status: str
+    wamid: str | None
+    errors: list[dict[str, Any]] | None
 
 
 def apply_conversation(row: ConversationRow | None, envelope: Envelope) -> ConversationRow | None:
@@ -93,11 +126,14 @@ def apply_conversation(row: ConversationRow | None, envelope: Envelope) -> Conve
 
 def history_entry(envelope: Envelope, row: ConversationRow | None) -> HistoryEntry | None:
     """The history line an event adds, if any."""
+    line = _Line(envelope)
     match envelope.payload:
         case CustomerMessageReceived() as message:
-            return HistoryEntry(
-                conversation_id=message.conversation_id,
-                event_id=envelope.event_id,
+            return line(
+                message.conversation_id,
+                message.sent_at,
+                RANK_CUSTOMER,
+                seq=message.sequence,
                 kind="message",
                 author_kind="customer",
                 author_id=row.contact_wa_id if row else envelope.actor.id,
@@ -107,44 +143,89 @@ def history_entry(envelope: Envelope, row: ConversationRow | None) -> HistoryEnt
                 text=message.text,
                 reply_id=message.reply_id,
                 content=message.content,
-                status=None,
-                errors=None,
-                occurred_at=message.sent_at,
+            )
+        case OutboundMessageQueued() as queued:
+            return line(
+                queued.conversation_id,
+                queued.queued_at,
+                RANK_REPLY,
+                seq=queued.sequence,
+                kind="message",
+                author_kind=queued.author,
+                author_id=queued.author_id,
+                message_id=queued.message_id,
+                message_type=queued.kind,
+                text=queued.text,
+                content={"options": [o.model_dump() for o in queued.options]}
+                if queued.options
+                else None,
+                status="queued",
             )
         case MessageStatusUpdated(conversation_id=UUID() as conversation_id) as status:
-            return HistoryEntry(
-                conversation_id=conversation_id,
-                event_id=envelope.event_id,
+            return line(
+                conversation_id,
+                status.status_at,
+                RANK_STATUS,
                 kind="status",
                 author_kind="meta",
-                author_id=None,
-                author_name=None,
                 wamid=status.wamid,
-                message_type=None,
-                text=None,
-                reply_id=None,
                 content=status.pricing,
                 status=status.status,
                 errors=status.errors,
-                occurred_at=status.status_at,
+            )
+        case HandOffRequested() as hand_off:
+            return line(
+                hand_off.conversation_id,
+                hand_off.requested_at,
+                RANK_SYSTEM,
+                kind="system",
+                author_kind="bot",
+                text=f"handed to agents: group {hand_off.group_id or 'default'},"
+                f" rotation {hand_off.rotation} ({hand_off.reason})",
+            )
+        case FlowFailed() as failed:
+            return line(
+                failed.conversation_id,
+                failed.failed_at,
+                RANK_SYSTEM,
+                kind="system",
+                author_kind="bot",
+                text=f"flow failed at {failed.block_id}: {failed.reason} ({failed.recovery})",
+            )
+        case ExpirationRequested() as expiration:
+            return line(
+                expiration.conversation_id,
+                expiration.requested_at,
+                RANK_SYSTEM,
+                kind="system",
+                author_kind="bot",
+                text=f"closes by itself at {expiration.expires_at.isoformat()}",
             )
         case ConversationClosed() as closed:
-            return HistoryEntry(
-                conversation_id=closed.conversation_id,
-                event_id=envelope.event_id,
+            return line(
+                closed.conversation_id,
+                closed.closed_at,
+                RANK_SYSTEM,
+                seq=1_000_000,
                 kind="closed",
                 author_kind=envelope.actor.kind,
                 author_id=envelope.actor.id,
-                author_name=None,
-                wamid=None,
-                message_type=None,
                 text=closed.reason,
-                reply_id=None,
-                content=None,
-                status=None,
-                errors=None,
-                occurred_at=closed.closed_at,
             )
+        case _:
+            return None
+
+
+def delivery_update(envelope: Envelope) -> DeliveryUpdate | None:
+    match envelope.payload:
+        case OutboundMessageSent(message_id=message_id, wamid=wamid):
+            return DeliveryUpdate(message_id, "sent", wamid, None)
+        case OutboundMessageFailed(message_id=message_id, reason=reason, error=error):
+            return DeliveryUpdate(message_id, "failed", None, [{"reason": reason, "error": error}])
+        case OutboundMessageRefused(message_id=message_id, reason=reason):
+            return DeliveryUpdate(message_id, "refused", None, [{"reason": reason}])
+        case OutboundOutcomeUnknown(message_id=message_id, reason=reason):
+            return DeliveryUpdate(message_id, "unknown", None, [{"reason": reason}])
         case _:
             return None
 
@@ -154,3 +235,50 @@ def later_status(current: str | None, new: str) -> str:
     if current is None or STATUS_RANK.get(new, 0) > STATUS_RANK.get(current, 0):
         return new
     return current
+
+
+class _Line:
+    """Builds a history line with the envelope's id and the fields a line leaves empty."""
+
+    def __init__(self, envelope: Envelope) -> None:
+        self.envelope = envelope
+
+    def __call__(
+        self,
+        conversation_id: UUID,
+        occurred_at: datetime,
+        rank: int,
+        *,
+        seq: int = 0,
+        kind: str,
+        author_kind: str,
+        author_id: str | None = None,
+        author_name: str | None = None,
+        message_id: UUID | None = None,
+        wamid: str | None = None,
+        message_type: str | None = None,
+        text: str | None = None,
+        reply_id: str | None = None,
+        content: dict[str, Any] | None = None,
+        status: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> HistoryEntry:
+        return HistoryEntry(
+            conversation_id=conversation_id,
+            event_id=self.envelope.event_id,
+            occurred_at=occurred_at,
+            rank=rank,
+            seq=seq,
+            kind=kind,
+            author_kind=author_kind,
+            author_id=author_id,
+            author_name=author_name,
+            message_id=message_id,
+            wamid=wamid,
+            message_type=message_type,
+            text=text,
+            reply_id=reply_id,
+            content=content,
+            status=status,
+            errors=errors,
+        )

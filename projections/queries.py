@@ -67,9 +67,10 @@ class ReadModels:
 
     async def history(self, conversation_id: UUID) -> list[dict[str, Any]]:
         return await self._all(
-            "SELECT position, event_id, kind, author_kind, author_id, author_name, wamid,"
-            " message_type, text, reply_id, content, status, errors, occurred_at"
-            " FROM {s}.conversation_history WHERE conversation_id = %s ORDER BY position",
+            "SELECT row_number() OVER w AS position, event_id, kind, author_kind, author_id,"
+            " author_name, message_id, wamid, message_type, text, reply_id, content, status,"
+            " errors, occurred_at FROM {s}.conversation_history WHERE conversation_id = %s"
+            " WINDOW w AS (ORDER BY occurred_at, rank, seq, event_id) ORDER BY position",
             (conversation_id,),
         )
 
@@ -84,6 +85,30 @@ class ReadModels:
             "SELECT * FROM {s}.command_outcomes WHERE command_id = %s", (command_id,)
         )
         return rows[0] if rows else None
+
+    async def member_ids(self, workspace_id: UUID) -> list[UUID]:
+        rows = await self._all(
+            "SELECT member_id FROM {s}.members WHERE workspace_id = %s AND active", (workspace_id,)
+        )
+        return [row["member_id"] for row in rows]
+
+    async def flows(self, workspace_id: UUID) -> list[dict[str, Any]]:
+        """Each flow at its latest version, and the numbers it is active on."""
+        return await self._all(
+            "SELECT DISTINCT ON (v.flow_id) v.flow_id, v.version AS latest_version, v.name,"
+            " v.published_at, COALESCE((SELECT array_agg(a.phone_number_id ORDER BY"
+            " a.phone_number_id) FROM {s}.active_flows a WHERE a.flow_id = v.flow_id),"
+            " '{{}}') AS active_on FROM {s}.flow_versions v WHERE v.workspace_id = %s"
+            " ORDER BY v.flow_id, v.version DESC",
+            (workspace_id,),
+        )
+
+    async def flow_versions(self, workspace_id: UUID, flow_id: UUID) -> list[dict[str, Any]]:
+        return await self._all(
+            "SELECT version, name, definition, published_by, published_at FROM {s}.flow_versions"
+            " WHERE workspace_id = %s AND flow_id = %s ORDER BY version",
+            (workspace_id, flow_id),
+        )
 
     async def ping(self) -> None:
         await self._all("SELECT 1", ())

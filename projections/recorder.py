@@ -19,10 +19,20 @@ from events.envelope import Envelope
 from projections.conversations import (
     ConversationRow,
     apply_conversation,
+    delivery_update,
     history_entry,
     later_status,
 )
-from projections.directory import MemberRow, NumberRow, OutcomeRow, WorkspaceRow, directory_row
+from projections.directory import (
+    ActiveFlowRow,
+    DirectoryRow,
+    FlowVersionRow,
+    MemberRow,
+    NumberRow,
+    OutcomeRow,
+    WorkspaceRow,
+    directory_rows,
+)
 from services.store import EVENTS_TABLE, RELAY_TRACKING, TRACKING_TABLE, AlreadyTracked
 
 TABLES = (
@@ -33,6 +43,8 @@ TABLES = (
     "business_numbers",
     "members",
     "command_outcomes",
+    "flow_versions",
+    "active_flows",
 )
 
 SCHEMA_STATEMENTS = (
@@ -55,24 +67,29 @@ SCHEMA_STATEMENTS = (
     """CREATE INDEX IF NOT EXISTS conversations_by_contact
         ON {s}.conversations (workspace_id, contact_wa_id, started_at)""",
     """CREATE TABLE IF NOT EXISTS {s}.conversation_history (
+        event_id uuid PRIMARY KEY,
         conversation_id uuid NOT NULL,
-        position integer NOT NULL,
-        event_id uuid NOT NULL UNIQUE,
+        occurred_at timestamptz NOT NULL,
+        rank smallint NOT NULL,
+        seq integer NOT NULL,
         kind text NOT NULL,
         author_kind text NOT NULL,
         author_id text,
         author_name text,
+        message_id uuid,
         wamid text,
         message_type text,
         text text,
         reply_id text,
         content jsonb,
         status text,
-        errors jsonb,
-        occurred_at timestamptz NOT NULL,
-        PRIMARY KEY (conversation_id, position))""",
+        errors jsonb)""",
+    """CREATE INDEX IF NOT EXISTS conversation_history_in_order
+        ON {s}.conversation_history (conversation_id, occurred_at, rank, seq, event_id)""",
     """CREATE INDEX IF NOT EXISTS conversation_history_by_wamid
         ON {s}.conversation_history (wamid) WHERE kind = 'message'""",
+    """CREATE INDEX IF NOT EXISTS conversation_history_by_message
+        ON {s}.conversation_history (message_id) WHERE message_id IS NOT NULL""",
     """CREATE TABLE IF NOT EXISTS {s}.workspaces (
         workspace_id uuid PRIMARY KEY,
         name text NOT NULL,
@@ -94,7 +111,22 @@ SCHEMA_STATEMENTS = (
         command_type text NOT NULL,
         outcome text NOT NULL,
         reason text NOT NULL,
-        decided_at timestamptz NOT NULL)""",
+        decided_at timestamptz NOT NULL,
+        result jsonb)""",
+    """CREATE TABLE IF NOT EXISTS {s}.flow_versions (
+        flow_id uuid NOT NULL,
+        version integer NOT NULL,
+        workspace_id uuid NOT NULL,
+        name text NOT NULL,
+        definition jsonb NOT NULL,
+        published_by uuid NOT NULL,
+        published_at timestamptz NOT NULL,
+        PRIMARY KEY (flow_id, version))""",
+    """CREATE TABLE IF NOT EXISTS {s}.active_flows (
+        phone_number_id text PRIMARY KEY,
+        workspace_id uuid NOT NULL,
+        flow_id uuid NOT NULL,
+        chosen_at timestamptz NOT NULL)""",
 )
 
 CONVERSATION_COLUMNS = (
@@ -135,8 +167,7 @@ class ProjectionRecorder(PostgresProcessRecorder):
                 if not self._first_time(cursor, envelope):
                     return
                 self._project_conversation(cursor, envelope)
-                row = directory_row(envelope)
-                if row is not None:
+                for row in directory_rows(envelope):
                     self._write_directory(cursor, row)
         except IntegrityError:
             if self.has_tracking_id(tracking.application_name, tracking.notification_id):
@@ -181,47 +212,58 @@ class ProjectionRecorder(PostgresProcessRecorder):
         if after is not None and after != before:
             self._upsert_conversation(cursor, after)
         entry = history_entry(envelope, after)
-        if entry is None:
-            return
-        cursor.execute(
-            self._sql(
-                "INSERT INTO {s}.conversation_history (conversation_id, position, event_id, kind,"
-                " author_kind, author_id, author_name, wamid, message_type, text, reply_id,"
-                " content, status, errors, occurred_at)"
-                " SELECT %(conversation_id)s, COALESCE(MAX(position), 0) + 1, %(event_id)s,"
-                " %(kind)s, %(author_kind)s, %(author_id)s, %(author_name)s, %(wamid)s,"
-                " %(message_type)s, %(text)s, %(reply_id)s, %(content)s, %(status)s,"
-                " %(errors)s, %(occurred_at)s"
-                " FROM {s}.conversation_history WHERE conversation_id = %(conversation_id)s"
-                " ON CONFLICT (event_id) DO NOTHING"
-            ),
-            {
-                **entry.__dict__,
-                "content": Jsonb(entry.content) if entry.content is not None else None,
-                "errors": Jsonb(entry.errors) if entry.errors is not None else None,
-            },
-        )
-        if entry.kind == "status" and entry.wamid is not None and entry.status is not None:
-            self._advance_message_status(cursor, entry.wamid, entry.status)
+        if entry is not None:
+            cursor.execute(
+                self._sql(
+                    "INSERT INTO {s}.conversation_history (event_id, conversation_id, occurred_at,"
+                    " rank, seq, kind, author_kind, author_id, author_name, message_id, wamid,"
+                    " message_type, text, reply_id, content, status, errors) VALUES"
+                    " (%(event_id)s, %(conversation_id)s, %(occurred_at)s, %(rank)s, %(seq)s,"
+                    " %(kind)s, %(author_kind)s, %(author_id)s, %(author_name)s, %(message_id)s,"
+                    " %(wamid)s, %(message_type)s, %(text)s, %(reply_id)s, %(content)s,"
+                    " %(status)s, %(errors)s) ON CONFLICT (event_id) DO NOTHING"
+                ),
+                {
+                    **entry.__dict__,
+                    "content": Jsonb(entry.content) if entry.content is not None else None,
+                    "errors": Jsonb(entry.errors) if entry.errors is not None else None,
+                },
+            )
+            if entry.kind == "status" and entry.wamid is not None and entry.status is not None:
+                self._advance_status(cursor, "wamid", entry.wamid, entry.status, None, None)
+        update = delivery_update(envelope)
+        if update is not None:
+            self._advance_status(
+                cursor, "message_id", update.message_id, update.status, update.wamid, update.errors
+            )
 
-    def _advance_message_status(self, cursor: Cursor[DictRow], wamid: str, status: str) -> None:
+    def _advance_status(
+        self,
+        cursor: Cursor[DictRow],
+        column: str,
+        key: object,
+        status: str,
+        wamid: str | None,
+        errors: list[dict[str, Any]] | None,
+    ) -> None:
+        """Move a message line's status forward (never back), found by wamid or message id."""
         cursor.execute(
             self._sql(
-                "SELECT conversation_id, position, status FROM {s}.conversation_history"
-                " WHERE wamid = %s AND kind = 'message'"
+                f"SELECT event_id, status FROM {{s}}.conversation_history"
+                f" WHERE {column} = %s AND kind = 'message'"
             ),
-            (wamid,),
+            (key,),
         )
         for row in cursor.fetchall():
             advanced = later_status(row["status"], status)
-            if advanced != row["status"]:
-                cursor.execute(
-                    self._sql(
-                        "UPDATE {s}.conversation_history SET status = %s"
-                        " WHERE conversation_id = %s AND position = %s"
-                    ),
-                    (advanced, row["conversation_id"], row["position"]),
-                )
+            cursor.execute(
+                self._sql(
+                    "UPDATE {s}.conversation_history SET status = %s,"
+                    " wamid = COALESCE(%s, wamid), errors = COALESCE(%s, errors)"
+                    " WHERE event_id = %s"
+                ),
+                (advanced, wamid, Jsonb(errors) if errors else None, row["event_id"]),
+            )
 
     def _upsert_conversation(self, cursor: Cursor[DictRow], row: ConversationRow) -> None:
         columns = ", ".join(CONVERSATION_COLUMNS)
@@ -235,9 +277,7 @@ class ProjectionRecorder(PostgresProcessRecorder):
             row.__dict__,
         )
 
-    def _write_directory(
-        self, cursor: Cursor[DictRow], row: WorkspaceRow | NumberRow | MemberRow | OutcomeRow
-    ) -> None:
+    def _write_directory(self, cursor: Cursor[DictRow], row: DirectoryRow) -> None:
         match row:
             case WorkspaceRow():
                 statement = (
@@ -262,7 +302,22 @@ class ProjectionRecorder(PostgresProcessRecorder):
             case OutcomeRow():
                 statement = (
                     "INSERT INTO {s}.command_outcomes VALUES (%(command_id)s, %(command_type)s,"
-                    " %(outcome)s, %(reason)s, %(decided_at)s) ON CONFLICT DO NOTHING"
+                    " %(outcome)s, %(reason)s, %(decided_at)s, %(result)s) ON CONFLICT DO NOTHING"
                 )
-        params: dict[str, Any] = row.__dict__
+            case FlowVersionRow():
+                statement = (
+                    "INSERT INTO {s}.flow_versions VALUES (%(flow_id)s, %(version)s,"
+                    " %(workspace_id)s, %(name)s, %(definition)s, %(published_by)s,"
+                    " %(published_at)s) ON CONFLICT DO NOTHING"
+                )
+            case ActiveFlowRow():
+                statement = (
+                    "INSERT INTO {s}.active_flows VALUES (%(phone_number_id)s, %(workspace_id)s,"
+                    " %(flow_id)s, %(chosen_at)s) ON CONFLICT (phone_number_id) DO UPDATE"
+                    " SET flow_id = EXCLUDED.flow_id, chosen_at = EXCLUDED.chosen_at"
+                )
+        params: dict[str, Any] = {
+            key: Jsonb(value) if isinstance(value, dict) else value
+            for key, value in row.__dict__.items()
+        }
         cursor.execute(self._sql(statement), params)

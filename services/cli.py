@@ -41,7 +41,16 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run one process, or all of them")
     run.add_argument(
-        "process", choices=["gateway", "inbound", "directory", "relay", "projector", "all"]
+        "process",
+        choices=[
+            "gateway",
+            "inbound",
+            "directory",
+            "flows",
+            "relay",
+            "projector",
+            "all",
+        ],
     )
     run.add_argument("--log-dir", default=".local/logs", help="with 'all': where logs go")
     run.set_defaults(action=_run)
@@ -122,6 +131,10 @@ def _consumer_app(settings: Settings, process: str):  # type: ignore[no-untyped-
         from services.directory.app import create_app as create_directory
 
         return create_directory(settings)
+    if process == "flows":
+        from services.flows.app import create_app as create_flows
+
+        return create_flows(settings)
     from projections.app import create_app as create_projector
 
     return create_projector(settings)

@@ -26,7 +26,7 @@ from events.codec import encode
 from events.directory import BusinessNumberConnected
 from events.envelope import Actor, Envelope
 from services.consumer import Delivery
-from services.gateway.app import Publisher
+from services.gateway.dependencies import Publisher
 from services.gateway.webhook import split_webhook
 from services.inbound.handlers import DirectoryViewHandler, InboundHandler
 from services.inbound.routes import InboundRecorder
@@ -110,10 +110,10 @@ async def bench_publish(settings: Settings) -> tuple[float, float]:
     producer = idempotent_producer(settings, client_id="bench")
     await producer.start()
     try:
-        publisher = Publisher(producer, topic, timeout=10)
+        publisher = Publisher(producer, timeout=10)
         started = time.perf_counter()
         for record in records:
-            await publisher.publish([record])
+            await publisher.publish(topic, [record])
         switchboard = time.perf_counter() - started
     finally:
         await producer.stop()

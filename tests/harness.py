@@ -54,11 +54,12 @@ async def consumers(settings: Settings, *, relay: bool = True) -> AsyncIterator[
     """The inbound, directory and projector apps and the relay, in this event loop."""
     from projections.app import create_app as create_projector
     from services.directory.app import create_app as create_directory
+    from services.flows.app import create_app as create_flows
     from services.inbound.app import create_app as create_inbound
     from services.relay.app import run_relays
 
     async with AsyncExitStack() as stack:
-        for create in (create_directory, create_inbound, create_projector):
+        for create in (create_directory, create_inbound, create_flows, create_projector):
             app = create(settings)
             await stack.enter_async_context(app.lifespan_context())
             await app.start()
@@ -90,22 +91,23 @@ async def gateway_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]
 async def topic_records(settings: Settings, topic: Topic) -> list[Envelope]:
     """Every record currently on a topic (all partitions), decoded."""
     name = topic.qualified(settings.topic_prefix)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         partitions = [TopicPartition(name, p) for p in range(topic.partitions)]
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
+        # Count what getmany returned: position() also counts records merely prefetched.
+        next_offset = dict.fromkeys(partitions, 0)
         records: list[Envelope] = []
-
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < ends[tp] for tp in partitions])
-
-        while await behind():
+        while any(next_offset[tp] < ends[tp] for tp in partitions):
             batch = await consumer.getmany(timeout_ms=500)
-            for items in batch.values():
+            for tp, items in batch.items():
                 records.extend(decode(item.value, REGISTRY) for item in items)
+                if items:
+                    next_offset[tp] = items[-1].offset + 1
         return records
     finally:
         await consumer.stop()

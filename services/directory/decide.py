@@ -18,6 +18,8 @@ from events.directory import (
     MemberAdded,
     WorkspaceCreated,
 )
+from events.flows import ActiveFlowChosen, ChooseActiveFlow, FlowPublished, PublishFlow
+from services.flows.definition import FlowInvalid, parse_flow
 
 DEFAULT_ADMIN_CAPACITY = 10
 
@@ -27,6 +29,14 @@ class WorkspaceState:
     workspace_id: UUID
     created: bool = False
     name: str = ""
+    members: frozenset[UUID] = frozenset()
+
+
+@dataclass(frozen=True)
+class FlowState:
+    flow_id: UUID
+    workspace_id: UUID | None = None
+    versions: int = 0
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,16 @@ def evolve_workspace(state: WorkspaceState, event: Payload) -> WorkspaceState:
     match event:
         case WorkspaceCreated(name=name):
             return replace(state, created=True, name=name)
+        case MemberAdded(member_id=member_id):
+            return replace(state, members=state.members | {member_id})
+        case _:
+            return state
+
+
+def evolve_flow(state: FlowState, event: Payload) -> FlowState:
+    match event:
+        case FlowPublished(workspace_id=workspace_id, version=version):
+            return replace(state, workspace_id=workspace_id, versions=version)
         case _:
             return state
 
@@ -89,6 +109,55 @@ def decide_create_workspace(
             capacity=DEFAULT_ADMIN_CAPACITY,
             token_hash=command.admin_token_hash,
         ),
+    ]
+
+
+def decide_publish_flow(
+    command: PublishFlow, command_id: UUID, workspace: WorkspaceState, flow: FlowState
+) -> list[Payload]:
+    """A new version of a flow (1 for a new flow), if its definition is valid here."""
+    if not workspace.created:
+        return [_reject(command, command_id, f"workspace {command.workspace_id} does not exist")]
+    if flow.workspace_id is not None and flow.workspace_id != command.workspace_id:
+        return [
+            _reject(command, command_id, f"flow {command.flow_id} belongs to another workspace")
+        ]
+    try:
+        definition = parse_flow(command.definition, members=workspace.members)
+    except FlowInvalid as error:
+        return [_reject(command, command_id, str(error))]
+    return [
+        FlowPublished(
+            workspace_id=command.workspace_id,
+            flow_id=command.flow_id,
+            version=flow.versions + 1,
+            name=definition.name,
+            definition=command.definition,
+            published_by=command.published_by,
+        )
+    ]
+
+
+def decide_choose_active_flow(
+    command: ChooseActiveFlow, command_id: UUID, number: NumberState, flow: FlowState
+) -> list[Payload]:
+    if number.owner != command.workspace_id:
+        return [
+            _reject(
+                command,
+                command_id,
+                f"business number {command.phone_number_id} is not this workspace's",
+            )
+        ]
+    if flow.workspace_id != command.workspace_id:
+        return [_reject(command, command_id, f"flow {command.flow_id} does not exist here")]
+    return [
+        ActiveFlowChosen(
+            workspace_id=command.workspace_id,
+            phone_number_id=command.phone_number_id,
+            flow_id=command.flow_id,
+            chosen_by=command.chosen_by,
+        )
     ]
 
 

@@ -1,19 +1,25 @@
-"""Thin adapter of the directory: load the workspace and number streams, decide, append."""
+"""Thin adapter of the directory: load the streams a command concerns, decide, append."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 from uuid import UUID, uuid5
 
 from events.base import Payload
 from events.directory import BusinessNumberConnected, CommandRejected, CreateWorkspace
 from events.envelope import Envelope
+from events.flows import ActiveFlowChosen, ChooseActiveFlow, FlowPublished, PublishFlow
 from events.operations import RecordDeadLettered
 from services.consumer import Delivery, park_in_store
 from services.directory.decide import (
+    FlowState,
     NumberState,
     WorkspaceState,
+    decide_choose_active_flow,
     decide_create_workspace,
+    decide_publish_flow,
+    evolve_flow,
     evolve_number,
     evolve_workspace,
 )
@@ -21,6 +27,7 @@ from services.store import EventStore, NewEvent, StreamConflict
 
 NUMBER_NAMESPACE = UUID("7a4e2b90-5c1d-4f3e-8a6b-9c0d1e2f3a4b")
 CONFLICT_ATTEMPTS = 5
+S = TypeVar("S")
 
 
 def number_stream(phone_number_id: str) -> UUID:
@@ -40,51 +47,91 @@ class DirectoryHandler:
         park_in_store(self.store, delivery, dead_letter)
 
     def handle(self, delivery: Delivery, envelope: Envelope) -> None:
-        command = envelope.payload
-        if not isinstance(command, CreateWorkspace):
-            raise TypeError(f"directory does not handle {envelope.event_type}")
+        key = str(envelope.workspace_id)  # directory events are keyed by workspace
+        workspace_id = envelope.workspace_id
         for _ in range(CONFLICT_ATTEMPTS):
-            workspace_stream = self.store.load(command.workspace_id)
-            workspace = WorkspaceState(command.workspace_id)
-            for event in workspace_stream.envelopes:
-                workspace = evolve_workspace(workspace, event.payload)
-            number_id = number_stream(command.phone_number_id)
-            number_events = self.store.load(number_id)
-            number = NumberState(command.phone_number_id)
-            for event in number_events.envelopes:
-                number = evolve_number(number, event.payload)
-
-            payloads = decide_create_workspace(command, envelope.event_id, workspace, number)
-            envelopes = envelope.caused(
+            self._versions: dict[UUID, int] = {}
+            payloads = self._decide(envelope)
+            events = envelope.caused(
                 payloads,
-                stream_of=lambda _: str(command.workspace_id),
-                workspace_id=command.workspace_id,
+                stream_of=lambda _: key,
+                workspace_id=workspace_id,
                 occurred_at=envelope.occurred_at,
                 actor=envelope.actor,
             )
-            versions = {
-                command.workspace_id: workspace_stream.version,
-                number_id: number_events.version,
-            }
             new_events: list[NewEvent] = []
-            for event in envelopes:
-                originator = _originator(event.payload, command.workspace_id, number_id)
-                versions[originator] = versions.get(originator, 0) + 1
-                new_events.append(NewEvent(originator, versions[originator], event))
+            for event in events:
+                originator = self._originator(event.payload)
+                self._versions[originator] = self._versions.get(originator, 0) + 1
+                new_events.append(NewEvent(originator, self._versions[originator], event))
             try:
                 self.store.append(new_events, delivery.tracking)
             except StreamConflict:
                 continue
             return
-        raise StreamConflict(f"workspace {command.workspace_id} kept changing")
+        raise StreamConflict(f"the streams of command {envelope.event_id} kept changing")
 
+    def _decide(self, envelope: Envelope) -> list[Payload]:
+        command = envelope.payload
+        match command:
+            case CreateWorkspace():
+                return decide_create_workspace(
+                    command,
+                    envelope.event_id,
+                    self._load(
+                        command.workspace_id, WorkspaceState(command.workspace_id), evolve_workspace
+                    ),
+                    self._load(
+                        number_stream(command.phone_number_id),
+                        NumberState(command.phone_number_id),
+                        evolve_number,
+                    ),
+                )
+            case PublishFlow():
+                return decide_publish_flow(
+                    command,
+                    envelope.event_id,
+                    self._load(
+                        command.workspace_id, WorkspaceState(command.workspace_id), evolve_workspace
+                    ),
+                    self._load(command.flow_id, FlowState(command.flow_id), evolve_flow),
+                )
+            case ChooseActiveFlow():
+                return decide_choose_active_flow(
+                    command,
+                    envelope.event_id,
+                    self._load(
+                        number_stream(command.phone_number_id),
+                        NumberState(command.phone_number_id),
+                        evolve_number,
+                    ),
+                    self._load(command.flow_id, FlowState(command.flow_id), evolve_flow),
+                )
+        raise TypeError(f"directory does not handle {envelope.event_type}")
 
-def _originator(payload: Payload, workspace_id: UUID, number_id: UUID) -> UUID:
-    """Which stream an event is stored in: the number's, a rejection's own, or the workspace's."""
-    match payload:
-        case BusinessNumberConnected():
-            return number_id
-        case CommandRejected(command_id=command_id):
-            return command_id
-        case _:
-            return workspace_id
+    def _load(self, originator: UUID, initial: S, evolve: Callable[[S, Payload], S]) -> S:
+        """Fold a stream, remembering its version for the optimistic append."""
+        stream = self.store.load(originator)
+        self._versions[originator] = stream.version
+        state = initial
+        for event in stream.envelopes:
+            state = evolve(state, event.payload)
+        return state
+
+    def _originator(self, payload: Payload) -> UUID:
+        """The stream an event is stored in: its number's, its flow's, its command's, or the
+        workspace's."""
+        match payload:
+            case (
+                BusinessNumberConnected(phone_number_id=number)
+                | ActiveFlowChosen(phone_number_id=number)
+            ):
+                return number_stream(number)
+            case FlowPublished(flow_id=flow_id):
+                return flow_id
+            case CommandRejected(command_id=command_id):
+                return command_id
+            case _:
+                workspace_id = getattr(payload, "workspace_id", None)
+                assert isinstance(workspace_id, UUID)
+                return workspace_id

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -10,69 +9,19 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import structlog
-from aiokafka import AIOKafkaProducer
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from psycopg_pool import AsyncConnectionPool
 
 from events.catalogue import WHATSAPP_INBOUND
-from events.codec import encode
 from projections.queries import Caller, ReadModels
-from services.gateway.webhook import OutgoingRecord, WebhookError, signature_valid, split_webhook
+from services.gateway import flows_api
+from services.gateway.dependencies import Publisher, caller, read_models
+from services.gateway.webhook import WebhookError, signature_valid, split_webhook
 from services.kafka import ensure_topics, idempotent_producer
 from services.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-
-class Publisher:
-    """Publish records and wait for the broker's acknowledgement of every one."""
-
-    def __init__(self, producer: AIOKafkaProducer, topic: str, timeout: float) -> None:
-        self.producer = producer
-        self.topic = topic
-        self.timeout = timeout
-
-    async def publish(self, records: list[OutgoingRecord]) -> None:
-        async def send_all() -> None:
-            acks = [
-                await self.producer.send(
-                    self.topic,
-                    value=encode(record.envelope),
-                    key=record.key.encode(),
-                    headers=[
-                        ("event_type", record.envelope.event_type.encode()),
-                        ("event_id", str(record.envelope.event_id).encode()),
-                        ("content-type", b"application/json"),
-                    ],
-                )
-                for record in records
-            ]
-            await asyncio.gather(*acks)
-
-        await asyncio.wait_for(send_all(), timeout=self.timeout)
-
-
-def read_models(request: Request) -> ReadModels:
-    models: ReadModels = request.app.state.read_models
-    return models
-
-
-async def caller(
-    models: Annotated[ReadModels, Depends(read_models)],
-    authorization: Annotated[str | None, Header()] = None,
-) -> Caller:
-    """The member behind the bearer token; every API route is scoped to its workspace."""
-    if authorization is None or not authorization.lower().startswith("bearer "):
-        raise HTTPException(
-            401,
-            "send 'Authorization: Bearer <token>' with a member's token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    found = await models.caller(authorization[7:].strip())
-    if found is None:
-        raise HTTPException(401, "unknown or deactivated token", {"WWW-Authenticate": "Bearer"})
-    return found
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -88,11 +37,8 @@ def create_app(settings: Settings) -> FastAPI:
             settings.database().conninfo(), min_size=1, max_size=10, open=False, timeout=10
         )
         await pool.open(wait=True, timeout=30)
-        app.state.publisher = Publisher(
-            producer,
-            WHATSAPP_INBOUND.qualified(settings.topic_prefix),
-            settings.publish_timeout_seconds,
-        )
+        app.state.publisher = Publisher(producer, settings.publish_timeout_seconds)
+        app.state.settings = settings
         app.state.read_models = ReadModels(pool, settings.schema("projections"))
         try:
             yield
@@ -135,7 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(400, str(error)) from None
         publisher: Publisher = request.app.state.publisher
         try:
-            await publisher.publish(records)
+            await publisher.publish(WHATSAPP_INBOUND.qualified(settings.topic_prefix), records)
         except Exception as error:  # any broker failure: Meta retries, nothing is lost
             log.warning("webhook not accepted: Kafka unavailable", error=repr(error))
             return JSONResponse(
@@ -175,6 +121,8 @@ def create_app(settings: Settings) -> FastAPI:
         if row is None:
             raise HTTPException(404, f"no conversation {conversation_id} in this workspace")
         return {"conversation": row, "history": await models.history(conversation_id)}
+
+    app.include_router(flows_api.router)
 
     @app.get("/healthz", tags=["operations"])
     async def health(models: Annotated[ReadModels, Depends(read_models)]) -> Response:

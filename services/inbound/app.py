@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from faststream import FastStream
 
 from events.catalogue import (
@@ -19,13 +17,14 @@ from events.catalogue import (
 )
 from events.envelope import Envelope
 from events.whatsapp import WhatsAppMessageReceived, WhatsAppStatusReceived
-from services.consumer import Delivery, TrackedRuntime, tracking_name
+from services.consumer import Delivery, TrackedRuntime
 from services.inbound.handlers import DirectoryViewHandler, InboundHandler
 from services.inbound.routes import InboundRecorder
 from services.kafka import ensure_topics, new_broker, subscribe_tracked
 from services.postgres import create_tables, open_datastore
 from services.settings import Settings
 from services.store import EventStore
+from services.views import CaughtUp
 
 ROUTE_WAIT_SECONDS = 15.0
 
@@ -66,7 +65,8 @@ def create_app(settings: Settings) -> FastStream:
         store = EventStore(recorder, registry)
         offsets = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
         await offsets.start()
-        waiter = RouteWaiter(settings, store, recorder, offsets)
+        caught_up = CaughtUp(DIRECTORY_EVENTS_TOPIC, settings.topic_prefix, offsets, store.position)
+        waiter = RouteWaiter(caught_up, recorder)
         records.bind(InboundHandler(store, recorder), before_handle=waiter)
         directory_view.bind(DirectoryViewHandler(store, recorder))
         try:
@@ -82,49 +82,22 @@ class RouteWaiter:
     """Before a record for an unknown number is called unrouted, let the view catch up.
 
     The directory's events and the webhooks travel on different topics, so a webhook can
-    overtake the event that connected its number. A record is unrouted only once this
-    service has read every directory event that existed when it looked.
+    overtake the event that connected its number.
     """
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: EventStore,
-        recorder: InboundRecorder,
-        offsets: AIOKafkaConsumer,
-    ) -> None:
-        topic = DIRECTORY_EVENTS_TOPIC.qualified(settings.topic_prefix)
-        self.partitions = [
-            TopicPartition(topic, index) for index in range(DIRECTORY_EVENTS_TOPIC.partitions)
-        ]
-        self.store = store
+    def __init__(self, caught_up: CaughtUp, recorder: InboundRecorder) -> None:
+        self.caught_up = caught_up
         self.recorder = recorder
-        self.offsets = offsets
 
     async def __call__(self, delivery: Delivery, envelope: Envelope) -> None:
         payload = envelope.payload
         if not isinstance(payload, WhatsAppMessageReceived | WhatsAppStatusReceived):
             return
-        deadline = time.monotonic() + ROUTE_WAIT_SECONDS
-        while True:
-            route = await anyio.to_thread.run_sync(self.recorder.route, payload.phone_number_id)
-            if route is not None or await self._caught_up():
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    "the directory view is behind the directory.events topic; "
-                    f"cannot tell yet who owns {payload.phone_number_id}"
-                )
-            await asyncio.sleep(0.1)
+        number = payload.phone_number_id
 
-    async def _caught_up(self) -> bool:
-        ends = await self.offsets.end_offsets(self.partitions)
+        async def routed() -> bool:
+            return await anyio.to_thread.run_sync(self.recorder.route, number) is not None
 
-        def read_positions() -> dict[TopicPartition, int]:
-            return {
-                tp: self.store.position(tracking_name(tp.topic, tp.partition)) or 0
-                for tp in self.partitions
-            }
-
-        positions = await anyio.to_thread.run_sync(read_positions)
-        return all(positions[tp] >= ends[tp] for tp in self.partitions)
+        await self.caught_up.believe(
+            routed, within=ROUTE_WAIT_SECONDS, what=f"who owns business number {number}"
+        )

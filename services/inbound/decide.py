@@ -38,6 +38,7 @@ class ThreadState:
     last_conversation: UUID | None = None
     seen_messages: frozenset[str] = frozenset()
     seen_statuses: frozenset[tuple[str, str]] = frozenset()
+    messages_in_open: int = 0
 
 
 def conversation_id(thread: UUID, number: int) -> UUID:
@@ -53,9 +54,14 @@ def evolve(state: ThreadState, event: Payload) -> ThreadState:
                 conversations=state.conversations + 1,
                 open_conversation=started,
                 last_conversation=started,
+                messages_in_open=0,
             )
         case CustomerMessageReceived(wamid=wamid):
-            return replace(state, seen_messages=state.seen_messages | {wamid})
+            return replace(
+                state,
+                seen_messages=state.seen_messages | {wamid},
+                messages_in_open=state.messages_in_open + 1,
+            )
         case MessageStatusUpdated(wamid=wamid, status=status):
             return replace(state, seen_statuses=state.seen_statuses | {(wamid, status)})
         case ConversationClosed(conversation_id=closed) if closed == state.open_conversation:
@@ -89,7 +95,9 @@ def _receive_message(record: WhatsAppMessageReceived, state: ThreadState) -> lis
     sent_at = from_meta_timestamp(message["timestamp"])
     events: list[Payload] = []
     current = state.open_conversation
+    sequence = state.messages_in_open + 1
     if current is None:
+        sequence = 1
         current = conversation_id(state.thread_id, state.conversations + 1)
         events.append(
             ConversationStarted(
@@ -109,6 +117,7 @@ def _receive_message(record: WhatsAppMessageReceived, state: ThreadState) -> lis
         CustomerMessageReceived(
             conversation_id=current,
             wamid=wamid,
+            sequence=sequence,
             kind=kind,
             text=text,
             reply_id=reply_id,

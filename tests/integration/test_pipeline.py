@@ -58,7 +58,10 @@ class Slice:
         return found
 
     async def history(self, contact: str, messages: int) -> list[dict[str, Any]]:
-        """The single conversation's history once it has ``messages`` lines."""
+        """The customer's messages in the conversation's history, once there are ``messages``.
+
+        No flow is active in these tests, so the history also holds the hand-off line.
+        """
 
         async def probe() -> list[dict[str, Any]]:
             found = await self.conversations(contact)
@@ -68,7 +71,7 @@ class Slice:
                 f"/api/conversations/{found[-1]['conversation_id']}/history", headers=self.auth
             )
             lines: list[dict[str, Any]] = response.json()["history"]
-            return lines
+            return [line for line in lines if line["author_kind"] == "customer"]
 
         return await eventually(probe, lambda lines: len(lines) >= messages)
 

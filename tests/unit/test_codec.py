@@ -24,6 +24,7 @@ def message_envelope(text: str | None = "hola", **overrides: object) -> Envelope
     payload = CustomerMessageReceived(
         conversation_id=UUID(int=7),
         wamid="wamid.1",
+        sequence=1,
         kind="text",
         text=text,
         reply_id=None,
@@ -121,6 +122,7 @@ def test_version_1_message_is_read_as_version_2() -> None:
     assert envelope.payload == CustomerMessageReceived(
         conversation_id=UUID(int=7),
         wamid="wamid.old",
+        sequence=0,
         kind="text",
         text="an old message",
         reply_id=None,

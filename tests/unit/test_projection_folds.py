@@ -54,6 +54,7 @@ def received(n: int) -> Envelope:
         CustomerMessageReceived(
             conversation_id=CONVERSATION,
             wamid=f"w{n}",
+            sequence=1,
             kind="text",
             text=f"message {n}",
             reply_id=None,

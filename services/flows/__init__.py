@@ -1,0 +1,1 @@
+"""The flows service: published flow definitions, and one flow run per conversation."""

@@ -1,0 +1,155 @@
+"""Admin routes for flows: publish a version, list versions, choose a number's active flow.
+
+A flow is checked here first (400 naming the block, before anything is sent), then the
+directory decides as the owner of flows (it numbers versions and checks the workspace's
+members); the route waits a moment for that verdict so the caller gets the version.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID, uuid4
+
+import orjson
+import yaml
+from fastapi import APIRouter, Body, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from events.base import Payload
+from events.catalogue import DIRECTORY_COMMANDS_TOPIC
+from events.envelope import Actor, Envelope
+from events.flows import ChooseActiveFlow, PublishFlow
+from projections.queries import Caller, ReadModels
+from services.flows.definition import FlowInvalid, parse_flow
+from services.gateway.dependencies import (
+    Publisher,
+    admin,
+    caller,
+    outcome_of,
+    publisher,
+    read_models,
+    settings,
+)
+from services.gateway.webhook import OutgoingRecord
+from services.settings import Settings
+
+router = APIRouter(tags=["flows"])
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+async def flow_document(request: Request) -> dict[str, Any]:
+    """The body as a flow document, from JSON or YAML."""
+    body = await request.body()
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    try:
+        document = yaml.safe_load(body) if content_type in YAML_TYPES else orjson.loads(body)
+    except (yaml.YAMLError, orjson.JSONDecodeError) as error:
+        raise HTTPException(400, f"the body is not valid {content_type}: {error}") from None
+    if not isinstance(document, dict):
+        raise HTTPException(400, "a flow is an object with name, start and blocks")
+    return document
+
+
+async def send_command(
+    publisher: Publisher, settings: Settings, who: Caller, command: Payload
+) -> UUID:
+    command_id = uuid4()
+    envelope = Envelope.wrap(
+        command,
+        event_id=command_id,
+        stream_id=str(who.workspace_id),
+        workspace_id=who.workspace_id,
+        occurred_at=datetime.now(UTC),
+        correlation_id=command_id,
+        causation_id=None,
+        actor=Actor(kind="member", id=str(who.member_id)),
+    )
+    try:
+        await publisher.publish(
+            DIRECTORY_COMMANDS_TOPIC.qualified(settings.topic_prefix),
+            [OutgoingRecord(key=envelope.stream_id, envelope=envelope)],
+        )
+    except Exception:
+        raise HTTPException(503, "the message bus is unavailable; retry later") from None
+    return command_id
+
+
+def answer(outcome: dict[str, Any] | None, command_id: UUID, accepted_status: int) -> JSONResponse:
+    if outcome is None:
+        return JSONResponse(
+            {"command_id": str(command_id), "detail": "accepted; not decided yet"}, status_code=202
+        )
+    if outcome["outcome"] == "rejected":
+        raise HTTPException(422, outcome["reason"])
+    return JSONResponse(
+        {"command_id": str(command_id), **(outcome["result"] or {})}, accepted_status
+    )
+
+
+@router.post("/api/flows", status_code=201)
+async def publish_flow(
+    document: Annotated[dict[str, Any], Depends(flow_document)],
+    who: Annotated[Caller, Depends(admin)],
+    models: Annotated[ReadModels, Depends(read_models)],
+    bus: Annotated[Publisher, Depends(publisher)],
+    config: Annotated[Settings, Depends(settings)],
+) -> JSONResponse:
+    """Publish a flow (JSON or YAML); with ``"id"`` of an existing flow, its next version."""
+    raw_id = document.pop("id", None)
+    try:
+        flow_id = UUID(str(raw_id)) if raw_id is not None else uuid4()
+    except ValueError:
+        raise HTTPException(400, f"'id' must be a flow id (a UUID), got {raw_id!r}") from None
+    try:
+        parse_flow(document, members=await models.member_ids(who.workspace_id))
+    except FlowInvalid as error:
+        raise HTTPException(400, str(error)) from None
+    command = PublishFlow(
+        workspace_id=who.workspace_id,
+        flow_id=flow_id,
+        definition=document,
+        published_by=who.member_id,
+    )
+    command_id = await send_command(bus, config, who, command)
+    return answer(await outcome_of(models, command_id), command_id, 201)
+
+
+@router.get("/api/flows")
+async def list_flows(
+    who: Annotated[Caller, Depends(caller)],
+    models: Annotated[ReadModels, Depends(read_models)],
+) -> dict[str, Any]:
+    return {"flows": await models.flows(who.workspace_id)}
+
+
+@router.get("/api/flows/{flow_id}/versions")
+async def flow_versions(
+    flow_id: UUID,
+    who: Annotated[Caller, Depends(caller)],
+    models: Annotated[ReadModels, Depends(read_models)],
+) -> dict[str, Any]:
+    versions = await models.flow_versions(who.workspace_id, flow_id)
+    if not versions:
+        raise HTTPException(404, f"no flow {flow_id} in this workspace")
+    return {"flow_id": str(flow_id), "versions": versions}
+
+
+@router.put("/api/numbers/{phone_number_id}/flow")
+async def choose_active_flow(
+    phone_number_id: str,
+    flow_id: Annotated[UUID, Body(embed=True)],
+    who: Annotated[Caller, Depends(admin)],
+    models: Annotated[ReadModels, Depends(read_models)],
+    bus: Annotated[Publisher, Depends(publisher)],
+    config: Annotated[Settings, Depends(settings)],
+) -> JSONResponse:
+    """New conversations on this number run this flow (its latest version when they start)."""
+    command = ChooseActiveFlow(
+        workspace_id=who.workspace_id,
+        phone_number_id=phone_number_id,
+        flow_id=flow_id,
+        chosen_by=who.member_id,
+    )
+    command_id = await send_command(bus, config, who, command)
+    return answer(await outcome_of(models, command_id), command_id, 200)

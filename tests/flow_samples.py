@@ -1,0 +1,66 @@
+"""Flow documents the tests publish (the acceptance flow of the flows issue, and friends)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+
+def support_flow(group: UUID | str, *, time_zone: str | None = "America/Bogota") -> dict[str, Any]:
+    """greet -> ask (billing / other) -> condition on answer and office hours ->
+    connect_to_agent(group, available), or message + end."""
+    flow: dict[str, Any] = {
+        "name": "Support",
+        "start": "greet",
+        "holidays": ["2026-12-25"],
+        "blocks": [
+            {"id": "greet", "type": "message", "text": "Hola {{contact.name}}", "next": "ask"},
+            {
+                "id": "ask",
+                "type": "question",
+                "text": "¿En qué te ayudamos?",
+                "variable": "topic",
+                "buttons": [
+                    {"id": "billing", "title": "Facturación"},
+                    {"id": "other", "title": "Otro"},
+                ],
+                "max_attempts": 2,
+                "retry_text": "Elige una de las opciones, por favor",
+                "next": "route",
+                "fallback": "closed",
+            },
+            {
+                "id": "route",
+                "type": "condition",
+                "rules": [
+                    {
+                        "if": [
+                            {"variable": "topic", "equals": "Facturación"},
+                            {"days": ["mon", "tue", "wed", "thu", "fri"]},
+                            {"time": {"from": "08:00", "to": "18:00"}},
+                            {"holiday": False},
+                        ],
+                        "next": "agent",
+                    }
+                ],
+                "default": "closed",
+            },
+            {
+                "id": "agent",
+                "type": "connect_to_agent",
+                "group": str(group),
+                "rotation": "available",
+                "text": "Te comunico con un asesor",
+            },
+            {
+                "id": "closed",
+                "type": "message",
+                "text": "Escríbenos en horario de oficina",
+                "next": "bye",
+            },
+            {"id": "bye", "type": "end", "text": "¡Gracias, {{contact.name}}!"},
+        ],
+    }
+    if time_zone is not None:
+        flow["time_zone"] = time_zone
+    return flow

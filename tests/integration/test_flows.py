@@ -1,0 +1,182 @@
+"""Flows end to end on the real broker and database: publish, choose, converse, hand off."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from events.catalogue import FLOW_EVENTS_TOPIC, HAND_OFF_REQUESTS_TOPIC, OUTBOUND_MESSAGES_TOPIC
+from events.flows import ConditionEvaluated, HandOffRequested
+from events.outbound import OutboundMessageQueued
+from services.settings import Settings
+from services.workspaces import create_workspace
+from tests.conftest import TEST_APP_SECRET
+from tests.flow_samples import support_flow
+from tests.harness import consumers, eventually, gateway_client, topic_records
+from tests.webhooks import Text, messages_webhook, signed_headers
+
+pytestmark = pytest.mark.integration
+NUMBER = "480112093385611"
+GROUP = uuid.UUID(int=4242)
+TUESDAY_10_BOGOTA = int(datetime(2026, 11, 24, 15, 0, tzinfo=UTC).timestamp())
+TUESDAY_19_BOGOTA = int(datetime(2026, 11, 25, 0, 0, tzinfo=UTC).timestamp())
+
+
+class Bot:
+    def __init__(self, settings: Settings, client: httpx.AsyncClient, workspace: dict[str, Any]):
+        self.settings = settings
+        self.client = client
+        self.auth = {"Authorization": f"Bearer {workspace['admin_token']}"}
+
+    async def post(self, customer: str, wamid: str, text: str, at: int) -> None:
+        body = messages_webhook(NUMBER, [Text(customer, wamid, text, at)])
+        response = await self.client.post(
+            "/webhooks/whatsapp", content=body, headers=signed_headers(TEST_APP_SECRET, body)
+        )
+        assert response.status_code == 200, response.text
+
+    async def history(self, customer: str, lines: int) -> list[dict[str, Any]]:
+        async def probe() -> list[dict[str, Any]]:
+            found = await self.client.get(
+                "/api/conversations", params={"contact": customer}, headers=self.auth
+            )
+            conversations = found.json()["conversations"]
+            if not conversations:
+                return []
+            history = await self.client.get(
+                f"/api/conversations/{conversations[-1]['conversation_id']}/history",
+                headers=self.auth,
+            )
+            result: list[dict[str, Any]] = history.json()["history"]
+            return result
+
+        return await eventually(probe, lambda found: len(found) >= lines)
+
+
+@pytest.fixture
+async def bot(settings: Settings) -> AsyncIterator[Bot]:
+    async with consumers(settings), gateway_client(settings) as client:
+        workspace = await create_workspace(
+            settings, name="Acme", phone_number_id=NUMBER, time_zone="America/Bogota"
+        )
+        auth = {"Authorization": f"Bearer {workspace['admin_token']}"}
+        published = await client.post(
+            "/api/flows", json=support_flow(GROUP, time_zone=None), headers=auth
+        )
+        assert published.status_code == 201, published.text
+        assert published.json()["version"] == 1
+        chosen = await client.put(
+            f"/api/numbers/{NUMBER}/flow",
+            json={"flow_id": published.json()["flow_id"]},
+            headers=auth,
+        )
+        assert chosen.status_code == 200, chosen.text
+        yield Bot(settings, client, workspace)
+
+
+def customer() -> str:
+    return "57" + str(uuid.uuid4().int)[:10]
+
+
+async def test_billing_in_office_hours_is_handed_to_the_group(bot: Bot) -> None:
+    who = customer()
+    await bot.post(who, "w.1", "hola", TUESDAY_10_BOGOTA)
+    asked = await bot.history(who, 3)
+    assert [(line["author_kind"], line["text"]) for line in asked] == [
+        ("customer", "hola"),
+        ("bot", "Hola Valentina Ruiz"),
+        ("bot", "¿En qué te ayudamos?"),
+    ]
+    assert asked[2]["content"]["options"][0]["id"] == "billing"
+    await bot.post(who, "w.2", "Facturación", TUESDAY_10_BOGOTA + 30)
+    lines = await bot.history(who, 6)
+    assert [line["text"] for line in lines[3:5]] == ["Facturación", "Te comunico con un asesor"]
+    assert lines[5]["kind"] == "system"
+    assert str(GROUP) in lines[5]["text"]
+
+    [hand_off] = await eventually(
+        lambda: topic_records(bot.settings, HAND_OFF_REQUESTS_TOPIC), lambda found: len(found) == 1
+    )
+    assert isinstance(hand_off.payload, HandOffRequested)
+    assert (hand_off.payload.group_id, hand_off.payload.rotation) == (GROUP, "available")
+    assert hand_off.stream_id == str(GROUP)
+    branches = [
+        e.payload
+        for e in await topic_records(bot.settings, FLOW_EVENTS_TOPIC)
+        if isinstance(e.payload, ConditionEvaluated)
+    ]
+    assert [(b.next_block, b.rule) for b in branches] == [("agent", 0)]
+    assert "10:00" in branches[0].reason
+
+
+async def test_billing_after_hours_ends_and_closes_the_conversation(bot: Bot) -> None:
+    who = customer()
+    await bot.post(who, "w.3", "hola", TUESDAY_19_BOGOTA)
+    await bot.history(who, 3)
+    await bot.post(who, "w.4", "facturación", TUESDAY_19_BOGOTA + 5)
+    lines = await bot.history(who, 7)
+    assert [line["text"] for line in lines[4:6]] == [
+        "Escríbenos en horario de oficina",
+        "¡Gracias, Valentina Ruiz!",
+    ]
+    assert lines[-1]["kind"] == "closed"
+    assert lines[-1]["text"] == "flow_ended"
+    queued = [
+        e.payload
+        for e in await topic_records(bot.settings, OUTBOUND_MESSAGES_TOPIC)
+        if isinstance(e.payload, OutboundMessageQueued) and e.payload.to == who
+    ]
+    assert [q.sequence for q in queued] == [1, 2, 3, 4]
+
+
+async def test_an_invalid_flow_is_refused_naming_the_block(bot: Bot) -> None:
+    flow = support_flow(GROUP)
+    flow["blocks"][0]["next"] = "nowhere"
+    response = await bot.client.post("/api/flows", json=flow, headers=bot.auth)
+    assert response.status_code == 400
+    assert (
+        response.json()["detail"]
+        == "block 'greet': transition to a block that does not exist: 'nowhere'"
+    )
+
+
+async def test_a_new_version_of_a_flow_in_yaml_gets_the_next_number(bot: Bot) -> None:
+    listed = (await bot.client.get("/api/flows", headers=bot.auth)).json()["flows"]
+    [flow] = listed
+    assert flow["active_on"] == [NUMBER]
+    document = {"id": str(flow["flow_id"]), **support_flow(GROUP)}
+    response = await bot.client.post(
+        "/api/flows",
+        content=yaml.safe_dump(document, allow_unicode=True),
+        headers={**bot.auth, "Content-Type": "application/yaml"},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["version"] == 2
+    versions = await bot.client.get(f"/api/flows/{flow['flow_id']}/versions", headers=bot.auth)
+    assert [v["version"] for v in versions.json()["versions"]] == [1, 2]
+
+
+async def test_an_unknown_member_is_refused(bot: Bot) -> None:
+    flow = support_flow(GROUP)
+    flow["blocks"][3].update(rotation="specific", member=str(uuid.uuid4()))
+    response = await bot.client.post("/api/flows", json=flow, headers=bot.auth)
+    assert response.status_code == 400
+    assert "block 'agent'" in response.json()["detail"]
+
+
+async def test_another_workspace_cannot_choose_this_flow(bot: Bot) -> None:
+    [flow] = (await bot.client.get("/api/flows", headers=bot.auth)).json()["flows"]
+    other = await create_workspace(bot.settings, name="Other", phone_number_id="555000")
+    response = await bot.client.put(
+        "/api/numbers/555000/flow",
+        json={"flow_id": str(flow["flow_id"])},
+        headers={"Authorization": f"Bearer {other['admin_token']}"},
+    )
+    assert response.status_code == 422
+    assert "does not exist here" in response.json()["detail"]
