@@ -67,7 +67,9 @@ def create_app(settings: Settings) -> FastStream:
             number = started.phone_number_id
 
             async def has_flow() -> bool:
-                found = await anyio.to_thread.run_sync(recorder.active_flow, number)
+                found = await anyio.to_thread.run_sync(
+                    recorder.active_flow, number, started.started_at
+                )
                 return found is not None
 
             await caught_up.believe(

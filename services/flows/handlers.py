@@ -76,7 +76,7 @@ class FlowRunHandler:
         if isinstance(event, ConversationStarted):
             if state.started is not None:
                 return []  # the start was seen before (a re-sent event)
-            active = self.recorder.active_flow(event.phone_number_id)
+            active = self.recorder.active_flow(event.phone_number_id, event.started_at)
             zone = self.recorder.time_zone(workspace_id) or "UTC"
             return start(event, active, zone)
         flow = self._flow(state)

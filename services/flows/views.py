@@ -6,6 +6,7 @@ flow-run event store (one recorder, one tracking table).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -20,12 +21,15 @@ from events.flows import ActiveFlowChosen, FlowPublished
 from services.flows.decide import ActiveFlow
 from services.store import EVENTS_TABLE, TRACKING_TABLE, AlreadyTracked
 
+# Versions and choices are kept with their event times, not overwritten: a conversation
+# runs what was active when it started, so a replay months later picks the same version.
 VIEW_TABLES = (
     """CREATE TABLE IF NOT EXISTS {s}.flow_versions (
         flow_id uuid NOT NULL, version integer NOT NULL, definition jsonb NOT NULL,
-        PRIMARY KEY (flow_id, version))""",
-    """CREATE TABLE IF NOT EXISTS {s}.active_flows (
-        phone_number_id text PRIMARY KEY, flow_id uuid NOT NULL)""",
+        published_at timestamptz NOT NULL, PRIMARY KEY (flow_id, version))""",
+    """CREATE TABLE IF NOT EXISTS {s}.flow_choices (
+        phone_number_id text NOT NULL, chosen_at timestamptz NOT NULL, event_id uuid NOT NULL,
+        flow_id uuid NOT NULL, PRIMARY KEY (phone_number_id, chosen_at, event_id))""",
     """CREATE TABLE IF NOT EXISTS {s}.workspace_zones (
         workspace_id uuid PRIMARY KEY, time_zone text NOT NULL)""",
 )
@@ -49,15 +53,20 @@ class FlowsRecorder(PostgresProcessRecorder):
             row: dict[str, Any] | None = cursor.fetchone()
             return row
 
-    def active_flow(self, phone_number_id: str) -> ActiveFlow | None:
-        """The flow chosen for the number, at its latest published version."""
+    def active_flow(self, phone_number_id: str, at: datetime) -> ActiveFlow | None:
+        """The flow chosen for the number as of ``at``, at its latest version as of ``at``."""
         row = self._one(
-            "SELECT a.flow_id, max(v.version) AS version FROM {s}.active_flows a"
-            " JOIN {s}.flow_versions v USING (flow_id) WHERE a.phone_number_id = %s"
-            " GROUP BY a.flow_id",
+            "SELECT c.flow_id, (SELECT max(v.version) FROM {s}.flow_versions v"
+            " WHERE v.flow_id = c.flow_id AND v.published_at <= %s) AS version"
+            " FROM {s}.flow_choices c WHERE c.phone_number_id = %s AND c.chosen_at <= %s"
+            " ORDER BY c.chosen_at DESC, c.event_id DESC LIMIT 1",
+            at,
             phone_number_id,
+            at,
         )
-        return None if row is None else ActiveFlow(UUID(str(row["flow_id"])), row["version"])
+        if row is None or row["version"] is None:
+            return None
+        return ActiveFlow(UUID(str(row["flow_id"])), row["version"])
 
     def definition(self, flow_id: UUID, version: int) -> dict[str, Any] | None:
         row = self._one(
@@ -81,18 +90,18 @@ class FlowsRecorder(PostgresProcessRecorder):
                     case FlowPublished(flow_id=flow_id, version=version, definition=definition):
                         cursor.execute(
                             self._sql(
-                                "INSERT INTO {s}.flow_versions VALUES (%s, %s, %s)"
+                                "INSERT INTO {s}.flow_versions VALUES (%s, %s, %s, %s)"
                                 " ON CONFLICT DO NOTHING"
                             ),
-                            (flow_id, version, Jsonb(definition)),
+                            (flow_id, version, Jsonb(definition), envelope.occurred_at),
                         )
                     case ActiveFlowChosen(phone_number_id=number, flow_id=flow_id):
                         cursor.execute(
                             self._sql(
-                                "INSERT INTO {s}.active_flows VALUES (%s, %s) ON CONFLICT"
-                                " (phone_number_id) DO UPDATE SET flow_id = EXCLUDED.flow_id"
+                                "INSERT INTO {s}.flow_choices VALUES (%s, %s, %s, %s)"
+                                " ON CONFLICT DO NOTHING"
                             ),
-                            (number, flow_id),
+                            (number, envelope.occurred_at, envelope.event_id, flow_id),
                         )
                     case WorkspaceCreated(workspace_id=workspace_id, time_zone=zone):
                         cursor.execute(

@@ -24,8 +24,10 @@ from tests.webhooks import Text, messages_webhook, signed_headers
 pytestmark = pytest.mark.integration
 NUMBER = "480112093385611"
 GROUP = uuid.UUID(int=4242)
-TUESDAY_10_BOGOTA = int(datetime(2026, 11, 24, 15, 0, tzinfo=UTC).timestamp())
-TUESDAY_19_BOGOTA = int(datetime(2026, 11, 25, 0, 0, tzinfo=UTC).timestamp())
+# Conversations run the flow active when they start (event time), so the customers of these
+# tests write in the future, after the flow was published.
+TUESDAY_10_BOGOTA = int(datetime(2027, 11, 23, 15, 0, tzinfo=UTC).timestamp())
+TUESDAY_19_BOGOTA = int(datetime(2027, 11, 24, 0, 0, tzinfo=UTC).timestamp())
 
 
 class Bot:
@@ -180,3 +182,14 @@ async def test_another_workspace_cannot_choose_this_flow(bot: Bot) -> None:
     )
     assert response.status_code == 422
     assert "does not exist here" in response.json()["detail"]
+
+
+async def test_a_conversation_that_started_before_the_flow_was_chosen_is_handed_off(
+    bot: Bot,
+) -> None:
+    who = customer()
+    last_year = int(datetime(2025, 11, 24, 15, 0, tzinfo=UTC).timestamp())
+    await bot.post(who, "w.old", "hola", last_year)
+    lines = await bot.history(who, 2)
+    assert lines[1]["kind"] == "system"
+    assert "no active flow" in lines[1]["text"]
