@@ -70,6 +70,16 @@ if [[ -z "$token" ]]; then
   mv "$DEMO_FILE.tmp" "$DEMO_FILE"
   token="$("$BIN/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin_token"])' "$DEMO_FILE")"
 fi
+# The demo flow (deploy/demo-flow.yaml), active on the demo number, unless there is one.
+flows="$(curl -fsS -H "Authorization: Bearer $token" "$URL/api/flows")"
+if [[ "$flows" == '{"flows":[]}' ]]; then
+  flow_id="$(curl -fsS -X POST "$URL/api/flows" -H "Authorization: Bearer $token" \
+    -H 'Content-Type: application/yaml' --data-binary @deploy/demo-flow.yaml |
+    "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["flow_id"])')"
+  curl -fsS -o /dev/null -X PUT "$URL/api/numbers/$DEMO_NUMBER/flow" \
+    -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+    --data "{\"flow_id\": \"$flow_id\"}"
+fi
 
 cat <<INFO
 

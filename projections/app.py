@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
@@ -18,9 +18,8 @@ from events.catalogue import (
     build_registry,
 )
 from events.envelope import Envelope
-from events.operations import RecordDeadLettered
 from projections.recorder import ProjectionRecorder
-from services.consumer import Delivery, TrackedRuntime, park_in_store
+from services.consumer import Delivery, StoreBackedHandler, TrackedRuntime
 from services.kafka import ensure_topics, new_broker, subscribe_tracked
 from services.postgres import create_tables, open_datastore
 from services.settings import Settings
@@ -38,21 +37,15 @@ PROJECTED_TOPICS = (
 )
 
 
-class ProjectionHandler:
+class ProjectionHandler(StoreBackedHandler):
     name = "projector"
 
     def __init__(self, recorder: ProjectionRecorder, store: EventStore) -> None:
         self.recorder = recorder
         self.store = store
 
-    def positions(self, tracking_names: Iterable[str]) -> dict[str, int | None]:
-        return {name: self.recorder.max_tracking_id(name) for name in tracking_names}
-
     def handle(self, delivery: Delivery, envelope: Envelope) -> None:
         self.recorder.project(envelope, delivery.tracking)
-
-    def park(self, delivery: Delivery, dead_letter: RecordDeadLettered) -> None:
-        park_in_store(self.store, delivery, dead_letter)
 
 
 def open_recorder(settings: Settings) -> ProjectionRecorder:

@@ -29,12 +29,13 @@ from events.outbound import (
     OutboundOutcomeUnknown,
 )
 
+# "unknown" ranks below "sent": a definite result recorded later (another replica's) wins.
 STATUS_RANK = {
     "queued": 0,
-    "sent": 1,
-    "delivered": 2,
-    "read": 3,
-    "unknown": 4,
+    "unknown": 1,
+    "sent": 2,
+    "delivered": 3,
+    "read": 4,
     "refused": 5,
     "failed": 6,
     "deleted": 7,

@@ -14,10 +14,18 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
     """Build every consumer app (nothing connects) and describe their brokers together."""
     from projections.app import create_app as create_projector
     from services.directory.app import create_app as create_directory
+    from services.dispatcher.app import create_app as create_dispatcher
+    from services.flows.app import create_app as create_flows
     from services.inbound.app import create_app as create_inbound
 
     brokers: list[BrokerUsecase[Any, Any, Any]] = []
-    for create in (create_inbound, create_directory, create_projector):
+    for create in (
+        create_inbound,
+        create_directory,
+        create_flows,
+        create_dispatcher,
+        create_projector,
+    ):
         broker = create(settings).broker
         assert broker is not None
         brokers.append(broker)

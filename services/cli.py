@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
             "inbound",
             "directory",
             "flows",
+            "dispatcher",
             "relay",
             "projector",
             "all",
@@ -135,6 +136,10 @@ def _consumer_app(settings: Settings, process: str):  # type: ignore[no-untyped-
         from services.flows.app import create_app as create_flows
 
         return create_flows(settings)
+    if process == "dispatcher":
+        from services.dispatcher.app import create_app as create_dispatcher
+
+        return create_dispatcher(settings)
     from projections.app import create_app as create_projector
 
     return create_projector(settings)

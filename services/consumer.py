@@ -100,16 +100,24 @@ def dead_letter_event(delivery: Delivery, dead_letter: RecordDeadLettered) -> Ne
     return NewEvent(originator_id=event_id, originator_version=1, envelope=envelope)
 
 
-def park_in_store(store: EventStore, delivery: Delivery, dead_letter: RecordDeadLettered) -> None:
-    """Store the dead letter with the record's position (relayed to the dead-letter topic).
+class StoreBackedHandler:
+    """A handler whose positions and dead letters live in its own event store.
 
     A record parked before a rebuild is not parked twice: its dead letter already exists,
     so only the position moves.
     """
-    try:
-        store.append([dead_letter_event(delivery, dead_letter)], delivery.tracking)
-    except StreamConflict:
-        store.append([], delivery.tracking)
+
+    name: str
+    store: EventStore
+
+    def positions(self, tracking_names: Iterable[str]) -> dict[str, int | None]:
+        return {name: self.store.position(name) for name in tracking_names}
+
+    def park(self, delivery: Delivery, dead_letter: RecordDeadLettered) -> None:
+        try:
+            self.store.append([dead_letter_event(delivery, dead_letter)], delivery.tracking)
+        except StreamConflict:
+            self.store.append([], delivery.tracking)
 
 
 class RecordHandler(Protocol):

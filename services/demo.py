@@ -66,22 +66,35 @@ def run_demo(
             if response.status_code != 200:
                 return 1
         headers = {"Authorization": f"Bearer {token}"}
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 20
+        seen: list[dict[str, Any]] = []
+        settled_since = time.monotonic()
         while time.monotonic() < deadline:
             found = client.get("/api/conversations", params={"contact": contact}, headers=headers)
             conversations = found.json().get("conversations", []) if found.is_success else []
             if conversations:
                 conversation_id = conversations[0]["conversation_id"]
-                history = client.get(
+                lines = client.get(
                     f"/api/conversations/{conversation_id}/history", headers=headers
-                ).json()
-                if len(history["history"]) >= 2:
-                    print(f"GET /api/conversations/{conversation_id}/history")
-                    print(orjson.dumps(history, option=orjson.OPT_INDENT_2).decode())
+                ).json()["history"]
+                if len(lines) != len(seen):
+                    seen, settled_since = lines, time.monotonic()
+                # The flow answers within moments; once nothing changes for a while, show it.
+                if len(seen) >= 2 and time.monotonic() - settled_since > 1.5:
+                    print(f"\nGET /api/conversations/{conversation_id}/history")
+                    for line in seen:
+                        print(describe(line))
                     return 0
             time.sleep(0.2)
-    print("the history did not show up within 15 s; see the process logs", flush=True)
+    print("the history did not show up within 20 s; see the process logs", flush=True)
     return 1
+
+
+def describe(line: dict[str, Any]) -> str:
+    """One history line as a person reads it."""
+    who = line["author_name"] or line["author_kind"]
+    status = f"  [{line['status']}]" if line.get("status") else ""
+    return f"  {line['position']:>2}. {line['occurred_at'][11:19]} {who:<16} {line['text']}{status}"
 
 
 def _builtin_text() -> dict[str, Any]:

@@ -21,7 +21,7 @@ def open_datastore(settings: Settings, schema: str, *, pool_size: int = 4) -> Po
     database = settings.database()
     with schema_lock(settings, schema) as connection:
         connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-    return PostgresDatastore(
+    datastore = PostgresDatastore(
         dbname=database.dbname,
         host=database.host,
         port=database.port,
@@ -30,14 +30,17 @@ def open_datastore(settings: Settings, schema: str, *, pool_size: int = 4) -> Po
         pool_size=pool_size,
         max_overflow=2,
         schema=schema,
-        # A pool that cannot connect should fail a start-up within seconds, not hang.
-        pool_open_timeout=10,
         connect_timeout=10,
         # A connection stuck in a transaction (a bug, a killed thread) must not hold the
         # event table's lock forever.
         idle_in_transaction_session_timeout=30,
         lock_timeout=10,
     )
+    # Open (and fill) the pool once, here, so a database that cannot be reached fails the
+    # start-up within seconds. The library would otherwise wait for a full pool on every
+    # checkout when given an open timeout, and two threads waiting at once trip psycopg_pool.
+    datastore.pool.open(wait=True, timeout=10)
+    return datastore
 
 
 def create_tables(settings: Settings, recorder: PostgresRecorder) -> None:

@@ -63,6 +63,11 @@ class Settings:
     whatsapp_access_token: str = ""
     publish_timeout_seconds: float = 5.0
     relay_poll_seconds: float = 0.05
+    # The dispatcher: attempts per round of sending (a retry request starts a new round),
+    # the first back-off (doubled after each attempt), and the Graph API call's timeout.
+    dispatch_max_attempts: int = 5
+    dispatch_backoff_seconds: float = 0.5
+    dispatch_timeout_seconds: float = 10.0
     log_level: str = "INFO"
     log_format: str = "auto"
 
@@ -84,10 +89,23 @@ class Settings:
             whatsapp_access_token=env.get("WHATSAPP_ACCESS_TOKEN", ""),
             publish_timeout_seconds=_float(env, "SWITCHBOARD_PUBLISH_TIMEOUT", 5.0),
             relay_poll_seconds=_float(env, "SWITCHBOARD_RELAY_POLL_SECONDS", 0.05),
+            dispatch_max_attempts=_int(env, "SWITCHBOARD_DISPATCH_MAX_ATTEMPTS", 5),
+            dispatch_backoff_seconds=_float(env, "SWITCHBOARD_DISPATCH_BACKOFF_SECONDS", 0.5),
+            dispatch_timeout_seconds=_float(env, "SWITCHBOARD_DISPATCH_TIMEOUT_SECONDS", 10.0),
             log_level=env.get("SWITCHBOARD_LOG_LEVEL", "INFO").upper(),
             log_format=env.get("SWITCHBOARD_LOG_FORMAT", "auto"),
         )
         settings.database()  # fail at start-up, with the variable's name, not at first use
+        if settings.dispatch_max_attempts < 1:
+            raise SettingsError(
+                "SWITCHBOARD_DISPATCH_MAX_ATTEMPTS must be at least 1,"
+                f" got {settings.dispatch_max_attempts}"
+            )
+        if settings.dispatch_backoff_seconds < 0 or settings.dispatch_timeout_seconds <= 0:
+            raise SettingsError(
+                "SWITCHBOARD_DISPATCH_BACKOFF_SECONDS must be >= 0 and"
+                " SWITCHBOARD_DISPATCH_TIMEOUT_SECONDS > 0"
+            )
         return settings
 
     def database(self) -> DatabaseUrl:

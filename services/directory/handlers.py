@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TypeVar
 from uuid import UUID, uuid5
 
@@ -10,8 +10,7 @@ from events.base import Payload
 from events.directory import BusinessNumberConnected, CommandRejected, CreateWorkspace
 from events.envelope import Envelope
 from events.flows import ActiveFlowChosen, ChooseActiveFlow, FlowPublished, PublishFlow
-from events.operations import RecordDeadLettered
-from services.consumer import Delivery, park_in_store
+from services.consumer import Delivery, StoreBackedHandler
 from services.directory.decide import (
     FlowState,
     NumberState,
@@ -34,17 +33,11 @@ def number_stream(phone_number_id: str) -> UUID:
     return uuid5(NUMBER_NAMESPACE, phone_number_id)
 
 
-class DirectoryHandler:
+class DirectoryHandler(StoreBackedHandler):
     name = "directory"
 
     def __init__(self, store: EventStore) -> None:
         self.store = store
-
-    def positions(self, tracking_names: Iterable[str]) -> dict[str, int | None]:
-        return {name: self.store.position(name) for name in tracking_names}
-
-    def park(self, delivery: Delivery, dead_letter: RecordDeadLettered) -> None:
-        park_in_store(self.store, delivery, dead_letter)
 
     def handle(self, delivery: Delivery, envelope: Envelope) -> None:
         key = str(envelope.workspace_id)  # directory events are keyed by workspace

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from functools import reduce
 from uuid import UUID
 
@@ -10,8 +9,7 @@ from events.base import Payload
 from events.conversation import CloseConversation, ConversationStarted, CustomerMessageReceived
 from events.envelope import Actor, Envelope
 from events.flows import HandOffRequested
-from events.operations import RecordDeadLettered
-from services.consumer import Delivery, park_in_store
+from services.consumer import Delivery, StoreBackedHandler
 from services.flows.decide import RunState, decide, evolve, run_id, start
 from services.flows.definition import FlowDefinition, parse_flow
 from services.flows.views import FlowsRecorder
@@ -21,7 +19,7 @@ CONFLICT_ATTEMPTS = 5
 BOT = Actor(kind="bot", id="flows")
 
 
-class FlowRunHandler:
+class FlowRunHandler(StoreBackedHandler):
     name = "flows"
 
     def __init__(self, store: EventStore, recorder: FlowsRecorder) -> None:
@@ -29,12 +27,6 @@ class FlowRunHandler:
         self.recorder = recorder
         # Published versions never change, so a parsed definition can be kept for good.
         self._definitions: dict[tuple[UUID, int], FlowDefinition] = {}
-
-    def positions(self, tracking_names: Iterable[str]) -> dict[str, int | None]:
-        return {name: self.store.position(name) for name in tracking_names}
-
-    def park(self, delivery: Delivery, dead_letter: RecordDeadLettered) -> None:
-        park_in_store(self.store, delivery, dead_letter)
 
     def handle(self, delivery: Delivery, envelope: Envelope) -> None:
         event = envelope.payload
@@ -95,18 +87,12 @@ class FlowRunHandler:
         return self._definitions[key]
 
 
-class FlowDirectoryViewHandler:
+class FlowDirectoryViewHandler(StoreBackedHandler):
     name = "flows.directory-view"
 
     def __init__(self, store: EventStore, recorder: FlowsRecorder) -> None:
         self.store = store
         self.recorder = recorder
-
-    def positions(self, tracking_names: Iterable[str]) -> dict[str, int | None]:
-        return {name: self.store.position(name) for name in tracking_names}
-
-    def park(self, delivery: Delivery, dead_letter: RecordDeadLettered) -> None:
-        park_in_store(self.store, delivery, dead_letter)
 
     def handle(self, delivery: Delivery, envelope: Envelope) -> None:
         self.recorder.record_directory(envelope, delivery.tracking)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
 from datetime import datetime
 from uuid import UUID, uuid5
 
@@ -13,9 +12,9 @@ from events.base import Payload
 from events.conversation import CloseConversation
 from events.directory import BusinessNumberConnected
 from events.envelope import Actor, Envelope
-from events.operations import InboundRecordUnrouted, RecordDeadLettered
+from events.operations import InboundRecordUnrouted
 from events.whatsapp import WhatsAppChangeReceived, WhatsAppMessageReceived, WhatsAppStatusReceived
-from services.consumer import Delivery, park_in_store
+from services.consumer import Delivery, StoreBackedHandler
 from services.inbound.decide import ThreadState, decide, evolve, thread_id
 from services.inbound.routes import InboundRecorder
 from services.store import AlreadyTracked, EventStore, NewEvent, StreamConflict
@@ -28,7 +27,7 @@ class UnknownBusinessNumber(Exception):
     """No workspace owns the number (the directory view is up to date)."""
 
 
-class InboundHandler:
+class InboundHandler(StoreBackedHandler):
     """Webhook records and conversation commands -> Conversation events."""
 
     name = "inbound"
@@ -40,12 +39,6 @@ class InboundHandler:
         # Threads this process decided on lately, with their stream version. Safe because a
         # stale entry fails the append with a conflict, which reloads from the store.
         self._threads: OrderedDict[UUID, tuple[ThreadState, int]] = OrderedDict()
-
-    def positions(self, tracking_names: Iterable[str]) -> dict[str, int | None]:
-        return {name: self.store.position(name) for name in tracking_names}
-
-    def park(self, delivery: Delivery, dead_letter: RecordDeadLettered) -> None:
-        park_in_store(self.store, delivery, dead_letter)
 
     def handle(self, delivery: Delivery, envelope: Envelope) -> None:
         record = envelope.payload
@@ -154,7 +147,7 @@ class InboundHandler:
         self.store.append([NewEvent(event_id, 1, kept)], delivery.tracking)
 
 
-class DirectoryViewHandler:
+class DirectoryViewHandler(StoreBackedHandler):
     """Directory events -> the ``number_routes`` view the inbound handler routes by."""
 
     name = "inbound.directory-view"
@@ -162,12 +155,6 @@ class DirectoryViewHandler:
     def __init__(self, store: EventStore, recorder: InboundRecorder) -> None:
         self.store = store
         self.recorder = recorder
-
-    def positions(self, tracking_names: Iterable[str]) -> dict[str, int | None]:
-        return {name: self.store.position(name) for name in tracking_names}
-
-    def park(self, delivery: Delivery, dead_letter: RecordDeadLettered) -> None:
-        park_in_store(self.store, delivery, dead_letter)
 
     def handle(self, delivery: Delivery, envelope: Envelope) -> None:
         phone_number_id: str | None = None
