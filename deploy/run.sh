@@ -71,7 +71,11 @@ if [[ -z "$token" ]]; then
   token="$("$BIN/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin_token"])' "$DEMO_FILE")"
 fi
 # The demo flow (deploy/demo-flow.yaml), active on the demo number, unless there is one.
-flows="$(curl -fsS -H "Authorization: Bearer $token" "$URL/api/flows")"
+# (The projector may still be creating its tables: give it a few seconds.)
+for _ in $(seq 1 50); do
+  flows="$(curl -fsS -H "Authorization: Bearer $token" "$URL/api/flows" 2>/dev/null)" && break
+  sleep 0.2
+done
 if [[ "$flows" == '{"flows":[]}' ]]; then
   flow_id="$(curl -fsS -X POST "$URL/api/flows" -H "Authorization: Bearer $token" \
     -H 'Content-Type: application/yaml' --data-binary @deploy/demo-flow.yaml |
@@ -88,7 +92,7 @@ switchboard is running.
   webhook         $URL/webhooks/whatsapp   (app secret: \$WHATSAPP_APP_SECRET, verify token: $WHATSAPP_VERIFY_TOKEN)
   demo workspace  $(cat "$DEMO_FILE" | tr -d '\n' | tr -s ' ')
   admin token     $token
-  process logs    $LOGS/{gateway,inbound,directory,relay,projector}.log
+  process logs    $LOGS/{gateway,inbound,directory,flows,dispatcher,relay,projector}.log
   infrastructure  make infra-status / make infra-logs
 Try it:  make demo   (or: .venv/bin/switchboard demo --token $token --phone-number-id $DEMO_NUMBER)
 INFO

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
+import structlog
 from faststream import FastStream
 
 from events.catalogue import (
@@ -21,7 +22,7 @@ from events.envelope import Envelope
 from projections.recorder import ProjectionRecorder
 from services.consumer import Delivery, StoreBackedHandler, TrackedRuntime
 from services.kafka import ensure_topics, new_broker, subscribe_tracked
-from services.postgres import create_tables, open_datastore
+from services.postgres import open_datastore, schema_lock
 from services.settings import Settings
 from services.store import EventStore
 
@@ -35,6 +36,9 @@ PROJECTED_TOPICS = (
     OUTBOUND_MESSAGES_TOPIC,
     OUTBOUND_EVENTS_TOPIC,
 )
+
+
+log = structlog.get_logger(__name__)
 
 
 class ProjectionHandler(StoreBackedHandler):
@@ -51,7 +55,10 @@ class ProjectionHandler(StoreBackedHandler):
 def open_recorder(settings: Settings) -> ProjectionRecorder:
     datastore = open_datastore(settings, settings.schema("projections"))
     recorder = ProjectionRecorder(datastore)
-    create_tables(settings, recorder)
+    with schema_lock(settings, datastore.schema):
+        if recorder.replace_outdated():
+            log.warning("read models were built by an older version; rebuilding from offset zero")
+        recorder.create_table()
     return recorder
 
 

@@ -12,7 +12,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Composed, Identifier, Literal
 from psycopg.types.json import Jsonb
 
 from events.envelope import Envelope
@@ -34,6 +34,10 @@ from projections.directory import (
     directory_rows,
 )
 from services.store import EVENTS_TABLE, RELAY_TRACKING, TRACKING_TABLE, AlreadyTracked
+
+# Bump when a read model's tables change shape: the projector then drops the read models
+# and rebuilds them from offset zero (they are views; the events are the truth).
+READ_MODEL_VERSION = 2
 
 TABLES = (
     "applied_events",
@@ -188,6 +192,45 @@ class ProjectionRecorder(PostgresProcessRecorder):
                 ),
                 ([self.table_migration_identifier, RELAY_TRACKING],),
             )
+
+    def replace_outdated(self) -> bool:
+        """Drop read models built by another ``READ_MODEL_VERSION``; True if it did.
+
+        Call before ``create_table`` (under the schema lock): the tables are then created
+        in their current shape and, with no positions left, filled again from offset zero.
+        """
+        marker = Identifier("read_model_version")
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(
+                SQL("CREATE TABLE IF NOT EXISTS {}.{} (version integer NOT NULL)").format(
+                    self.schema, marker
+                )
+            )
+            cursor.execute(SQL("SELECT version FROM {}.{}").format(self.schema, marker))
+            row = cursor.fetchone()
+            if row is not None and row["version"] == READ_MODEL_VERSION:
+                return False
+            for table in TABLES:
+                cursor.execute(
+                    SQL("DROP TABLE IF EXISTS {}.{}").format(self.schema, Identifier(table))
+                )
+            cursor.execute(SQL("DELETE FROM {}.{}").format(self.schema, marker))
+            cursor.execute(
+                SQL("INSERT INTO {}.{} VALUES (%s)").format(self.schema, marker),
+                (READ_MODEL_VERSION,),
+            )
+            cursor.execute(
+                SQL(
+                    "DO $$ BEGIN IF to_regclass({}) IS NOT NULL THEN"
+                    " DELETE FROM {}.{} WHERE application_name <> ALL({}); END IF; END $$"
+                ).format(
+                    Literal(f"{self.datastore.schema}.{self.tracking_table_name}"),
+                    self.schema,
+                    Identifier(self.tracking_table_name),
+                    Literal([self.table_migration_identifier, RELAY_TRACKING]),
+                )
+            )
+        return row is not None
 
     def _first_time(self, cursor: Cursor[DictRow], envelope: Envelope) -> bool:
         cursor.execute(
