@@ -52,6 +52,25 @@ class MemberAdded(Payload):
     token_hash: str
 
 
+class CreateGroup(Payload):
+    """Command: a group of agents that flows can hand conversations to."""
+
+    event_type = "directory.create_group"
+
+    workspace_id: Id
+    group_id: Id
+    name: str
+    created_by: Id
+
+
+class GroupCreated(Payload):
+    event_type = "directory.group_created"
+
+    workspace_id: Id
+    group_id: Id
+    name: str
+
+
 class CommandRejected(Payload):
     """A directory command that could not be carried out, and why (for the caller to see)."""
 
@@ -62,10 +81,11 @@ class CommandRejected(Payload):
     reason: str
 
 
-DIRECTORY_COMMANDS: tuple[type[Payload], ...] = (CreateWorkspace,)
+DIRECTORY_COMMANDS: tuple[type[Payload], ...] = (CreateWorkspace, CreateGroup)
 DIRECTORY_EVENTS: tuple[type[Payload], ...] = (
     WorkspaceCreated,
     BusinessNumberConnected,
     MemberAdded,
+    GroupCreated,
     CommandRejected,
 )

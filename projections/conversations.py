@@ -27,6 +27,7 @@ from events.outbound import (
     OutboundMessageRefused,
     OutboundMessageSent,
     OutboundOutcomeUnknown,
+    RetryOutboundMessage,
 )
 
 # "unknown" ranks below "sent": a definite result recorded later (another replica's) wins.
@@ -218,7 +219,10 @@ def history_entry(envelope: Envelope, row: ConversationRow | None) -> HistoryEnt
 
 
 def delivery_update(envelope: Envelope) -> DeliveryUpdate | None:
+    """The dispatcher's word on a message (or a retry asked for it), in the order it spoke."""
     match envelope.payload:
+        case RetryOutboundMessage(message_id=message_id):
+            return DeliveryUpdate(message_id, "queued", None, None)
         case OutboundMessageSent(message_id=message_id, wamid=wamid):
             return DeliveryUpdate(message_id, "sent", wamid, None)
         case OutboundMessageFailed(message_id=message_id, reason=reason, error=error):
@@ -229,6 +233,17 @@ def delivery_update(envelope: Envelope) -> DeliveryUpdate | None:
             return DeliveryUpdate(message_id, "unknown", None, [{"reason": reason}])
         case _:
             return None
+
+
+def line_status(dispatcher: str, meta: str | None) -> str:
+    """A message line's status from what the dispatcher and Meta said, in whatever order.
+
+    Once the dispatcher has sent it, Meta's word (delivered, read, failed) is the later one;
+    before that, or after a failure or refusal, the dispatcher's stands.
+    """
+    if dispatcher == "sent" and meta is not None:
+        return meta
+    return dispatcher
 
 
 def later_status(current: str | None, new: str) -> str:

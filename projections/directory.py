@@ -10,7 +10,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from events.directory import BusinessNumberConnected, CommandRejected, MemberAdded, WorkspaceCreated
+from events.directory import (
+    BusinessNumberConnected,
+    CommandRejected,
+    GroupCreated,
+    MemberAdded,
+    WorkspaceCreated,
+)
 from events.envelope import Envelope
 from events.flows import ActiveFlowChosen, FlowPublished
 
@@ -63,6 +69,14 @@ class FlowVersionRow:
 
 
 @dataclass(frozen=True)
+class GroupRow:
+    group_id: UUID
+    workspace_id: UUID
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class ActiveFlowRow:
     phone_number_id: str
     workspace_id: UUID
@@ -70,7 +84,9 @@ class ActiveFlowRow:
     chosen_at: datetime
 
 
-DirectoryRow = WorkspaceRow | NumberRow | MemberRow | OutcomeRow | FlowVersionRow | ActiveFlowRow
+DirectoryRow = (
+    WorkspaceRow | NumberRow | MemberRow | GroupRow | OutcomeRow | FlowVersionRow | ActiveFlowRow
+)
 
 
 def directory_rows(envelope: Envelope) -> list[DirectoryRow]:
@@ -91,10 +107,24 @@ def directory_rows(envelope: Envelope) -> list[DirectoryRow]:
                     member.token_hash,
                 )
             ]
+        case GroupCreated(group_id=group_id, workspace_id=workspace_id, name=name):
+            rows: list[DirectoryRow] = [GroupRow(group_id, workspace_id, name, at)]
+            if envelope.causation_id is not None:
+                rows.append(
+                    OutcomeRow(
+                        envelope.causation_id,
+                        "directory.create_group",
+                        "accepted",
+                        "",
+                        at,
+                        {"group_id": str(group_id), "name": name},
+                    )
+                )
+            return rows
         case CommandRejected(command_id=command_id, command_type=command_type, reason=reason):
             return [OutcomeRow(command_id, command_type, "rejected", reason, at, None)]
         case FlowPublished() as flow:
-            rows: list[DirectoryRow] = [
+            rows = [
                 FlowVersionRow(
                     flow.flow_id,
                     flow.version,

@@ -74,6 +74,14 @@ class ReadModels:
             (conversation_id,),
         )
 
+    async def message_status(self, conversation_id: UUID, message_id: UUID) -> str | None:
+        rows = await self._all(
+            "SELECT status FROM {s}.conversation_history"
+            " WHERE conversation_id = %s AND message_id = %s",
+            (conversation_id, message_id),
+        )
+        return str(rows[0]["status"]) if rows else None
+
     async def workspace(self, workspace_id: UUID) -> dict[str, Any] | None:
         rows = await self._all(
             "SELECT * FROM {s}.workspaces WHERE workspace_id = %s", (workspace_id,)
@@ -91,6 +99,13 @@ class ReadModels:
             "SELECT member_id FROM {s}.members WHERE workspace_id = %s AND active", (workspace_id,)
         )
         return [row["member_id"] for row in rows]
+
+    async def groups(self, workspace_id: UUID) -> list[dict[str, Any]]:
+        return await self._all(
+            "SELECT group_id, name, created_at FROM {s}.groups WHERE workspace_id = %s"
+            " ORDER BY name",
+            (workspace_id,),
+        )
 
     async def flows(self, workspace_id: UUID) -> list[dict[str, Any]]:
         """Each flow at its latest version, and the numbers it is active on."""

@@ -7,6 +7,7 @@ are: the view's tables sit beside the tracking table in the ``projections`` sche
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
@@ -18,15 +19,18 @@ from psycopg.types.json import Jsonb
 from events.envelope import Envelope
 from projections.conversations import (
     ConversationRow,
+    DeliveryUpdate,
     apply_conversation,
     delivery_update,
     history_entry,
     later_status,
+    line_status,
 )
 from projections.directory import (
     ActiveFlowRow,
     DirectoryRow,
     FlowVersionRow,
+    GroupRow,
     MemberRow,
     NumberRow,
     OutcomeRow,
@@ -37,7 +41,7 @@ from services.store import EVENTS_TABLE, RELAY_TRACKING, TRACKING_TABLE, Already
 
 # Bump when a read model's tables change shape: the projector then drops the read models
 # and rebuilds them from offset zero (they are views; the events are the truth).
-READ_MODEL_VERSION = 2
+READ_MODEL_VERSION = 4
 
 TABLES = (
     "applied_events",
@@ -49,6 +53,9 @@ TABLES = (
     "command_outcomes",
     "flow_versions",
     "active_flows",
+    "groups",
+    "deliveries",
+    "wamid_statuses",
 )
 
 SCHEMA_STATEMENTS = (
@@ -126,6 +133,21 @@ SCHEMA_STATEMENTS = (
         published_by uuid NOT NULL,
         published_at timestamptz NOT NULL,
         PRIMARY KEY (flow_id, version))""",
+    """CREATE TABLE IF NOT EXISTS {s}.deliveries (
+        message_id uuid PRIMARY KEY,
+        status text NOT NULL,
+        wamid text,
+        errors jsonb)""",
+    """CREATE INDEX IF NOT EXISTS deliveries_by_wamid ON {s}.deliveries (wamid)""",
+    """CREATE TABLE IF NOT EXISTS {s}.wamid_statuses (
+        wamid text PRIMARY KEY,
+        status text NOT NULL,
+        errors jsonb)""",
+    """CREATE TABLE IF NOT EXISTS {s}.groups (
+        group_id uuid PRIMARY KEY,
+        workspace_id uuid NOT NULL,
+        name text NOT NULL,
+        created_at timestamptz NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS {s}.active_flows (
         phone_number_id text PRIMARY KEY,
         workspace_id uuid NOT NULL,
@@ -273,40 +295,81 @@ class ProjectionRecorder(PostgresProcessRecorder):
                 },
             )
             if entry.kind == "status" and entry.wamid is not None and entry.status is not None:
-                self._advance_status(cursor, "wamid", entry.wamid, entry.status, None, None)
+                self._record_meta_status(cursor, entry.wamid, entry.status, entry.errors)
+            if entry.message_id is not None:
+                self._refresh_message(cursor, entry.message_id)
         update = delivery_update(envelope)
         if update is not None:
-            self._advance_status(
-                cursor, "message_id", update.message_id, update.status, update.wamid, update.errors
-            )
+            self._record_delivery(cursor, update)
 
-    def _advance_status(
-        self,
-        cursor: Cursor[DictRow],
-        column: str,
-        key: object,
-        status: str,
-        wamid: str | None,
-        errors: list[dict[str, Any]] | None,
-    ) -> None:
-        """Move a message line's status forward (never back), found by wamid or message id."""
+    # What the dispatcher and Meta said of an outbound message is kept apart from its
+    # history line, keyed by message id and by wamid: the three arrive on different topics
+    # in any order, and the line is recomputed from whatever is known each time.
+
+    def _record_delivery(self, cursor: Cursor[DictRow], update: DeliveryUpdate) -> None:
         cursor.execute(
             self._sql(
-                f"SELECT event_id, status FROM {{s}}.conversation_history"
-                f" WHERE {column} = %s AND kind = 'message'"
+                "INSERT INTO {s}.deliveries VALUES (%s, %s, %s, %s) ON CONFLICT (message_id)"
+                " DO UPDATE SET status = EXCLUDED.status,"
+                " wamid = COALESCE(EXCLUDED.wamid, {s}.deliveries.wamid),"
+                " errors = COALESCE(EXCLUDED.errors, {s}.deliveries.errors)"
             ),
-            (key,),
+            (
+                update.message_id,
+                update.status,
+                update.wamid,
+                Jsonb(update.errors) if update.errors else None,
+            ),
+        )
+        self._refresh_message(cursor, update.message_id)
+
+    def _record_meta_status(
+        self,
+        cursor: Cursor[DictRow],
+        wamid: str,
+        status: str,
+        errors: list[dict[str, Any]] | None,
+    ) -> None:
+        cursor.execute(
+            self._sql("SELECT status FROM {s}.wamid_statuses WHERE wamid = %s"), (wamid,)
+        )
+        found = cursor.fetchone()
+        furthest = later_status(found["status"] if found else None, status)
+        cursor.execute(
+            self._sql(
+                "INSERT INTO {s}.wamid_statuses VALUES (%s, %s, %s) ON CONFLICT (wamid)"
+                " DO UPDATE SET status = EXCLUDED.status,"
+                " errors = COALESCE(EXCLUDED.errors, {s}.wamid_statuses.errors)"
+            ),
+            (wamid, furthest, Jsonb(errors) if errors else None),
+        )
+        cursor.execute(
+            self._sql("SELECT message_id FROM {s}.deliveries WHERE wamid = %s"), (wamid,)
         )
         for row in cursor.fetchall():
-            advanced = later_status(row["status"], status)
-            cursor.execute(
-                self._sql(
-                    "UPDATE {s}.conversation_history SET status = %s,"
-                    " wamid = COALESCE(%s, wamid), errors = COALESCE(%s, errors)"
-                    " WHERE event_id = %s"
-                ),
-                (advanced, wamid, Jsonb(errors) if errors else None, row["event_id"]),
-            )
+            self._refresh_message(cursor, row["message_id"])
+
+    def _refresh_message(self, cursor: Cursor[DictRow], message_id: UUID) -> None:
+        cursor.execute(
+            self._sql(
+                "SELECT d.status, d.wamid, d.errors, w.status AS meta_status,"
+                " w.errors AS meta_errors FROM {s}.deliveries d"
+                " LEFT JOIN {s}.wamid_statuses w ON w.wamid = d.wamid WHERE d.message_id = %s"
+            ),
+            (message_id,),
+        )
+        known = cursor.fetchone()
+        if known is None:
+            return  # the dispatcher has said nothing yet: the line stays "queued"
+        status = line_status(known["status"], known["meta_status"])
+        errors = known["meta_errors"] if status == known["meta_status"] else known["errors"]
+        cursor.execute(
+            self._sql(
+                "UPDATE {s}.conversation_history SET status = %s, wamid = %s, errors = %s"
+                " WHERE message_id = %s AND kind = 'message'"
+            ),
+            (status, known["wamid"], Jsonb(errors) if errors else None, message_id),
+        )
 
     def _upsert_conversation(self, cursor: Cursor[DictRow], row: ConversationRow) -> None:
         columns = ", ".join(CONVERSATION_COLUMNS)
@@ -352,6 +415,11 @@ class ProjectionRecorder(PostgresProcessRecorder):
                     "INSERT INTO {s}.flow_versions VALUES (%(flow_id)s, %(version)s,"
                     " %(workspace_id)s, %(name)s, %(definition)s, %(published_by)s,"
                     " %(published_at)s) ON CONFLICT DO NOTHING"
+                )
+            case GroupRow():
+                statement = (
+                    "INSERT INTO {s}.groups VALUES (%(group_id)s, %(workspace_id)s, %(name)s,"
+                    " %(created_at)s) ON CONFLICT DO NOTHING"
                 )
             case ActiveFlowRow():
                 statement = (

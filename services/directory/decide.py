@@ -14,7 +14,9 @@ from events.base import Payload
 from events.directory import (
     BusinessNumberConnected,
     CommandRejected,
+    CreateGroup,
     CreateWorkspace,
+    GroupCreated,
     MemberAdded,
     WorkspaceCreated,
 )
@@ -30,6 +32,8 @@ class WorkspaceState:
     created: bool = False
     name: str = ""
     members: frozenset[UUID] = frozenset()
+    groups: frozenset[UUID] = frozenset()
+    group_names: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,12 @@ def evolve_workspace(state: WorkspaceState, event: Payload) -> WorkspaceState:
             return replace(state, created=True, name=name)
         case MemberAdded(member_id=member_id):
             return replace(state, members=state.members | {member_id})
+        case GroupCreated(group_id=group_id, name=name):
+            return replace(
+                state,
+                groups=state.groups | {group_id},
+                group_names=state.group_names | {name.casefold()},
+            )
         case _:
             return state
 
@@ -123,7 +133,9 @@ def decide_publish_flow(
             _reject(command, command_id, f"flow {command.flow_id} belongs to another workspace")
         ]
     try:
-        definition = parse_flow(command.definition, members=workspace.members)
+        definition = parse_flow(
+            command.definition, members=workspace.members, groups=workspace.groups
+        )
     except FlowInvalid as error:
         return [_reject(command, command_id, str(error))]
     return [
@@ -159,6 +171,21 @@ def decide_choose_active_flow(
             chosen_by=command.chosen_by,
         )
     ]
+
+
+def decide_create_group(
+    command: CreateGroup, command_id: UUID, workspace: WorkspaceState
+) -> list[Payload]:
+    if not workspace.created:
+        return [_reject(command, command_id, f"workspace {command.workspace_id} does not exist")]
+    if command.group_id in workspace.groups:
+        return []  # the same command delivered again
+    name = command.name.strip()
+    if not name:
+        return [_reject(command, command_id, "a group needs a non-empty name")]
+    if name.casefold() in workspace.group_names:
+        return [_reject(command, command_id, f"a group named {name!r} already exists")]
+    return [GroupCreated(workspace_id=command.workspace_id, group_id=command.group_id, name=name)]
 
 
 def valid_time_zone(name: str) -> bool:

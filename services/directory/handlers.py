@@ -7,7 +7,7 @@ from typing import TypeVar
 from uuid import UUID, uuid5
 
 from events.base import Payload
-from events.directory import BusinessNumberConnected, CommandRejected, CreateWorkspace
+from events.directory import BusinessNumberConnected, CommandRejected, CreateGroup, CreateWorkspace
 from events.envelope import Envelope
 from events.flows import ActiveFlowChosen, ChooseActiveFlow, FlowPublished, PublishFlow
 from services.consumer import Delivery, StoreBackedHandler
@@ -16,6 +16,7 @@ from services.directory.decide import (
     NumberState,
     WorkspaceState,
     decide_choose_active_flow,
+    decide_create_group,
     decide_create_workspace,
     decide_publish_flow,
     evolve_flow,
@@ -78,6 +79,14 @@ class DirectoryHandler(StoreBackedHandler):
                         number_stream(command.phone_number_id),
                         NumberState(command.phone_number_id),
                         evolve_number,
+                    ),
+                )
+            case CreateGroup():
+                return decide_create_group(
+                    command,
+                    envelope.event_id,
+                    self._load(
+                        command.workspace_id, WorkspaceState(command.workspace_id), evolve_workspace
                     ),
                 )
             case PublishFlow():

@@ -241,8 +241,18 @@ def transitions(block: Block) -> list[str]:
             return []
 
 
-def parse_flow(document: Mapping[str, Any], *, members: Iterable[UUID] = ()) -> FlowDefinition:
-    """Parse and validate a flow document, or raise :class:`FlowInvalid` naming the block."""
+def parse_flow(
+    document: Mapping[str, Any],
+    *,
+    members: Iterable[UUID] | None = None,
+    groups: Iterable[UUID] | None = None,
+) -> FlowDefinition:
+    """Parse and validate a flow document, or raise :class:`FlowInvalid` naming the block.
+
+    ``members`` and ``groups`` are the workspace's, checked when given: publishing checks
+    them; running an already published version does not (a group deleted since must not
+    break conversations that started before).
+    """
     raw_blocks = document.get("blocks")
     if isinstance(raw_blocks, list):
         for raw in raw_blocks:
@@ -256,7 +266,7 @@ def parse_flow(document: Mapping[str, Any], *, members: Iterable[UUID] = ()) -> 
     except ValidationError as error:
         raise _invalid(error, document) from None
     _check_graph(flow)
-    _check_blocks(flow, set(members))
+    _check_blocks(flow, members, groups)
     return flow
 
 
@@ -318,7 +328,11 @@ def _check_graph(flow: FlowDefinition) -> None:
             )
 
 
-def _check_blocks(flow: FlowDefinition, members: set[UUID]) -> None:
+def _check_blocks(
+    flow: FlowDefinition, members: Iterable[UUID] | None, groups: Iterable[UUID] | None
+) -> None:
+    known_members = None if members is None else set(members)
+    known_groups = None if groups is None else set(groups)
     if flow.time_zone is not None:
         try:
             ZoneInfo(flow.time_zone)
@@ -347,8 +361,11 @@ def _check_blocks(flow: FlowDefinition, members: set[UUID]) -> None:
             case ConnectToAgentBlock(rotation=rotation, member=member):
                 if rotation == "specific" and member is None:
                     raise FlowInvalid("rotation 'specific' needs a 'member'", block.id)
-                if member is not None and member not in members:
+                if member is not None and known_members is not None and member not in known_members:
                     raise FlowInvalid(f"member {member} does not exist in this workspace", block.id)
+                group = block.group
+                if group is not None and known_groups is not None and group not in known_groups:
+                    raise FlowInvalid(f"group {group} does not exist in this workspace", block.id)
                 if rotation != "no_owner" and block.group is None and rotation != "specific":
                     raise FlowInvalid(f"rotation {rotation!r} needs a 'group'", block.id)
             case _:

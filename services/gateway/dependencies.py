@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from aiokafka import AIOKafkaProducer
 from fastapi import Depends, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
 
+from events.base import Payload
+from events.catalogue import DIRECTORY_COMMANDS_TOPIC
 from events.codec import encode
+from events.envelope import Actor, Envelope
 from projections.queries import Caller, ReadModels
 from services.gateway.webhook import OutgoingRecord
 from services.settings import Settings
@@ -94,3 +99,41 @@ async def outcome_of(
             return found
         await asyncio.sleep(0.05)
     return None
+
+
+async def send_command(
+    publisher: Publisher, settings: Settings, who: Caller, command: Payload
+) -> UUID:
+    """Put an admin command on the directory's topic, as the calling member; its id."""
+    command_id = uuid4()
+    envelope = Envelope.wrap(
+        command,
+        event_id=command_id,
+        stream_id=str(who.workspace_id),
+        workspace_id=who.workspace_id,
+        occurred_at=datetime.now(UTC),
+        correlation_id=command_id,
+        causation_id=None,
+        actor=Actor(kind="member", id=str(who.member_id)),
+    )
+    try:
+        await publisher.publish(
+            DIRECTORY_COMMANDS_TOPIC.qualified(settings.topic_prefix),
+            [OutgoingRecord(key=envelope.stream_id, envelope=envelope)],
+        )
+    except Exception:
+        raise HTTPException(503, "the message bus is unavailable; retry later") from None
+    return command_id
+
+
+def answer(outcome: dict[str, Any] | None, command_id: UUID, accepted_status: int) -> JSONResponse:
+    """The directory's verdict as HTTP: accepted, 422 with its reason, or 202 if still open."""
+    if outcome is None:
+        return JSONResponse(
+            {"command_id": str(command_id), "detail": "accepted; not decided yet"}, status_code=202
+        )
+    if outcome["outcome"] == "rejected":
+        raise HTTPException(422, outcome["reason"])
+    return JSONResponse(
+        {"command_id": str(command_id), **(outcome["result"] or {})}, accepted_status
+    )

@@ -7,7 +7,6 @@ members); the route waits a moment for that verdict so the caller gets the versi
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
@@ -16,22 +15,20 @@ import yaml
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from events.base import Payload
-from events.catalogue import DIRECTORY_COMMANDS_TOPIC
-from events.envelope import Actor, Envelope
 from events.flows import ChooseActiveFlow, PublishFlow
 from projections.queries import Caller, ReadModels
 from services.flows.definition import FlowInvalid, parse_flow
 from services.gateway.dependencies import (
     Publisher,
     admin,
+    answer,
     caller,
     outcome_of,
     publisher,
     read_models,
+    send_command,
     settings,
 )
-from services.gateway.webhook import OutgoingRecord
 from services.settings import Settings
 
 router = APIRouter(tags=["flows"])
@@ -51,42 +48,6 @@ async def flow_document(request: Request) -> dict[str, Any]:
     return document
 
 
-async def send_command(
-    publisher: Publisher, settings: Settings, who: Caller, command: Payload
-) -> UUID:
-    command_id = uuid4()
-    envelope = Envelope.wrap(
-        command,
-        event_id=command_id,
-        stream_id=str(who.workspace_id),
-        workspace_id=who.workspace_id,
-        occurred_at=datetime.now(UTC),
-        correlation_id=command_id,
-        causation_id=None,
-        actor=Actor(kind="member", id=str(who.member_id)),
-    )
-    try:
-        await publisher.publish(
-            DIRECTORY_COMMANDS_TOPIC.qualified(settings.topic_prefix),
-            [OutgoingRecord(key=envelope.stream_id, envelope=envelope)],
-        )
-    except Exception:
-        raise HTTPException(503, "the message bus is unavailable; retry later") from None
-    return command_id
-
-
-def answer(outcome: dict[str, Any] | None, command_id: UUID, accepted_status: int) -> JSONResponse:
-    if outcome is None:
-        return JSONResponse(
-            {"command_id": str(command_id), "detail": "accepted; not decided yet"}, status_code=202
-        )
-    if outcome["outcome"] == "rejected":
-        raise HTTPException(422, outcome["reason"])
-    return JSONResponse(
-        {"command_id": str(command_id), **(outcome["result"] or {})}, accepted_status
-    )
-
-
 @router.post("/api/flows", status_code=201)
 async def publish_flow(
     document: Annotated[dict[str, Any], Depends(flow_document)],
@@ -102,7 +63,11 @@ async def publish_flow(
     except ValueError:
         raise HTTPException(400, f"'id' must be a flow id (a UUID), got {raw_id!r}") from None
     try:
-        parse_flow(document, members=await models.member_ids(who.workspace_id))
+        parse_flow(
+            document,
+            members=await models.member_ids(who.workspace_id),
+            groups=[row["group_id"] for row in await models.groups(who.workspace_id)],
+        )
     except FlowInvalid as error:
         raise HTTPException(400, str(error)) from None
     command = PublishFlow(

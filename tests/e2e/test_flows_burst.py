@@ -20,14 +20,13 @@ import pytest
 from services.settings import Settings
 from tests.conftest import TEST_APP_SECRET
 from tests.e2e.conftest import create_workspace_cli, wait_for_gateway
-from tests.fake_graph import FakeGraphApi
+from tests.fake_graph import FakeGraphApi, Reply
 from tests.flow_samples import support_flow
 from tests.harness import Processes, eventually, query
 from tests.webhooks import Text, messages_webhook, signed_headers
 
 pytestmark = pytest.mark.e2e
 ALL = ("directory", "inbound", "flows", "dispatcher", "projector", "relay", "gateway")
-GROUP = "5b0e9c4a-1f2d-4c3b-8a7e-6d5c4b3a2f10"
 OFFICE = int(datetime(2027, 11, 23, 15, 0, tzinfo=UTC).timestamp())  # Tue 10:00 Bogotá
 EVENING = int(datetime(2027, 11, 24, 0, 30, tzinfo=UTC).timestamp())  # Tue 19:30 Bogotá
 IN_OFFICE = ["Hola Valentina Ruiz", "¿En qué te ayudamos?", "Te comunico con un asesor"]
@@ -65,7 +64,11 @@ async def start_with_flow(
     workspace = await create_workspace_cli(env, "Acme", number)
     # create_workspace_cli uses the CLI default zone (UTC); the flow names Bogotá itself.
     auth = {"Authorization": f"Bearer {workspace['admin_token']}"}
-    published = await http.post("/api/flows", json=support_flow(GROUP), headers=auth)
+    group = await http.post("/api/groups", json={"name": "Billing"}, headers=auth)
+    assert group.status_code == 201, group.text
+    published = await http.post(
+        "/api/flows", json=support_flow(group.json()["group_id"]), headers=auth
+    )
     assert published.status_code == 201, published.text
     chosen = await http.put(
         f"/api/numbers/{number}/flow", json={"flow_id": published.json()["flow_id"]}, headers=auth
@@ -230,3 +233,43 @@ async def test_sigkill_of_flows_and_dispatcher_in_a_burst_of_500_conversations(
         assert received == texts or (
             unknown and len(received) == len(texts) - 1 and set(received) < set(texts)
         ), (customer, received)
+
+
+async def test_a_failed_message_is_sent_again_only_when_an_admin_decides_so(
+    processes: Processes, http: httpx.AsyncClient, flow_env: dict[str, str], graph: FakeGraphApi
+) -> None:
+    number = "4803003"
+    workspace = await start_with_flow(processes, http, flow_env, number)
+    auth = {"Authorization": f"Bearer {workspace['admin_token']}"}
+    graph.script("573009", Reply.bad_request())  # Meta refuses the greeting once
+    await post(http, messages_webhook(number, [Text("573009", "w.r", "hola", OFFICE)]))
+
+    async def greeting() -> dict[str, Any]:
+        found = await http.get("/api/conversations", params={"contact": "573009"}, headers=auth)
+        conversations = found.json()["conversations"]
+        if not conversations:
+            return {"status": None}
+        conversation = conversations[0]["conversation_id"]
+        lines = (await http.get(f"/api/conversations/{conversation}/history", headers=auth)).json()
+        line: dict[str, Any] = next(
+            (line for line in lines["history"] if line["text"] == "Hola Valentina Ruiz"),
+            {"status": None},
+        )
+        return {**line, "conversation_id": conversation}
+
+    failed = await eventually(greeting, lambda line: line["status"] == "failed", within=30)
+    assert "Recipient not allowed" in orjson.dumps(failed["errors"]).decode()
+    assert [r.status for r in graph.received_to("573009")][:1] == [400]
+    path = f"/api/conversations/{failed['conversation_id']}/messages/{failed['message_id']}/retry"
+    question = await eventually(
+        lambda: asyncio.sleep(0, graph.received_to("573009")), lambda r: len(r) >= 2, within=30
+    )
+    assert question[1].text == "¿En qué te ayudamos?"  # the conversation went on meanwhile
+    retried = await http.post(path, headers=auth)
+    assert retried.status_code == 202, retried.text
+    sent = await eventually(greeting, lambda line: line["status"] == "sent", within=30)
+    assert sent["wamid"] is not None
+    greetings = [r for r in graph.received_to("573009") if r.text == "Hola Valentina Ruiz"]
+    assert [r.status for r in greetings] == [400, 200]
+    again = await http.post(path, headers=auth)
+    assert again.status_code == 409  # a sent message is never sent twice

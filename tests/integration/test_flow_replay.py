@@ -15,7 +15,7 @@ from services.workspaces import create_workspace
 from tests.conftest import TEST_APP_SECRET
 from tests.flow_samples import support_flow
 from tests.harness import consumers, eventually, gateway_client, query
-from tests.integration.test_flows import GROUP, NUMBER
+from tests.integration.test_flows import NUMBER, create_group
 from tests.webhooks import Text, messages_webhook, signed_headers
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,8 @@ async def test_replaying_the_flows_service_from_offset_zero_decides_the_same(
             settings, name="Replay", phone_number_id=NUMBER, time_zone="America/Bogota"
         )
         auth = {"Authorization": f"Bearer {workspace['admin_token']}"}
-        flow = (await client.post("/api/flows", json=support_flow(GROUP), headers=auth)).json()
+        group = await create_group(client, auth, "Billing")
+        flow = (await client.post("/api/flows", json=support_flow(group), headers=auth)).json()
         await client.put(
             f"/api/numbers/{NUMBER}/flow", json={"flow_id": flow["flow_id"]}, headers=auth
         )

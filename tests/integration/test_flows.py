@@ -23,7 +23,6 @@ from tests.webhooks import Text, messages_webhook, signed_headers
 
 pytestmark = pytest.mark.integration
 NUMBER = "480112093385611"
-GROUP = uuid.UUID(int=4242)
 # Conversations run the flow active when they start (event time), so the customers of these
 # tests write in the future, after the flow was published.
 TUESDAY_10_BOGOTA = int(datetime(2027, 11, 23, 15, 0, tzinfo=UTC).timestamp())
@@ -31,9 +30,16 @@ TUESDAY_19_BOGOTA = int(datetime(2027, 11, 24, 0, 0, tzinfo=UTC).timestamp())
 
 
 class Bot:
-    def __init__(self, settings: Settings, client: httpx.AsyncClient, workspace: dict[str, Any]):
+    def __init__(
+        self,
+        settings: Settings,
+        client: httpx.AsyncClient,
+        workspace: dict[str, Any],
+        group: uuid.UUID,
+    ) -> None:
         self.settings = settings
         self.client = client
+        self.group = group
         self.auth = {"Authorization": f"Bearer {workspace['admin_token']}"}
 
     async def post(self, customer: str, wamid: str, text: str, at: int) -> None:
@@ -68,8 +74,9 @@ async def bot(settings: Settings) -> AsyncIterator[Bot]:
             settings, name="Acme", phone_number_id=NUMBER, time_zone="America/Bogota"
         )
         auth = {"Authorization": f"Bearer {workspace['admin_token']}"}
+        group = await create_group(client, auth, "Billing")
         published = await client.post(
-            "/api/flows", json=support_flow(GROUP, time_zone=None), headers=auth
+            "/api/flows", json=support_flow(group, time_zone=None), headers=auth
         )
         assert published.status_code == 201, published.text
         assert published.json()["version"] == 1
@@ -79,7 +86,13 @@ async def bot(settings: Settings) -> AsyncIterator[Bot]:
             headers=auth,
         )
         assert chosen.status_code == 200, chosen.text
-        yield Bot(settings, client, workspace)
+        yield Bot(settings, client, workspace, group)
+
+
+async def create_group(client: httpx.AsyncClient, auth: dict[str, str], name: str) -> uuid.UUID:
+    response = await client.post("/api/groups", json={"name": name}, headers=auth)
+    assert response.status_code == 201, response.text
+    return uuid.UUID(response.json()["group_id"])
 
 
 def customer() -> str:
@@ -100,14 +113,14 @@ async def test_billing_in_office_hours_is_handed_to_the_group(bot: Bot) -> None:
     lines = await bot.history(who, 6)
     assert [line["text"] for line in lines[3:5]] == ["Facturación", "Te comunico con un asesor"]
     assert lines[5]["kind"] == "system"
-    assert str(GROUP) in lines[5]["text"]
+    assert str(bot.group) in lines[5]["text"]
 
     [hand_off] = await eventually(
         lambda: topic_records(bot.settings, HAND_OFF_REQUESTS_TOPIC), lambda found: len(found) == 1
     )
     assert isinstance(hand_off.payload, HandOffRequested)
-    assert (hand_off.payload.group_id, hand_off.payload.rotation) == (GROUP, "available")
-    assert hand_off.stream_id == str(GROUP)
+    assert (hand_off.payload.group_id, hand_off.payload.rotation) == (bot.group, "available")
+    assert hand_off.stream_id == str(bot.group)
     branches = [
         e.payload
         for e in await topic_records(bot.settings, FLOW_EVENTS_TOPIC)
@@ -138,7 +151,7 @@ async def test_billing_after_hours_ends_and_closes_the_conversation(bot: Bot) ->
 
 
 async def test_an_invalid_flow_is_refused_naming_the_block(bot: Bot) -> None:
-    flow = support_flow(GROUP)
+    flow = support_flow(bot.group)
     flow["blocks"][0]["next"] = "nowhere"
     response = await bot.client.post("/api/flows", json=flow, headers=bot.auth)
     assert response.status_code == 400
@@ -152,7 +165,7 @@ async def test_a_new_version_of_a_flow_in_yaml_gets_the_next_number(bot: Bot) ->
     listed = (await bot.client.get("/api/flows", headers=bot.auth)).json()["flows"]
     [flow] = listed
     assert flow["active_on"] == [NUMBER]
-    document = {"id": str(flow["flow_id"]), **support_flow(GROUP)}
+    document = {"id": str(flow["flow_id"]), **support_flow(bot.group)}
     response = await bot.client.post(
         "/api/flows",
         content=yaml.safe_dump(document, allow_unicode=True),
@@ -165,7 +178,7 @@ async def test_a_new_version_of_a_flow_in_yaml_gets_the_next_number(bot: Bot) ->
 
 
 async def test_an_unknown_member_is_refused(bot: Bot) -> None:
-    flow = support_flow(GROUP)
+    flow = support_flow(bot.group)
     flow["blocks"][3].update(rotation="specific", member=str(uuid.uuid4()))
     response = await bot.client.post("/api/flows", json=flow, headers=bot.auth)
     assert response.status_code == 400
@@ -193,3 +206,20 @@ async def test_a_conversation_that_started_before_the_flow_was_chosen_is_handed_
     lines = await bot.history(who, 2)
     assert lines[1]["kind"] == "system"
     assert "no active flow" in lines[1]["text"]
+
+
+async def test_a_flow_naming_a_group_that_does_not_exist_is_refused(bot: Bot) -> None:
+    response = await bot.client.post(
+        "/api/flows", json=support_flow(uuid.uuid4()), headers=bot.auth
+    )
+    assert response.status_code == 400
+    assert "block 'agent': group" in response.json()["detail"]
+    assert "does not exist" in response.json()["detail"]
+
+
+async def test_groups_are_listed_and_names_are_unique(bot: Bot) -> None:
+    listed = (await bot.client.get("/api/groups", headers=bot.auth)).json()["groups"]
+    assert [(g["group_id"], g["name"]) for g in listed] == [(str(bot.group), "Billing")]
+    again = await bot.client.post("/api/groups", json={"name": "billing"}, headers=bot.auth)
+    assert again.status_code == 422
+    assert "already exists" in again.json()["detail"]

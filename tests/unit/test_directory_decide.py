@@ -9,13 +9,16 @@ import pytest
 from events.directory import (
     BusinessNumberConnected,
     CommandRejected,
+    CreateGroup,
     CreateWorkspace,
+    GroupCreated,
     MemberAdded,
     WorkspaceCreated,
 )
 from services.directory.decide import (
     NumberState,
     WorkspaceState,
+    decide_create_group,
     decide_create_workspace,
     evolve_number,
     evolve_workspace,
@@ -82,3 +85,21 @@ def test_the_same_command_again_changes_nothing() -> None:
     assert decide_create_workspace(command(), COMMAND_ID, workspace, number) == []
     [rejected] = decide_create_workspace(command(name="Other"), COMMAND_ID, workspace, number)
     assert isinstance(rejected, CommandRejected)
+
+
+def test_groups_have_unique_names_and_repeat_as_nothing() -> None:
+    workspace = WorkspaceState(UUID(int=1), created=True)
+    create = CreateGroup(
+        workspace_id=UUID(int=1), group_id=UUID(int=7), name="Ventas", created_by=UUID(int=2)
+    )
+    [created] = decide_create_group(create, COMMAND_ID, workspace)
+    assert isinstance(created, GroupCreated)
+    workspace = evolve_workspace(workspace, created)
+    assert decide_create_group(create, COMMAND_ID, workspace) == []
+    [rejected] = decide_create_group(
+        create.model_copy(update={"group_id": UUID(int=8), "name": " ventas "}),
+        COMMAND_ID,
+        workspace,
+    )
+    assert isinstance(rejected, CommandRejected)
+    assert "already exists" in rejected.reason

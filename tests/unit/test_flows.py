@@ -365,3 +365,10 @@ def test_invalid_flows_are_rejected_naming_the_block(
 def test_the_sample_flow_is_valid() -> None:
     flow = parse_flow(support_flow(GROUP))
     assert [b.id for b in flow.blocks] == ["greet", "ask", "route", "agent", "closed", "bye"]
+
+
+def test_groups_and_members_are_checked_when_given() -> None:
+    parse_flow(support_flow(GROUP), members=[], groups=[GROUP])
+    with pytest.raises(FlowInvalid, match=r"group .* does not exist") as raised:
+        parse_flow(support_flow(GROUP), members=[], groups=[UUID(int=1)])
+    assert raised.value.block == "agent"

@@ -15,7 +15,7 @@ from events.conversation import (
     MessageStatusUpdated,
 )
 from events.envelope import Actor, Envelope
-from projections.conversations import apply_conversation, history_entry, later_status
+from projections.conversations import apply_conversation, history_entry, later_status, line_status
 
 pytestmark = pytest.mark.unit
 CONVERSATION = UUID(int=10)
@@ -126,3 +126,11 @@ def test_statuses_only_move_forward() -> None:
     assert later_status("read", "delivered") == "read"
     assert later_status("delivered", "read") == "read"
     assert later_status("read", "failed") == "failed"
+
+
+def test_a_message_line_shows_metas_word_once_the_dispatcher_sent_it() -> None:
+    assert line_status("queued", None) == "queued"
+    assert line_status("sent", None) == "sent"
+    assert line_status("sent", "read") == "read"
+    assert line_status("failed", "delivered") == "failed"
+    assert line_status("unknown", None) == "unknown"
