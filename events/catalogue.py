@@ -19,6 +19,7 @@ from events.conversation import (
     upcast_customer_message_v1,
 )
 from events.directory import DIRECTORY_COMMANDS, DIRECTORY_EVENTS
+from events.expiry import EXPIRY_EVENTS
 from events.flows import (
     FLOW_DIRECTORY_COMMANDS,
     FLOW_DIRECTORY_EVENTS,
@@ -115,6 +116,13 @@ OUTBOUND_EVENTS_TOPIC = Topic(
     carries=OUTBOUND_EVENTS,
     description="What the dispatcher did with each message: attempted, sent, failed, refused.",
 )
+EXPIRY_EVENTS_TOPIC = Topic(
+    name="expiry.events",
+    key="conversation id",
+    partitions=6,
+    carries=EXPIRY_EVENTS,
+    description="Each open conversation's deadline as it is set or cancelled, and expiries.",
+)
 DEAD_LETTERS = Topic(
     name="operations.dead_letters",
     key="the original record's key",
@@ -134,6 +142,7 @@ TOPICS: tuple[Topic, ...] = (
     HAND_OFF_REQUESTS_TOPIC,
     OUTBOUND_MESSAGES_TOPIC,
     OUTBOUND_EVENTS_TOPIC,
+    EXPIRY_EVENTS_TOPIC,
     DEAD_LETTERS,
 )
 

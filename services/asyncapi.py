@@ -15,6 +15,7 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
     from projections.app import create_app as create_projector
     from services.directory.app import create_app as create_directory
     from services.dispatcher.app import create_app as create_dispatcher
+    from services.expiry.app import create_app as create_expiry
     from services.flows.app import create_app as create_flows
     from services.inbound.app import create_app as create_inbound
 
@@ -24,6 +25,7 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
         create_directory,
         create_flows,
         create_dispatcher,
+        create_expiry,
         create_projector,
     ):
         broker = create(settings).broker

@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
             "directory",
             "flows",
             "dispatcher",
+            "expiry",
             "relay",
             "projector",
             "all",
@@ -140,6 +141,10 @@ def _consumer_app(settings: Settings, process: str):  # type: ignore[no-untyped-
         from services.dispatcher.app import create_app as create_dispatcher
 
         return create_dispatcher(settings)
+    if process == "expiry":
+        from services.expiry.app import create_app as create_expiry
+
+        return create_expiry(settings)
     from projections.app import create_app as create_projector
 
     return create_projector(settings)

@@ -1,15 +1,20 @@
-"""PostgreSQL plumbing shared by the services: one datastore per service schema."""
+"""PostgreSQL plumbing shared by the services: one datastore per service schema, locks."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import anyio.to_thread
 import psycopg
+import structlog
 from eventsourcing.postgres import PostgresDatastore, PostgresRecorder
 from psycopg import sql
 
 from services.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 
 def open_datastore(settings: Settings, schema: str, *, pool_size: int = 4) -> PostgresDatastore:
@@ -67,3 +72,43 @@ def schema_lock(
             yield connection
         finally:
             connection.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+
+
+class advisory_lock:  # noqa: N801 - used as an async context manager, reads as a phrase
+    """Hold a session-level advisory lock on a dedicated connection; wait until granted.
+
+    One process at a time does the work the key names (a store's relay, the expiry timer);
+    the others wait here as hot standbys. The lock lives as long as the connection, so a
+    process killed with SIGKILL releases it as soon as Postgres sees the socket close.
+    """
+
+    def __init__(self, conninfo: str, key: str, *, holder: str) -> None:
+        self.conninfo = conninfo
+        self.key = key
+        self.holder = holder
+        self.connection: psycopg.Connection[tuple[object, ...]] | None = None
+
+    async def __aenter__(self) -> None:
+        self.connection = await anyio.to_thread.run_sync(
+            lambda: psycopg.Connection.connect(self.conninfo, autocommit=True)
+        )
+        waiting_logged = False
+        while True:
+            row = await anyio.to_thread.run_sync(self._try_lock)
+            if row:
+                return
+            if not waiting_logged:
+                log.info(f"another {self.holder} holds the lock; standing by", key=self.key)
+                waiting_logged = True
+            await asyncio.sleep(1.0)
+
+    def _try_lock(self) -> bool:
+        assert self.connection is not None
+        row = self.connection.execute(
+            "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (self.key,)
+        ).fetchone()
+        return bool(row and row[0])
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.connection is not None:
+            await anyio.to_thread.run_sync(self.connection.close)

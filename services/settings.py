@@ -68,6 +68,9 @@ class Settings:
     dispatch_max_attempts: int = 5
     dispatch_backoff_seconds: float = 0.5
     dispatch_timeout_seconds: float = 10.0
+    # The expiry service: a conversation closes this long after it started (Meta's 24 h),
+    # unless its flow set an earlier expiration. Tests shorten it.
+    expiry_max_age_seconds: float = 86400.0
     log_level: str = "INFO"
     log_format: str = "auto"
 
@@ -92,6 +95,7 @@ class Settings:
             dispatch_max_attempts=_int(env, "SWITCHBOARD_DISPATCH_MAX_ATTEMPTS", 5),
             dispatch_backoff_seconds=_float(env, "SWITCHBOARD_DISPATCH_BACKOFF_SECONDS", 0.5),
             dispatch_timeout_seconds=_float(env, "SWITCHBOARD_DISPATCH_TIMEOUT_SECONDS", 10.0),
+            expiry_max_age_seconds=_float(env, "SWITCHBOARD_EXPIRY_MAX_AGE_SECONDS", 86400.0),
             log_level=env.get("SWITCHBOARD_LOG_LEVEL", "INFO").upper(),
             log_format=env.get("SWITCHBOARD_LOG_FORMAT", "auto"),
         )
@@ -105,6 +109,11 @@ class Settings:
             raise SettingsError(
                 "SWITCHBOARD_DISPATCH_BACKOFF_SECONDS must be >= 0 and"
                 " SWITCHBOARD_DISPATCH_TIMEOUT_SECONDS > 0"
+            )
+        if settings.expiry_max_age_seconds <= 0:
+            raise SettingsError(
+                "SWITCHBOARD_EXPIRY_MAX_AGE_SECONDS must be more than 0,"
+                f" got {settings.expiry_max_age_seconds}"
             )
         return settings
 

@@ -15,7 +15,16 @@ import time
 from pathlib import Path
 from types import FrameType
 
-PROCESSES = ("directory", "inbound", "flows", "dispatcher", "projector", "relay", "gateway")
+PROCESSES = (
+    "directory",
+    "inbound",
+    "flows",
+    "dispatcher",
+    "expiry",
+    "projector",
+    "relay",
+    "gateway",
+)
 STOP_GRACE_SECONDS = 15.0
 
 

@@ -16,9 +16,9 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaProducer
 from eventsourcing.persistence import Notification, Tracking
-from psycopg import Connection
 
 from events.catalogue import topic_of
+from services.postgres import advisory_lock
 from services.store import RELAY_TRACKING, EventStore
 
 log = structlog.get_logger(__name__)
@@ -45,7 +45,7 @@ class Relay:
 
     async def run(self, conninfo: str, lock_key: str) -> None:
         """Publish forever (until cancelled), holding this store's relay lock."""
-        async with _advisory_lock(conninfo, lock_key):
+        async with advisory_lock(conninfo, lock_key, holder="relay"):
             log.info("relay active", store=self.name)
             delay = self.poll_seconds
             while True:
@@ -99,37 +99,3 @@ class Relay:
             )
         # Every record acknowledged (acks=all), or an exception and no position recorded.
         await asyncio.gather(*futures)
-
-
-class _advisory_lock:  # noqa: N801 - used as an async context manager, reads as a phrase
-    """Hold a session-level advisory lock on a dedicated connection; wait until granted."""
-
-    def __init__(self, conninfo: str, key: str) -> None:
-        self.conninfo = conninfo
-        self.key = key
-        self.connection: Connection[tuple[object, ...]] | None = None
-
-    async def __aenter__(self) -> None:
-        self.connection = await anyio.to_thread.run_sync(
-            lambda: Connection.connect(self.conninfo, autocommit=True)
-        )
-        waiting_logged = False
-        while True:
-            row = await anyio.to_thread.run_sync(self._try_lock)
-            if row:
-                return
-            if not waiting_logged:
-                log.info("another relay holds the lock; standing by", key=self.key)
-                waiting_logged = True
-            await asyncio.sleep(1.0)
-
-    def _try_lock(self) -> bool:
-        assert self.connection is not None
-        row = self.connection.execute(
-            "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (self.key,)
-        ).fetchone()
-        return bool(row and row[0])
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.connection is not None:
-            await anyio.to_thread.run_sync(self.connection.close)

@@ -1,0 +1,141 @@
+"""Thin adapters of the expiry service: records move deadlines; the timer fires them.
+
+Both write one conversation's stream with optimistic concurrency: a record that moves a
+deadline while the timer fires it makes one of the two appends conflict, and the loser
+decides again on the stream as the winner left it. That is what makes a second firing
+impossible, on one replica or several.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from functools import reduce
+from uuid import UUID, uuid5
+
+from events.base import Payload
+from events.conversation import CloseConversation, ConversationClosed, ConversationStarted
+from events.envelope import Actor, Envelope
+from events.expiry import DeadlineSet
+from events.flows import ExpirationRequested
+from services.consumer import Delivery, StoreBackedHandler
+from services.expiry.decide import DeadlineState, deadline_stream, decide, evolve, fire
+from services.store import EventStore, NewEvent, StoredStream, StreamConflict
+
+CONFLICT_ATTEMPTS = 5
+EXPIRY = Actor(kind="system", id="expiry")
+FIRING_NAMESPACE = UUID("1c9f4e27-6b3d-4a08-8e5f-d2a7c0b9e361")
+
+
+class DeadlineHandler(StoreBackedHandler):
+    """Conversation starts and closes and flow expiration requests, into deadlines."""
+
+    name = "expiry"
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        max_age: timedelta,
+        deadline_set: Callable[[datetime], None],
+    ) -> None:
+        self.store = store
+        self.max_age = max_age
+        # Tells the timer about a new deadline (from this worker thread) so it can wake
+        # early when the deadline is sooner than the one it sleeps towards.
+        self.deadline_set = deadline_set
+
+    def handle(self, delivery: Delivery, envelope: Envelope) -> None:
+        match envelope.payload:
+            case ConversationStarted() | ConversationClosed() | ExpirationRequested() as event:
+                conversation = event.conversation_id
+            case _:
+                self.store.append([], delivery.tracking)  # not about deadlines
+                return
+        stream_id = deadline_stream(conversation)
+        for _ in range(CONFLICT_ATTEMPTS):
+            stream = self.store.load(stream_id)
+            payloads = decide(
+                envelope.payload,
+                fold(conversation, stream),
+                workspace_id=envelope.workspace_id,
+                max_age=self.max_age,
+            )
+            caused = envelope.caused(
+                payloads,
+                stream_of=lambda _payload: str(conversation),
+                workspace_id=envelope.workspace_id,
+                occurred_at=envelope.occurred_at,
+                actor=EXPIRY,
+            )
+            try:
+                self.store.append(_numbered(stream, caused), delivery.tracking)
+            except StreamConflict:
+                continue  # the timer fired it meanwhile: decide again on what it left
+            for payload in payloads:
+                if isinstance(payload, DeadlineSet):
+                    self.deadline_set(payload.deadline)
+            return
+        raise StreamConflict(f"deadline of conversation {conversation} kept changing")
+
+
+class DeadlineFirer:
+    """Fires one conversation's deadline at the timer's ``now``, at most once ever."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+
+    def fire(self, conversation: UUID, now: datetime) -> bool:
+        """Expire the conversation if its deadline passed; whether this call did it."""
+        stream_id = deadline_stream(conversation)
+        for _ in range(CONFLICT_ATTEMPTS):
+            stream = self.store.load(stream_id)
+            state = fold(conversation, stream)
+            payloads = fire(state, now)
+            if not payloads:
+                return False  # moved later, closed or expired since the view said "due"
+            cause = next(
+                e for e in reversed(stream.envelopes) if isinstance(e.payload, DeadlineSet)
+            )
+            assert state.deadline is not None
+            envelopes = [
+                Envelope.wrap(
+                    payload,
+                    # Derived from the deadline it fires for: the same firing, the same ids.
+                    event_id=uuid5(FIRING_NAMESPACE, f"{cause.event_id}/{index}"),
+                    stream_id=stream_of(payload),
+                    workspace_id=state.workspace_id,
+                    # The event time of an expiry is its deadline, not when the timer ran.
+                    occurred_at=state.deadline,
+                    correlation_id=cause.correlation_id,
+                    causation_id=cause.event_id,
+                    actor=EXPIRY,
+                )
+                for index, payload in enumerate(payloads)
+            ]
+            try:
+                self.store.append(_numbered(stream, envelopes), None)
+            except StreamConflict:
+                continue
+            return True
+        raise StreamConflict(f"deadline of conversation {conversation} kept changing")
+
+
+def fold(conversation: UUID, stream: StoredStream) -> DeadlineState:
+    return reduce(evolve, (e.payload for e in stream.envelopes), DeadlineState(conversation))
+
+
+def stream_of(payload: Payload) -> str:
+    """The Kafka key: the close command goes to the contact's partition, as every close."""
+    match payload:
+        case CloseConversation(phone_number_id=number, contact_wa_id=contact):
+            return f"{number}:{contact}"
+        case _:
+            return str(getattr(payload, "conversation_id"))  # noqa: B009 - every expiry event has one
+
+
+def _numbered(stream: StoredStream, envelopes: list[Envelope]) -> list[NewEvent]:
+    return [
+        NewEvent(stream.originator_id, stream.version + index + 1, envelope)
+        for index, envelope in enumerate(envelopes)
+    ]
