@@ -94,7 +94,8 @@ def describe(line: dict[str, Any]) -> str:
     """One history line as a person reads it."""
     who = line["author_name"] or line["author_kind"]
     status = f"  [{line['status']}]" if line.get("status") else ""
-    return f"  {line['position']:>2}. {line['occurred_at'][11:19]} {who:<16} {line['text']}{status}"
+    text = f"(conversation closed: {line['text']})" if line["kind"] == "closed" else line["text"]
+    return f"  {line['position']:>2}. {line['occurred_at'][11:19]} {who:<16} {text}{status}"
 
 
 def _builtin_text() -> dict[str, Any]:
