@@ -128,11 +128,12 @@ async def test_three_messages_in_one_body_keep_their_order(system: Slice) -> Non
     )
     assert (await system.post(body)).json() == {"accepted": 3}
     lines = await system.history(customer, 3)
-    assert [(line["position"], line["text"]) for line in lines] == [
-        (1, "message 0"),
-        (2, "message 1"),
-        (3, "message 2"),
-    ]
+    # Customer lines only: the flows service's hand-off line (no flow is active here) may
+    # sit between them, so positions increase but need not be consecutive.
+    assert [line["text"] for line in lines] == ["message 0", "message 1", "message 2"]
+    positions = [line["position"] for line in lines]
+    assert positions == sorted(positions)
+    assert positions[0] == 1
 
 
 async def test_bad_bodies_get_a_precise_400(system: Slice) -> None:
