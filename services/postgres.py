@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import anyio.to_thread
 import psycopg
@@ -46,6 +47,20 @@ def open_datastore(settings: Settings, schema: str, *, pool_size: int = 4) -> Po
     # checkout when given an open timeout, and two threads waiting at once trip psycopg_pool.
     datastore.pool.open(wait=True, timeout=10)
     return datastore
+
+
+R = TypeVar("R", bound=PostgresRecorder)
+
+
+def open_recorder(settings: Settings, service: str, build: Callable[[PostgresDatastore], R]) -> R:
+    """The service's recorder on a pool confined to its schema, with its tables created.
+
+    Blocking: call it through a thread from async code. Close it with
+    ``recorder.datastore.close()``.
+    """
+    recorder = build(open_datastore(settings, settings.schema(service)))
+    create_tables(settings, recorder)
+    return recorder
 
 
 def create_tables(settings: Settings, recorder: PostgresRecorder) -> None:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events.catalogue import Topic
 from services.consumer import tracking_name
+from services.settings import Settings
 
 
 class ViewBehind(TimeoutError):
@@ -62,3 +64,16 @@ class CaughtUp:
             if time.monotonic() > deadline:
                 raise ViewBehind(f"the view of {self.topic} is behind; cannot tell {what} yet")
             await asyncio.sleep(0.1)
+
+
+@asynccontextmanager
+async def caught_up_with(
+    topic: Topic, settings: Settings, position: Callable[[str], int | None]
+) -> AsyncIterator[CaughtUp]:
+    """A :class:`CaughtUp` for ``topic`` with an end-offsets client of its own, closed after."""
+    offsets = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    await offsets.start()
+    try:
+        yield CaughtUp(topic, settings.topic_prefix, offsets, position)
+    finally:
+        await offsets.stop()

@@ -36,10 +36,10 @@ from services.dispatcher.graph import GraphApi
 from services.dispatcher.handlers import OutboundHandler, WindowViewHandler
 from services.dispatcher.recorder import DispatcherRecorder
 from services.kafka import ensure_topics, new_broker, subscribe_tracked
-from services.postgres import create_tables, open_datastore
+from services.postgres import open_recorder
 from services.settings import Settings
 from services.store import EventStore
-from services.views import CaughtUp
+from services.views import CaughtUp, caught_up_with
 
 log = structlog.get_logger(__name__)
 WINDOW_WAIT_SECONDS = 15.0
@@ -71,35 +71,28 @@ def create_app(settings: Settings) -> FastStream:
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         await ensure_topics(settings)
-        datastore = await anyio.to_thread.run_sync(
-            lambda: open_datastore(settings, settings.schema("dispatcher"))
+        recorder = await anyio.to_thread.run_sync(
+            open_recorder, settings, "dispatcher", DispatcherRecorder
         )
-        recorder = DispatcherRecorder(datastore)
-        await anyio.to_thread.run_sync(create_tables, settings, recorder)
         store = EventStore(recorder, registry)
-        offsets = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
-        await offsets.start()
         client = GraphApi.client_for(settings)
-        caught_up = CaughtUp(
-            CONVERSATION_EVENTS_TOPIC, settings.topic_prefix, offsets, store.position
-        )
-        outbound.bind_outbound(
-            OutboundHandler(
-                store,
-                recorder,
-                GraphApi(client),
-                max_attempts=settings.dispatch_max_attempts,
-                backoff_seconds=settings.dispatch_backoff_seconds,
-            ),
-            before_handle=WindowWaiter(recorder, caught_up),
-        )
-        windows.bind(WindowViewHandler(store, recorder))
         try:
-            yield
+            async with caught_up_with(CONVERSATION_EVENTS_TOPIC, settings, store.position) as seen:
+                outbound.bind_outbound(
+                    OutboundHandler(
+                        store,
+                        recorder,
+                        GraphApi(client),
+                        max_attempts=settings.dispatch_max_attempts,
+                        backoff_seconds=settings.dispatch_backoff_seconds,
+                    ),
+                    before_handle=WindowWaiter(recorder, seen),
+                )
+                windows.bind(WindowViewHandler(store, recorder))
+                yield
         finally:
-            await offsets.stop()
             client.close()
-            datastore.close()
+            recorder.datastore.close()
 
     return FastStream(broker, lifespan=lifespan)
 

@@ -28,7 +28,7 @@ from services.expiry.handlers import DeadlineFirer, DeadlineHandler
 from services.expiry.recorder import ExpiryRecorder
 from services.expiry.timer import Clock, ExpiryTimer, SystemClock
 from services.kafka import ensure_topics, new_broker, subscribe_tracked
-from services.postgres import create_tables, open_datastore
+from services.postgres import open_recorder
 from services.settings import Settings
 from services.store import EventStore
 
@@ -55,9 +55,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastStream:
     async def lifespan() -> AsyncIterator[None]:
         await ensure_topics(settings)
         schema = settings.schema("expiry")
-        datastore = await anyio.to_thread.run_sync(lambda: open_datastore(settings, schema))
-        recorder = ExpiryRecorder(datastore)
-        await anyio.to_thread.run_sync(create_tables, settings, recorder)
+        recorder = await anyio.to_thread.run_sync(open_recorder, settings, "expiry", ExpiryRecorder)
         store = EventStore(recorder, registry)
         timer = ExpiryTimer(recorder, DeadlineFirer(store), clock or SystemClock())
         deadlines.bind(
@@ -76,6 +74,6 @@ def create_app(settings: Settings, *, clock: Clock | None = None) -> FastStream:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            datastore.close()
+            recorder.datastore.close()
 
     return FastStream(broker, lifespan=lifespan)

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from aiokafka import AIOKafkaConsumer
 from faststream import FastStream
 
 from events.catalogue import CONVERSATION_EVENTS_TOPIC, DIRECTORY_EVENTS_TOPIC, build_registry
@@ -16,10 +15,10 @@ from services.consumer import Delivery, TrackedRuntime
 from services.flows.handlers import FlowDirectoryViewHandler, FlowRunHandler
 from services.flows.views import FlowsRecorder
 from services.kafka import ensure_topics, new_broker, subscribe_tracked
-from services.postgres import create_tables, open_datastore
+from services.postgres import open_recorder
 from services.settings import Settings
 from services.store import EventStore
-from services.views import CaughtUp
+from services.views import caught_up_with
 
 VIEW_WAIT_SECONDS = 15.0
 
@@ -49,39 +48,32 @@ def create_app(settings: Settings) -> FastStream:
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         await ensure_topics(settings)
-        datastore = await anyio.to_thread.run_sync(
-            lambda: open_datastore(settings, settings.schema("flows"))
-        )
-        recorder = FlowsRecorder(datastore)
-        await anyio.to_thread.run_sync(create_tables, settings, recorder)
+        recorder = await anyio.to_thread.run_sync(open_recorder, settings, "flows", FlowsRecorder)
         store = EventStore(recorder, registry)
-        offsets = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
-        await offsets.start()
-        caught_up = CaughtUp(DIRECTORY_EVENTS_TOPIC, settings.topic_prefix, offsets, store.position)
-
-        async def flow_view_current(delivery: Delivery, envelope: Envelope) -> None:
-            """A conversation's number may have a flow this service has not read yet."""
-            started = envelope.payload
-            if not isinstance(started, ConversationStarted):
-                return
-            number = started.phone_number_id
-
-            async def has_flow() -> bool:
-                found = await anyio.to_thread.run_sync(
-                    recorder.active_flow, number, started.started_at
-                )
-                return found is not None
-
-            await caught_up.believe(
-                has_flow, within=VIEW_WAIT_SECONDS, what=f"the active flow of {number}"
-            )
-
-        runs.bind(FlowRunHandler(store, recorder), before_handle=flow_view_current)
-        directory_view.bind(FlowDirectoryViewHandler(store, recorder))
         try:
-            yield
+            async with caught_up_with(DIRECTORY_EVENTS_TOPIC, settings, store.position) as seen:
+
+                async def flow_view_current(delivery: Delivery, envelope: Envelope) -> None:
+                    """A conversation's number may have a flow this service has not read yet."""
+                    started = envelope.payload
+                    if not isinstance(started, ConversationStarted):
+                        return
+                    number = started.phone_number_id
+
+                    async def has_flow() -> bool:
+                        found = await anyio.to_thread.run_sync(
+                            recorder.active_flow, number, started.started_at
+                        )
+                        return found is not None
+
+                    await seen.believe(
+                        has_flow, within=VIEW_WAIT_SECONDS, what=f"the active flow of {number}"
+                    )
+
+                runs.bind(FlowRunHandler(store, recorder), before_handle=flow_view_current)
+                directory_view.bind(FlowDirectoryViewHandler(store, recorder))
+                yield
         finally:
-            await offsets.stop()
-            datastore.close()
+            recorder.datastore.close()
 
     return FastStream(broker, lifespan=lifespan)

@@ -385,30 +385,21 @@ class _Run:
     def fail(self, block: Block, reason: str) -> str | None:
         """Record the failure; the block to go on from (the error path), or None."""
         assert self.flow is not None
-        on_error = self.flow.on_error
-        if on_error is not None and not self.failed_once:
-            self.failed_once = True
-            self.emit(
-                FlowFailed(
-                    conversation_id=self.started.conversation_id,
-                    block_id=block.id,
-                    reason=reason,
-                    recovery="error_path",
-                    failed_at=self.at,
-                )
-            )
-            return on_error
+        # The error path is taken once per step: failing again there goes to the people.
+        on_error = None if self.failed_once else self.flow.on_error
+        self.failed_once = True
         self.emit(
             FlowFailed(
                 conversation_id=self.started.conversation_id,
                 block_id=block.id,
                 reason=reason,
-                recovery="default_group",
+                recovery="error_path" if on_error is not None else "default_group",
                 failed_at=self.at,
             )
         )
-        self.hand_off_to_default(f"flow failed at block {block.id!r}: {reason}")
-        return None
+        if on_error is None:
+            self.hand_off_to_default(f"flow failed at block {block.id!r}: {reason}")
+        return on_error
 
     def hand_off_to_default(self, reason: str) -> None:
         self.emit(

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from aiokafka import AIOKafkaConsumer
 from faststream import FastStream
 
 from events.catalogue import (
@@ -21,10 +20,10 @@ from services.consumer import Delivery, TrackedRuntime
 from services.inbound.handlers import DirectoryViewHandler, InboundHandler
 from services.inbound.routes import InboundRecorder
 from services.kafka import ensure_topics, new_broker, subscribe_tracked
-from services.postgres import create_tables, open_datastore
+from services.postgres import open_recorder
 from services.settings import Settings
 from services.store import EventStore
-from services.views import CaughtUp
+from services.views import CaughtUp, caught_up_with
 
 ROUTE_WAIT_SECONDS = 15.0
 
@@ -57,23 +56,19 @@ def create_app(settings: Settings) -> FastStream:
     @asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         await ensure_topics(settings)
-        datastore = await anyio.to_thread.run_sync(
-            lambda: open_datastore(settings, settings.schema("inbound"))
+        recorder = await anyio.to_thread.run_sync(
+            open_recorder, settings, "inbound", InboundRecorder
         )
-        recorder = InboundRecorder(datastore)
-        await anyio.to_thread.run_sync(create_tables, settings, recorder)
         store = EventStore(recorder, registry)
-        offsets = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
-        await offsets.start()
-        caught_up = CaughtUp(DIRECTORY_EVENTS_TOPIC, settings.topic_prefix, offsets, store.position)
-        waiter = RouteWaiter(caught_up, recorder)
-        records.bind(InboundHandler(store, recorder), before_handle=waiter)
-        directory_view.bind(DirectoryViewHandler(store, recorder))
         try:
-            yield
+            async with caught_up_with(DIRECTORY_EVENTS_TOPIC, settings, store.position) as seen:
+                records.bind(
+                    InboundHandler(store, recorder), before_handle=RouteWaiter(seen, recorder)
+                )
+                directory_view.bind(DirectoryViewHandler(store, recorder))
+                yield
         finally:
-            await offsets.stop()
-            datastore.close()
+            recorder.datastore.close()
 
     return FastStream(broker, lifespan=lifespan)
 

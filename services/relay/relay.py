@@ -41,7 +41,6 @@ class Relay:
         self.producer = producer
         self.topic_prefix = topic_prefix
         self.poll_seconds = poll_seconds
-        self.published = 0
 
     async def run(self, conninfo: str, lock_key: str) -> None:
         """Publish forever (until cancelled), holding this store's relay lock."""
@@ -75,7 +74,6 @@ class Relay:
         await anyio.to_thread.run_sync(
             self.store.recorder.insert_tracking, Tracking(RELAY_TRACKING, last)
         )
-        self.published += len(batch)
         log.debug("relayed", store=self.name, count=len(batch), position=last)
         return len(batch)
 
