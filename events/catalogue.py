@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from events.assignment import ASSIGNMENT_COMMANDS, ASSIGNMENT_EVENTS
 from events.base import Payload
 from events.codec import Registry
 from events.conversation import (
@@ -99,8 +100,17 @@ HAND_OFF_REQUESTS_TOPIC = Topic(
     name="assignment.requests",
     key="group id ('default:{workspace id}' for the workspace's default group)",
     partitions=6,
-    carries=HAND_OFF_REQUESTS,
-    description="Conversations handed to human agents, with the group and rotation type.",
+    carries=HAND_OFF_REQUESTS + ASSIGNMENT_COMMANDS,
+    description="Everything one group's assignment decides on, keyed by group: hand-offs from"
+    " flows, agents' claims and transfers, and nudges when members or conversations change.",
+)
+ASSIGNMENT_EVENTS_TOPIC = Topic(
+    name="assignment.events",
+    key="conversation id",
+    partitions=6,
+    carries=ASSIGNMENT_EVENTS,
+    description="Assignment decisions with their explanation (rule, every candidate, why each"
+    " was skipped): queued, assigned, released, transferred, refused claims.",
 )
 OUTBOUND_MESSAGES_TOPIC = Topic(
     name="outbound.messages",
@@ -140,6 +150,7 @@ TOPICS: tuple[Topic, ...] = (
     DIRECTORY_EVENTS_TOPIC,
     FLOW_EVENTS_TOPIC,
     HAND_OFF_REQUESTS_TOPIC,
+    ASSIGNMENT_EVENTS_TOPIC,
     OUTBOUND_MESSAGES_TOPIC,
     OUTBOUND_EVENTS_TOPIC,
     EXPIRY_EVENTS_TOPIC,

@@ -10,6 +10,8 @@ from typing import Literal
 from events.base import Id, Payload
 
 Role = Literal["admin", "agent"]
+# ``offline`` is set when the agent's last session ends; the agent picks the other two.
+AgentStatus = Literal["available", "unavailable", "offline"]
 
 
 class CreateWorkspace(Payload):
@@ -71,6 +73,162 @@ class GroupCreated(Payload):
     name: str
 
 
+class AddMember(Payload):
+    """Command: a new member of the workspace; the gateway made its token and sends the hash."""
+
+    event_type = "directory.add_member"
+
+    workspace_id: Id
+    member_id: Id
+    name: str
+    role: Role
+    capacity: int
+    token_hash: str
+
+
+class UpdateMember(Payload):
+    """Command: change a member's name, role or capacity (None: leave as is)."""
+
+    event_type = "directory.update_member"
+
+    workspace_id: Id
+    member_id: Id
+    name: str | None
+    role: Role | None
+    capacity: int | None
+
+
+class MemberUpdated(Payload):
+    """A member's name, role or capacity changed; carries all three as they now are."""
+
+    event_type = "directory.member_updated"
+
+    workspace_id: Id
+    member_id: Id
+    name: str
+    role: Role
+    capacity: int
+
+
+class DeactivateMember(Payload):
+    event_type = "directory.deactivate_member"
+
+    workspace_id: Id
+    member_id: Id
+
+
+class MemberDeactivated(Payload):
+    """The member's token stops working; its open conversations go back to their queues."""
+
+    event_type = "directory.member_deactivated"
+
+    workspace_id: Id
+    member_id: Id
+
+
+class RenameGroup(Payload):
+    event_type = "directory.rename_group"
+
+    workspace_id: Id
+    group_id: Id
+    name: str
+
+
+class GroupRenamed(Payload):
+    event_type = "directory.group_renamed"
+
+    workspace_id: Id
+    group_id: Id
+    name: str
+
+
+class DeleteGroup(Payload):
+    event_type = "directory.delete_group"
+
+    workspace_id: Id
+    group_id: Id
+
+
+class GroupDeleted(Payload):
+    """The group takes no new conversations; its queue moves to the workspace's queue."""
+
+    event_type = "directory.group_deleted"
+
+    workspace_id: Id
+    group_id: Id
+
+
+class AddGroupMember(Payload):
+    event_type = "directory.add_group_member"
+
+    workspace_id: Id
+    group_id: Id
+    member_id: Id
+
+
+class GroupMemberAdded(Payload):
+    event_type = "directory.group_member_added"
+
+    workspace_id: Id
+    group_id: Id
+    member_id: Id
+
+
+class RemoveGroupMember(Payload):
+    event_type = "directory.remove_group_member"
+
+    workspace_id: Id
+    group_id: Id
+    member_id: Id
+
+
+class GroupMemberRemoved(Payload):
+    """The member leaves the group; its open conversations of the group go back to the queue."""
+
+    event_type = "directory.group_member_removed"
+
+    workspace_id: Id
+    group_id: Id
+    member_id: Id
+
+
+class SetAgentStatus(Payload):
+    event_type = "directory.set_agent_status"
+
+    workspace_id: Id
+    member_id: Id
+    status: AgentStatus
+    reason: str  # "set by the agent", "session ended", ...
+
+
+class AgentStatusChanged(Payload):
+    event_type = "directory.agent_status_changed"
+
+    workspace_id: Id
+    member_id: Id
+    status: AgentStatus
+    previous: AgentStatus
+    reason: str
+
+
+class SetNotificationSettings(Payload):
+    event_type = "directory.set_notification_settings"
+
+    workspace_id: Id
+    member_id: Id
+    desktop: bool
+    sound: bool
+
+
+class NotificationSettingsChanged(Payload):
+    event_type = "directory.notification_settings_changed"
+
+    workspace_id: Id
+    member_id: Id
+    desktop: bool
+    sound: bool
+
+
 class CommandRejected(Payload):
     """A directory command that could not be carried out, and why (for the caller to see)."""
 
@@ -81,11 +239,31 @@ class CommandRejected(Payload):
     reason: str
 
 
-DIRECTORY_COMMANDS: tuple[type[Payload], ...] = (CreateWorkspace, CreateGroup)
+DIRECTORY_COMMANDS: tuple[type[Payload], ...] = (
+    CreateWorkspace,
+    CreateGroup,
+    AddMember,
+    UpdateMember,
+    DeactivateMember,
+    RenameGroup,
+    DeleteGroup,
+    AddGroupMember,
+    RemoveGroupMember,
+    SetAgentStatus,
+    SetNotificationSettings,
+)
 DIRECTORY_EVENTS: tuple[type[Payload], ...] = (
     WorkspaceCreated,
     BusinessNumberConnected,
     MemberAdded,
+    MemberUpdated,
+    MemberDeactivated,
     GroupCreated,
+    GroupRenamed,
+    GroupDeleted,
+    GroupMemberAdded,
+    GroupMemberRemoved,
+    AgentStatusChanged,
+    NotificationSettingsChanged,
     CommandRejected,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import reduce
 from uuid import UUID
 
+from events.assignment import group_key
 from events.base import Payload
 from events.conversation import CloseConversation, ConversationStarted, CustomerMessageReceived
 from events.envelope import Actor, Envelope
@@ -101,10 +102,8 @@ class FlowDirectoryViewHandler(StoreBackedHandler):
 def stream_of(payload: Payload, workspace_id: UUID) -> str:
     """The Kafka key of what a run emits: groups decide hand-offs, contacts order commands."""
     match payload:
-        case HandOffRequested(group_id=None):
-            return f"default:{workspace_id}"
-        case HandOffRequested(group_id=UUID() as group_id):
-            return str(group_id)
+        case HandOffRequested(group_id=group_id):
+            return group_key(workspace_id, group_id)
         case CloseConversation(phone_number_id=number, contact_wa_id=contact):
             return f"{number}:{contact}"
         case _:
