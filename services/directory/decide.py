@@ -1,39 +1,121 @@
-"""Pure decisions of the directory about workspaces and business numbers.
+"""Pure decisions of the directory: workspaces, business numbers, members, groups, statuses.
 
 A business number belongs to at most one workspace; that is decided on the number's own
-stream, so two workspaces claiming one number at once cannot both win.
+stream, so two workspaces claiming one number at once cannot both win. Members and groups
+are decided on the workspace's stream (their rules span the workspace: unique group names,
+the last active admin); an agent's status and notification settings on the member's own
+stream, so frequent status changes do not grow the workspace's stream.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from events.base import Payload
 from events.directory import (
+    AddGroupMember,
+    AddMember,
+    AgentStatus,
+    AgentStatusChanged,
     BusinessNumberConnected,
     CommandRejected,
     CreateGroup,
     CreateWorkspace,
+    DeactivateMember,
+    DeleteGroup,
     GroupCreated,
+    GroupDeleted,
+    GroupMemberAdded,
+    GroupMemberRemoved,
+    GroupRenamed,
     MemberAdded,
+    MemberDeactivated,
+    MemberUpdated,
+    NotificationSettingsChanged,
+    RemoveGroupMember,
+    RenameGroup,
+    Role,
+    SetAgentStatus,
+    SetNotificationSettings,
+    UpdateMember,
     WorkspaceCreated,
 )
 from events.flows import ActiveFlowChosen, ChooseActiveFlow, FlowPublished, PublishFlow
 from services.flows.definition import FlowInvalid, parse_flow
 
 DEFAULT_ADMIN_CAPACITY = 10
+MIN_CAPACITY, MAX_CAPACITY = 1, 100
+LAST_ADMIN = "the workspace needs at least one active admin"
+
+
+@dataclass(frozen=True)
+class MemberState:
+    name: str
+    role: Role
+    capacity: int
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class GroupState:
+    name: str
+    deleted: bool = False
+    members: frozenset[UUID] = frozenset()
+
+
+def _no_members() -> Mapping[UUID, MemberState]:
+    return MappingProxyType({})
+
+
+def _no_groups() -> Mapping[UUID, GroupState]:
+    return MappingProxyType({})
 
 
 @dataclass(frozen=True)
 class WorkspaceState:
+    """What the workspace's stream says: its members and groups (deactivated and deleted
+    ones included, so an id is never reused and a rejection can say what happened)."""
+
     workspace_id: UUID
     created: bool = False
     name: str = ""
-    members: frozenset[UUID] = frozenset()
-    groups: frozenset[UUID] = frozenset()
-    group_names: frozenset[str] = frozenset()
+    member_states: Mapping[UUID, MemberState] = field(default_factory=_no_members)
+    group_states: Mapping[UUID, GroupState] = field(default_factory=_no_groups)
+
+    @property
+    def members(self) -> frozenset[UUID]:
+        """The active members (the ones a flow may name)."""
+        return frozenset(m for m, state in self.member_states.items() if state.active)
+
+    @property
+    def groups(self) -> frozenset[UUID]:
+        """The groups not deleted (the ones a flow may name)."""
+        return frozenset(g for g, state in self.group_states.items() if not state.deleted)
+
+    @property
+    def group_names(self) -> frozenset[str]:
+        """Casefolded names of the groups not deleted: a deleted group frees its name."""
+        return frozenset(s.name.casefold() for s in self.group_states.values() if not s.deleted)
+
+    def active_admins(self) -> frozenset[UUID]:
+        return frozenset(m for m, s in self.member_states.items() if s.active and s.role == "admin")
+
+
+@dataclass(frozen=True)
+class MemberStreamState:
+    """A member's own stream: its status and notification settings.
+
+    New members are ``offline`` until their first session says otherwise.
+    """
+
+    member_id: UUID
+    status: AgentStatus = "offline"
+    desktop: bool = True
+    sound: bool = True
 
 
 @dataclass(frozen=True)
@@ -53,16 +135,52 @@ def evolve_workspace(state: WorkspaceState, event: Payload) -> WorkspaceState:
     match event:
         case WorkspaceCreated(name=name):
             return replace(state, created=True, name=name)
-        case MemberAdded(member_id=member_id):
-            return replace(state, members=state.members | {member_id})
+        case MemberAdded(member_id=member_id, name=name, role=role, capacity=capacity):
+            return _with_member(state, member_id, MemberState(name, role, capacity))
+        case MemberUpdated(member_id=member_id, name=name, role=role, capacity=capacity):
+            before = state.member_states.get(member_id)
+            active = before.active if before is not None else True
+            return _with_member(state, member_id, MemberState(name, role, capacity, active))
+        case MemberDeactivated(member_id=member_id) if member_id in state.member_states:
+            member = state.member_states[member_id]
+            return _with_member(state, member_id, replace(member, active=False))
         case GroupCreated(group_id=group_id, name=name):
-            return replace(
-                state,
-                groups=state.groups | {group_id},
-                group_names=state.group_names | {name.casefold()},
-            )
+            return _with_group(state, group_id, GroupState(name))
+        case GroupRenamed(group_id=group_id, name=name) if group_id in state.group_states:
+            return _with_group(state, group_id, replace(state.group_states[group_id], name=name))
+        case GroupDeleted(group_id=group_id) if group_id in state.group_states:
+            return _with_group(state, group_id, replace(state.group_states[group_id], deleted=True))
+        case GroupMemberAdded(group_id=group_id, member_id=member_id) if (
+            group_id in state.group_states
+        ):
+            group = state.group_states[group_id]
+            return _with_group(state, group_id, replace(group, members=group.members | {member_id}))
+        case GroupMemberRemoved(group_id=group_id, member_id=member_id) if (
+            group_id in state.group_states
+        ):
+            group = state.group_states[group_id]
+            return _with_group(state, group_id, replace(group, members=group.members - {member_id}))
         case _:
             return state
+
+
+def evolve_member(state: MemberStreamState, event: Payload) -> MemberStreamState:
+    match event:
+        case AgentStatusChanged(status=status):
+            return replace(state, status=status)
+        case NotificationSettingsChanged(desktop=desktop, sound=sound):
+            return replace(state, desktop=desktop, sound=sound)
+        case _:
+            return state
+
+
+def _with_member(state: WorkspaceState, member_id: UUID, member: MemberState) -> WorkspaceState:
+    members = MappingProxyType({**state.member_states, member_id: member})
+    return replace(state, member_states=members)
+
+
+def _with_group(state: WorkspaceState, group_id: UUID, group: GroupState) -> WorkspaceState:
+    return replace(state, group_states=MappingProxyType({**state.group_states, group_id: group}))
 
 
 def evolve_flow(state: FlowState, event: Payload) -> FlowState:
@@ -178,7 +296,7 @@ def decide_create_group(
 ) -> list[Payload]:
     if not workspace.created:
         return [_reject(command, command_id, f"workspace {command.workspace_id} does not exist")]
-    if command.group_id in workspace.groups:
+    if command.group_id in workspace.group_states:
         return []  # the same command delivered again
     name = command.name.strip()
     if not name:
@@ -186,6 +304,223 @@ def decide_create_group(
     if name.casefold() in workspace.group_names:
         return [_reject(command, command_id, f"a group named {name!r} already exists")]
     return [GroupCreated(workspace_id=command.workspace_id, group_id=command.group_id, name=name)]
+
+
+def decide_add_member(
+    command: AddMember, command_id: UUID, workspace: WorkspaceState
+) -> list[Payload]:
+    if not workspace.created:
+        return [_reject(command, command_id, f"workspace {command.workspace_id} does not exist")]
+    name = command.name.strip()
+    existing = workspace.member_states.get(command.member_id)
+    if existing is not None:
+        if existing.name == name:
+            return []  # the same command delivered again
+        return [_reject(command, command_id, f"member {command.member_id} already exists")]
+    problem = _name_problem(name, "member") or _capacity_problem(command.capacity)
+    if problem:
+        return [_reject(command, command_id, problem)]
+    return [
+        MemberAdded(
+            workspace_id=command.workspace_id,
+            member_id=command.member_id,
+            name=name,
+            role=command.role,
+            capacity=command.capacity,
+            token_hash=command.token_hash,
+        )
+    ]
+
+
+def decide_update_member(
+    command: UpdateMember, command_id: UUID, workspace: WorkspaceState
+) -> list[Payload]:
+    member = workspace.member_states.get(command.member_id)
+    if member is None:
+        return [_reject(command, command_id, f"no member {command.member_id} here")]
+    if not member.active:
+        return [_reject(command, command_id, f"member {command.member_id} is deactivated")]
+    name = member.name if command.name is None else command.name.strip()
+    role = command.role or member.role
+    capacity = member.capacity if command.capacity is None else command.capacity
+    problem = _name_problem(name, "member") or _capacity_problem(capacity)
+    if problem:
+        return [_reject(command, command_id, problem)]
+    if member.role == "admin" and role != "admin" and _last_admin(workspace, command.member_id):
+        return [_reject(command, command_id, LAST_ADMIN)]
+    # Carried even when nothing changed: the caller waits for an outcome, and a fold of the
+    # same values again is harmless.
+    return [
+        MemberUpdated(
+            workspace_id=command.workspace_id,
+            member_id=command.member_id,
+            name=name,
+            role=role,
+            capacity=capacity,
+        )
+    ]
+
+
+def decide_deactivate_member(
+    command: DeactivateMember, command_id: UUID, workspace: WorkspaceState
+) -> list[Payload]:
+    member = workspace.member_states.get(command.member_id)
+    if member is None:
+        return [_reject(command, command_id, f"no member {command.member_id} here")]
+    if not member.active:
+        return [_reject(command, command_id, f"member {command.member_id} is already deactivated")]
+    if member.role == "admin" and _last_admin(workspace, command.member_id):
+        return [_reject(command, command_id, LAST_ADMIN)]
+    return [MemberDeactivated(workspace_id=command.workspace_id, member_id=command.member_id)]
+
+
+def decide_rename_group(
+    command: RenameGroup, command_id: UUID, workspace: WorkspaceState
+) -> list[Payload]:
+    group = workspace.group_states.get(command.group_id)
+    problem = _group_problem(command.group_id, group)
+    if problem:
+        return [_reject(command, command_id, problem)]
+    assert group is not None
+    name = command.name.strip()
+    if not name:
+        return [_reject(command, command_id, "a group needs a non-empty name")]
+    # Its own name (even in another case) is no clash: that is a change of spelling.
+    if name.casefold() in workspace.group_names and name.casefold() != group.name.casefold():
+        return [_reject(command, command_id, f"a group named {name!r} already exists")]
+    return [GroupRenamed(workspace_id=command.workspace_id, group_id=command.group_id, name=name)]
+
+
+def decide_delete_group(
+    command: DeleteGroup, command_id: UUID, workspace: WorkspaceState
+) -> list[Payload]:
+    problem = _group_problem(command.group_id, workspace.group_states.get(command.group_id))
+    if problem:
+        return [_reject(command, command_id, problem)]
+    return [GroupDeleted(workspace_id=command.workspace_id, group_id=command.group_id)]
+
+
+def decide_add_group_member(
+    command: AddGroupMember, command_id: UUID, workspace: WorkspaceState
+) -> list[Payload]:
+    group = workspace.group_states.get(command.group_id)
+    problem = _group_problem(command.group_id, group) or _member_problem(
+        command.member_id, workspace
+    )
+    if problem:
+        return [_reject(command, command_id, problem)]
+    assert group is not None
+    if command.member_id in group.members:
+        return [
+            _reject(
+                command,
+                command_id,
+                f"member {command.member_id} is already a member of group {command.group_id}",
+            )
+        ]
+    return [
+        GroupMemberAdded(
+            workspace_id=command.workspace_id,
+            group_id=command.group_id,
+            member_id=command.member_id,
+        )
+    ]
+
+
+def decide_remove_group_member(
+    command: RemoveGroupMember, command_id: UUID, workspace: WorkspaceState
+) -> list[Payload]:
+    group = workspace.group_states.get(command.group_id)
+    problem = _group_problem(command.group_id, group)
+    if problem:
+        return [_reject(command, command_id, problem)]
+    assert group is not None
+    if command.member_id not in group.members:
+        return [
+            _reject(
+                command,
+                command_id,
+                f"member {command.member_id} is not in group {command.group_id}",
+            )
+        ]
+    return [
+        GroupMemberRemoved(
+            workspace_id=command.workspace_id,
+            group_id=command.group_id,
+            member_id=command.member_id,
+        )
+    ]
+
+
+def decide_set_agent_status(
+    command: SetAgentStatus,
+    command_id: UUID,
+    workspace: WorkspaceState,
+    member: MemberStreamState,
+) -> list[Payload]:
+    problem = _member_problem(command.member_id, workspace)
+    if problem:
+        return [_reject(command, command_id, problem)]
+    if member.status == command.status:
+        return [_reject(command, command_id, f"already {command.status}")]
+    return [
+        AgentStatusChanged(
+            workspace_id=command.workspace_id,
+            member_id=command.member_id,
+            status=command.status,
+            previous=member.status,
+            reason=command.reason,
+        )
+    ]
+
+
+def decide_set_notification_settings(
+    command: SetNotificationSettings, command_id: UUID, workspace: WorkspaceState
+) -> list[Payload]:
+    problem = _member_problem(command.member_id, workspace)
+    if problem:
+        return [_reject(command, command_id, problem)]
+    return [
+        NotificationSettingsChanged(
+            workspace_id=command.workspace_id,
+            member_id=command.member_id,
+            desktop=command.desktop,
+            sound=command.sound,
+        )
+    ]
+
+
+def _name_problem(name: str, what: str) -> str | None:
+    return None if name else f"a {what} needs a non-empty name"
+
+
+def _capacity_problem(capacity: int) -> str | None:
+    if MIN_CAPACITY <= capacity <= MAX_CAPACITY:
+        return None
+    return f"capacity must be between {MIN_CAPACITY} and {MAX_CAPACITY} (got {capacity})"
+
+
+def _last_admin(workspace: WorkspaceState, member_id: UUID) -> bool:
+    return workspace.active_admins() == {member_id}
+
+
+def _group_problem(group_id: UUID, group: GroupState | None) -> str | None:
+    """Why a command cannot act on the group: not this workspace's, or deleted."""
+    if group is None:
+        return f"no group {group_id} here"
+    if group.deleted:
+        return f"group {group_id} is deleted"
+    return None
+
+
+def _member_problem(member_id: UUID, workspace: WorkspaceState) -> str | None:
+    """Why a command cannot act on the member: not this workspace's, or deactivated."""
+    member = workspace.member_states.get(member_id)
+    if member is None:
+        return f"no member {member_id} here"
+    if not member.active:
+        return f"member {member_id} is deactivated"
+    return None
 
 
 def valid_time_zone(name: str) -> bool:

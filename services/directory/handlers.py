@@ -7,19 +7,46 @@ from typing import TypeVar
 from uuid import UUID, uuid5
 
 from events.base import Payload
-from events.directory import BusinessNumberConnected, CommandRejected, CreateGroup, CreateWorkspace
+from events.directory import (
+    AddGroupMember,
+    AddMember,
+    AgentStatusChanged,
+    BusinessNumberConnected,
+    CommandRejected,
+    CreateGroup,
+    CreateWorkspace,
+    DeactivateMember,
+    DeleteGroup,
+    NotificationSettingsChanged,
+    RemoveGroupMember,
+    RenameGroup,
+    SetAgentStatus,
+    SetNotificationSettings,
+    UpdateMember,
+)
 from events.envelope import Envelope
 from events.flows import ActiveFlowChosen, ChooseActiveFlow, FlowPublished, PublishFlow
 from services.consumer import Delivery, StoreBackedHandler
 from services.directory.decide import (
     FlowState,
+    MemberStreamState,
     NumberState,
     WorkspaceState,
+    decide_add_group_member,
+    decide_add_member,
     decide_choose_active_flow,
     decide_create_group,
     decide_create_workspace,
+    decide_deactivate_member,
+    decide_delete_group,
     decide_publish_flow,
+    decide_remove_group_member,
+    decide_rename_group,
+    decide_set_agent_status,
+    decide_set_notification_settings,
+    decide_update_member,
     evolve_flow,
+    evolve_member,
     evolve_number,
     evolve_workspace,
 )
@@ -67,7 +94,38 @@ class DirectoryHandler(StoreBackedHandler):
 
     def _decide(self, envelope: Envelope) -> list[Payload]:
         command = envelope.payload
+        command_id = envelope.event_id
         match command:
+            case AddMember():
+                return decide_add_member(command, command_id, self._workspace(command))
+            case UpdateMember():
+                return decide_update_member(command, command_id, self._workspace(command))
+            case DeactivateMember():
+                return decide_deactivate_member(command, command_id, self._workspace(command))
+            case RenameGroup():
+                return decide_rename_group(command, command_id, self._workspace(command))
+            case DeleteGroup():
+                return decide_delete_group(command, command_id, self._workspace(command))
+            case AddGroupMember():
+                return decide_add_group_member(command, command_id, self._workspace(command))
+            case RemoveGroupMember():
+                return decide_remove_group_member(command, command_id, self._workspace(command))
+            case SetAgentStatus():
+                return decide_set_agent_status(
+                    command,
+                    command_id,
+                    self._workspace(command),
+                    self._load(
+                        command.member_id, MemberStreamState(command.member_id), evolve_member
+                    ),
+                )
+            case SetNotificationSettings():
+                # Nothing in the member's stream matters to this decision, but its version
+                # does: the event is appended there.
+                self._load(command.member_id, MemberStreamState(command.member_id), evolve_member)
+                return decide_set_notification_settings(
+                    command, command_id, self._workspace(command)
+                )
             case CreateWorkspace():
                 return decide_create_workspace(
                     command,
@@ -111,6 +169,11 @@ class DirectoryHandler(StoreBackedHandler):
                 )
         raise TypeError(f"directory does not handle {envelope.event_type}")
 
+    def _workspace(self, command: Payload) -> WorkspaceState:
+        workspace_id = getattr(command, "workspace_id", None)
+        assert isinstance(workspace_id, UUID)
+        return self._load(workspace_id, WorkspaceState(workspace_id), evolve_workspace)
+
     def _load(self, originator: UUID, initial: S, evolve: Callable[[S, Payload], S]) -> S:
         """Fold a stream, remembering its version for the optimistic append."""
         stream = self.store.load(originator)
@@ -121,9 +184,14 @@ class DirectoryHandler(StoreBackedHandler):
         return state
 
     def _originator(self, payload: Payload) -> UUID:
-        """The stream an event is stored in: its number's, its flow's, its command's, or the
-        workspace's."""
+        """The stream an event is stored in: its number's, its flow's, its command's, its
+        member's (status and notification settings change often), or the workspace's."""
         match payload:
+            case (
+                AgentStatusChanged(member_id=member_id)
+                | NotificationSettingsChanged(member_id=member_id)
+            ):
+                return member_id
             case (
                 BusinessNumberConnected(phone_number_id=number)
                 | ActiveFlowChosen(phone_number_id=number)
