@@ -10,6 +10,7 @@ import structlog
 from faststream import FastStream
 
 from events.catalogue import (
+    ASSIGNMENT_EVENTS_TOPIC,
     CONVERSATION_EVENTS_TOPIC,
     DIRECTORY_EVENTS_TOPIC,
     FLOW_EVENTS_TOPIC,
@@ -26,13 +27,14 @@ from services.postgres import open_datastore, schema_lock
 from services.settings import Settings
 from services.store import EventStore
 
-# Every topic whose events show in a read model: the history holds bot turns, hand-offs
-# and delivery statuses next to the customer's messages.
+# Every topic whose events show in a read model: the history holds bot turns, hand-offs,
+# assignment decisions and delivery statuses next to the customer's messages.
 PROJECTED_TOPICS = (
     CONVERSATION_EVENTS_TOPIC,
     DIRECTORY_EVENTS_TOPIC,
     FLOW_EVENTS_TOPIC,
     HAND_OFF_REQUESTS_TOPIC,
+    ASSIGNMENT_EVENTS_TOPIC,
     OUTBOUND_MESSAGES_TOPIC,
     OUTBOUND_EVENTS_TOPIC,
 )
@@ -72,7 +74,8 @@ def create_app(settings: Settings) -> FastStream:
         topics=[topic.qualified(settings.topic_prefix) for topic in PROJECTED_TOPICS],
         group_id=settings.group_id("projector"),
         title="projector",
-        description="Conversation histories (bot turns included) and the directory's models.",
+        description="Conversation histories (bot turns and assignment decisions included), who"
+        " holds each conversation, the directory's models and the feed of changes.",
     )
 
     @asynccontextmanager

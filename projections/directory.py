@@ -1,6 +1,8 @@
 """Pure fold of directory events into the rows the HTTP side authenticates and scopes by.
 
-Keyed by workspace id, business number, member id and command id respectively.
+Keyed by workspace id, business number, member id, group id, (group id, member id) and
+command id respectively. Directory events of a workspace share one Kafka key, so they are
+projected in the order they were decided: a row's later changes are plain updates.
 """
 
 from __future__ import annotations
@@ -11,10 +13,28 @@ from typing import Any
 from uuid import UUID
 
 from events.directory import (
+    AddGroupMember,
+    AddMember,
+    AgentStatusChanged,
     BusinessNumberConnected,
     CommandRejected,
+    CreateWorkspace,
+    DeactivateMember,
+    DeleteGroup,
     GroupCreated,
+    GroupDeleted,
+    GroupMemberAdded,
+    GroupMemberRemoved,
+    GroupRenamed,
     MemberAdded,
+    MemberDeactivated,
+    MemberUpdated,
+    NotificationSettingsChanged,
+    RemoveGroupMember,
+    RenameGroup,
+    SetAgentStatus,
+    SetNotificationSettings,
+    UpdateMember,
     WorkspaceCreated,
 )
 from events.envelope import Envelope
@@ -84,16 +104,96 @@ class ActiveFlowRow:
     chosen_at: datetime
 
 
+@dataclass(frozen=True)
+class MemberDetails:
+    """MemberUpdated: name, role and capacity as they now are."""
+
+    member_id: UUID
+    name: str
+    role: str
+    capacity: int
+
+
+@dataclass(frozen=True)
+class MemberDeactivation:
+    member_id: UUID
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    member_id: UUID
+    status: str
+    status_changed_at: datetime
+
+
+@dataclass(frozen=True)
+class MemberNotifications:
+    member_id: UUID
+    desktop_notifications: bool
+    sound_notifications: bool
+
+
+@dataclass(frozen=True)
+class GroupName:
+    group_id: UUID
+    name: str
+
+
+@dataclass(frozen=True)
+class GroupDeletion:
+    """Deleted groups keep their row (old history lines name them) with a ``deleted_at``."""
+
+    group_id: UUID
+    deleted_at: datetime
+
+
+@dataclass(frozen=True)
+class GroupMemberRow:
+    group_id: UUID
+    member_id: UUID
+    workspace_id: UUID
+    added_at: datetime
+
+
+@dataclass(frozen=True)
+class GroupMemberRemoval:
+    group_id: UUID
+    member_id: UUID
+
+
 DirectoryRow = (
-    WorkspaceRow | NumberRow | MemberRow | GroupRow | OutcomeRow | FlowVersionRow | ActiveFlowRow
+    WorkspaceRow
+    | NumberRow
+    | MemberRow
+    | GroupRow
+    | OutcomeRow
+    | FlowVersionRow
+    | ActiveFlowRow
+    | MemberDetails
+    | MemberDeactivation
+    | MemberStatus
+    | MemberNotifications
+    | GroupName
+    | GroupDeletion
+    | GroupMemberRow
+    | GroupMemberRemoval
 )
 
 
 def directory_rows(envelope: Envelope) -> list[DirectoryRow]:
     at = envelope.occurred_at
+    rows: list[DirectoryRow]
     match envelope.payload:
         case WorkspaceCreated(workspace_id=workspace_id, name=name, time_zone=time_zone):
-            return [WorkspaceRow(workspace_id, name, time_zone, at)]
+            # The CreateWorkspace command's verdict. Projected before the admin's MemberAdded
+            # (same key, same order), it also keeps that MemberAdded from answering for the
+            # command as if it were an AddMember: outcomes are written once per command.
+            return [
+                WorkspaceRow(workspace_id, name, time_zone, at),
+                *_accepted(
+                    envelope, CreateWorkspace.event_type, {"workspace_id": str(workspace_id)}
+                ),
+            ]
         case BusinessNumberConnected(workspace_id=workspace_id, phone_number_id=number):
             return [NumberRow(number, workspace_id)]
         case MemberAdded() as member:
@@ -105,10 +205,65 @@ def directory_rows(envelope: Envelope) -> list[DirectoryRow]:
                     member.role,
                     member.capacity,
                     member.token_hash,
-                )
+                ),
+                *_accepted(envelope, AddMember.event_type, {"member_id": str(member.member_id)}),
+            ]
+        case MemberUpdated() as updated:
+            result = {
+                "member_id": str(updated.member_id),
+                "name": updated.name,
+                "role": updated.role,
+                "capacity": updated.capacity,
+            }
+            return [
+                MemberDetails(updated.member_id, updated.name, updated.role, updated.capacity),
+                *_accepted(envelope, UpdateMember.event_type, result),
+            ]
+        case MemberDeactivated(member_id=member_id):
+            return [
+                MemberDeactivation(member_id),
+                *_accepted(envelope, DeactivateMember.event_type, {"member_id": str(member_id)}),
+            ]
+        case AgentStatusChanged(member_id=member_id, status=status):
+            return [
+                MemberStatus(member_id, status, at),
+                *_accepted(envelope, SetAgentStatus.event_type, {"status": status}),
+            ]
+        case NotificationSettingsChanged(member_id=member_id, desktop=desktop, sound=sound):
+            return [
+                MemberNotifications(member_id, desktop, sound),
+                *_accepted(
+                    envelope,
+                    SetNotificationSettings.event_type,
+                    {"desktop": desktop, "sound": sound},
+                ),
+            ]
+        case GroupRenamed(group_id=group_id, name=name):
+            return [
+                GroupName(group_id, name),
+                *_accepted(
+                    envelope, RenameGroup.event_type, {"group_id": str(group_id), "name": name}
+                ),
+            ]
+        case GroupDeleted(group_id=group_id):
+            return [
+                GroupDeletion(group_id, at),
+                *_accepted(envelope, DeleteGroup.event_type, {"group_id": str(group_id)}),
+            ]
+        case GroupMemberAdded(group_id=group_id, member_id=member_id, workspace_id=workspace_id):
+            result = {"group_id": str(group_id), "member_id": str(member_id)}
+            return [
+                GroupMemberRow(group_id, member_id, workspace_id, at),
+                *_accepted(envelope, AddGroupMember.event_type, result),
+            ]
+        case GroupMemberRemoved(group_id=group_id, member_id=member_id):
+            result = {"group_id": str(group_id), "member_id": str(member_id)}
+            return [
+                GroupMemberRemoval(group_id, member_id),
+                *_accepted(envelope, RemoveGroupMember.event_type, result),
             ]
         case GroupCreated(group_id=group_id, workspace_id=workspace_id, name=name):
-            rows: list[DirectoryRow] = [GroupRow(group_id, workspace_id, name, at)]
+            rows = [GroupRow(group_id, workspace_id, name, at)]
             if envelope.causation_id is not None:
                 rows.append(
                     OutcomeRow(
@@ -160,3 +315,14 @@ def directory_rows(envelope: Envelope) -> list[DirectoryRow]:
             return rows
         case _:
             return []
+
+
+def _accepted(envelope: Envelope, command_type: str, result: dict[str, Any]) -> list[OutcomeRow]:
+    """The accepted verdict on the command that caused ``envelope``, if a command did."""
+    if envelope.causation_id is None:
+        return []
+    return [
+        OutcomeRow(
+            envelope.causation_id, command_type, "accepted", "", envelope.occurred_at, result
+        )
+    ]

@@ -11,6 +11,24 @@ from psycopg.rows import dict_row
 from psycopg.sql import SQL, Composed, Identifier
 from psycopg_pool import AsyncConnectionPool
 
+# Column lists shared by several reads (``{s}`` is the schema; aliases as in the reads).
+MEMBER_FIELDS = (
+    "m.member_id, m.name, m.role, m.capacity, m.active, m.status, m.status_changed_at,"
+    " m.desktop_notifications, m.sound_notifications,"
+    " ARRAY(SELECT gm.group_id FROM {s}.group_members gm JOIN {s}.groups g USING (group_id)"
+    " WHERE gm.member_id = m.member_id AND g.deleted_at IS NULL"
+    " ORDER BY gm.added_at, gm.group_id) AS group_ids"
+)
+GROUP_MEMBER_IDS = (
+    "ARRAY(SELECT gm.member_id FROM {s}.group_members gm WHERE gm.group_id = g.group_id"
+    " ORDER BY gm.added_at, gm.member_id) AS member_ids"
+)
+CONVERSATION_FIELDS = "c.*, a.group_id, a.assignee_id, a.state AS assignment_state"
+INBOX_FIELDS = (
+    "c.*, a.group_id, g.name AS group_name, a.state AS assignment_state, a.assignee_id,"
+    " a.queued_at, a.assigned_at"
+)
+
 
 def token_hash(token: str) -> str:
     """Tokens are 256-bit random secrets, so a plain SHA-256 is enough to store them."""
@@ -50,20 +68,74 @@ class ReadModels:
     async def conversations_of_contact(
         self, workspace_id: UUID, contact_wa_id: str
     ) -> list[dict[str, Any]]:
+        """The contact's conversations, oldest first, with who holds each."""
         return await self._all(
-            "SELECT * FROM {s}.conversations WHERE workspace_id = %s AND contact_wa_id = %s"
-            " ORDER BY started_at, conversation_id",
+            f"SELECT {CONVERSATION_FIELDS} FROM {{s}}.conversations c"
+            " LEFT JOIN {s}.conversation_assignments a USING (conversation_id)"
+            " WHERE c.workspace_id = %s AND c.contact_wa_id = %s"
+            " ORDER BY c.started_at, c.conversation_id",
             (workspace_id, contact_wa_id),
         )
 
     async def conversation(
         self, workspace_id: UUID, conversation_id: UUID
     ) -> dict[str, Any] | None:
+        """The conversation's row with ``group_id``, ``assignee_id`` and ``assignment_state``
+        (all None before any assignment decision)."""
         rows = await self._all(
-            "SELECT * FROM {s}.conversations WHERE workspace_id = %s AND conversation_id = %s",
+            f"SELECT {CONVERSATION_FIELDS} FROM {{s}}.conversations c"
+            " LEFT JOIN {s}.conversation_assignments a USING (conversation_id)"
+            " WHERE c.workspace_id = %s AND c.conversation_id = %s",
             (workspace_id, conversation_id),
         )
         return rows[0] if rows else None
+
+    async def assignment(self, workspace_id: UUID, conversation_id: UUID) -> dict[str, Any] | None:
+        """Who holds the conversation (its ``conversation_assignments`` row), None if nobody
+        decided yet. Known even before the conversation's own row (other topic)."""
+        rows = await self._all(
+            "SELECT conversation_id, workspace_id, group_id, state, assignee_id, rotation,"
+            " claim_only, queued_at, assigned_at, updated_at FROM {s}.conversation_assignments"
+            " WHERE workspace_id = %s AND conversation_id = %s",
+            (workspace_id, conversation_id),
+        )
+        return rows[0] if rows else None
+
+    async def inbox(self, workspace_id: UUID, member_id: UUID) -> dict[str, list[dict[str, Any]]]:
+        """The member's open conversations (most recent activity first) and the open ones
+        waiting in the queues of its groups (longest-waiting first)."""
+        assigned = await self._all(
+            f"SELECT {INBOX_FIELDS} FROM {{s}}.conversations c"
+            " JOIN {s}.conversation_assignments a USING (conversation_id)"
+            " LEFT JOIN {s}.groups g ON g.group_id = a.group_id"
+            " WHERE a.workspace_id = %s AND a.state = 'assigned' AND a.assignee_id = %s"
+            " AND c.status = 'open'"
+            " ORDER BY c.last_activity_at DESC, c.conversation_id",
+            (workspace_id, member_id),
+        )
+        queued = await self._all(
+            f"SELECT {INBOX_FIELDS} FROM {{s}}.conversations c"
+            " JOIN {s}.conversation_assignments a USING (conversation_id)"
+            " JOIN {s}.groups g ON g.group_id = a.group_id AND g.deleted_at IS NULL"
+            " JOIN {s}.group_members gm ON gm.group_id = a.group_id AND gm.member_id = %s"
+            " WHERE a.workspace_id = %s AND a.state = 'queued' AND c.status = 'open'"
+            " ORDER BY a.queued_at, c.conversation_id",
+            (member_id, workspace_id),
+        )
+        return {"assigned": assigned, "queued": queued}
+
+    async def queue(self, workspace_id: UUID, group_id: UUID | None) -> list[dict[str, Any]]:
+        """Open conversations waiting in the group's queue (None: the workspace's queue),
+        longest-waiting first."""
+        return await self._all(
+            "SELECT a.conversation_id, c.contact_wa_id, c.contact_name, a.queued_at,"
+            " a.rotation, a.claim_only, c.last_activity_at"
+            " FROM {s}.conversation_assignments a JOIN {s}.conversations c USING"
+            " (conversation_id) WHERE a.workspace_id = %s AND a.group_id IS NOT DISTINCT FROM %s"
+            " AND a.state = 'queued' AND c.status = 'open'"
+            " ORDER BY a.queued_at, a.conversation_id",
+            (workspace_id, group_id),
+        )
 
     async def history(self, conversation_id: UUID) -> list[dict[str, Any]]:
         return await self._all(
@@ -94,6 +166,83 @@ class ReadModels:
         )
         return rows[0] if rows else None
 
+    async def members(self, workspace_id: UUID) -> list[dict[str, Any]]:
+        """Every member, deactivated ones included (``active``), by name."""
+        return await self._all(
+            f"SELECT {MEMBER_FIELDS} FROM {{s}}.members m WHERE m.workspace_id = %s"
+            " ORDER BY m.name, m.member_id",
+            (workspace_id,),
+        )
+
+    async def member(self, workspace_id: UUID, member_id: UUID) -> dict[str, Any] | None:
+        rows = await self._all(
+            f"SELECT {MEMBER_FIELDS} FROM {{s}}.members m"
+            " WHERE m.workspace_id = %s AND m.member_id = %s",
+            (workspace_id, member_id),
+        )
+        return rows[0] if rows else None
+
+    async def member_group_ids(self, workspace_id: UUID, member_id: UUID) -> list[UUID]:
+        """The member's groups, deleted ones left out, in the order it joined them."""
+        rows = await self._all(
+            "SELECT gm.group_id FROM {s}.group_members gm JOIN {s}.groups g USING (group_id)"
+            " WHERE gm.workspace_id = %s AND gm.member_id = %s AND g.deleted_at IS NULL"
+            " ORDER BY gm.added_at, gm.group_id",
+            (workspace_id, member_id),
+        )
+        return [row["group_id"] for row in rows]
+
+    async def is_group_member(self, group_id: UUID, member_id: UUID) -> bool:
+        rows = await self._all(
+            "SELECT 1 FROM {s}.group_members WHERE group_id = %s AND member_id = %s",
+            (group_id, member_id),
+        )
+        return bool(rows)
+
+    async def group(self, workspace_id: UUID, group_id: UUID) -> dict[str, Any] | None:
+        """The group, deleted or not (``deleted_at``), with its members in joining order."""
+        rows = await self._all(
+            f"SELECT g.group_id, g.name, g.created_at, g.deleted_at, {GROUP_MEMBER_IDS}"
+            " FROM {s}.groups g WHERE g.workspace_id = %s AND g.group_id = %s",
+            (workspace_id, group_id),
+        )
+        return rows[0] if rows else None
+
+    async def roster(self, workspace_id: UUID, group_id: UUID) -> list[dict[str, Any]]:
+        """The group's members in the order they joined, with their load: open conversations
+        assigned to them in any group."""
+        return await self._all(
+            "SELECT m.member_id, m.name, m.role, m.status, m.active, m.capacity,"
+            " (SELECT count(*) FROM {s}.conversation_assignments a"
+            "  LEFT JOIN {s}.conversations c USING (conversation_id)"
+            "  WHERE a.assignee_id = m.member_id AND a.state = 'assigned'"
+            "  AND c.status IS DISTINCT FROM 'closed') AS load,"
+            " m.desktop_notifications, m.sound_notifications"
+            " FROM {s}.group_members gm JOIN {s}.members m USING (member_id)"
+            " WHERE gm.workspace_id = %s AND gm.group_id = %s"
+            " ORDER BY gm.added_at, gm.member_id",
+            (workspace_id, group_id),
+        )
+
+    async def changes_since(
+        self, workspace_id: UUID, after_seq: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """The workspace's changes after ``after_seq``, in order: seq, workspace_id,
+        conversation_id, group_id, member_id, kind (the event type), occurred_at."""
+        return await self._all(
+            "SELECT seq, workspace_id, conversation_id, group_id, member_id, kind, occurred_at"
+            " FROM {s}.changes WHERE workspace_id = %s AND seq > %s ORDER BY seq LIMIT %s",
+            (workspace_id, after_seq, limit),
+        )
+
+    async def last_change_seq(self, workspace_id: UUID) -> int:
+        """Where a new follower of the feed starts (0: nothing yet)."""
+        rows = await self._all(
+            "SELECT COALESCE(max(seq), 0) AS seq FROM {s}.changes WHERE workspace_id = %s",
+            (workspace_id,),
+        )
+        return int(rows[0]["seq"])
+
     async def member_ids(self, workspace_id: UUID) -> list[UUID]:
         rows = await self._all(
             "SELECT member_id FROM {s}.members WHERE workspace_id = %s AND active", (workspace_id,)
@@ -101,9 +250,10 @@ class ReadModels:
         return [row["member_id"] for row in rows]
 
     async def groups(self, workspace_id: UUID) -> list[dict[str, Any]]:
+        """The groups not deleted, by name, with their members in joining order."""
         return await self._all(
-            "SELECT group_id, name, created_at FROM {s}.groups WHERE workspace_id = %s"
-            " ORDER BY name",
+            f"SELECT g.group_id, g.name, g.created_at, {GROUP_MEMBER_IDS} FROM {{s}}.groups g"
+            " WHERE g.workspace_id = %s AND g.deleted_at IS NULL ORDER BY g.name, g.group_id",
             (workspace_id,),
         )
 

@@ -6,6 +6,7 @@ are: the view's tables sit beside the tracking table in the ``projections`` sche
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -16,10 +17,19 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
 from psycopg.types.json import Jsonb
 
+from events.directory import AgentStatusChanged
 from events.envelope import Envelope
+from projections.assignments import (
+    AssignmentRow,
+    apply_assignment,
+    assignment_change,
+    assignment_entry,
+    assignment_outcome,
+)
 from projections.conversations import (
     ConversationRow,
     DeliveryUpdate,
+    HistoryEntry,
     apply_conversation,
     delivery_update,
     history_entry,
@@ -30,8 +40,16 @@ from projections.directory import (
     ActiveFlowRow,
     DirectoryRow,
     FlowVersionRow,
+    GroupDeletion,
+    GroupMemberRemoval,
+    GroupMemberRow,
+    GroupName,
     GroupRow,
+    MemberDeactivation,
+    MemberDetails,
+    MemberNotifications,
     MemberRow,
+    MemberStatus,
     NumberRow,
     OutcomeRow,
     WorkspaceRow,
@@ -41,7 +59,7 @@ from services.store import EVENTS_TABLE, RELAY_TRACKING, TRACKING_TABLE, Already
 
 # Bump when a read model's tables change shape: the projector then drops the read models
 # and rebuilds them from offset zero (they are views; the events are the truth).
-READ_MODEL_VERSION = 4
+READ_MODEL_VERSION = 5
 
 TABLES = (
     "applied_events",
@@ -56,6 +74,9 @@ TABLES = (
     "groups",
     "deliveries",
     "wamid_statuses",
+    "group_members",
+    "conversation_assignments",
+    "changes",
 )
 
 SCHEMA_STATEMENTS = (
@@ -116,7 +137,12 @@ SCHEMA_STATEMENTS = (
         role text NOT NULL,
         capacity integer NOT NULL,
         token_hash text NOT NULL UNIQUE,
-        active boolean NOT NULL DEFAULT true)""",
+        active boolean NOT NULL DEFAULT true,
+        status text NOT NULL DEFAULT 'offline',
+        status_changed_at timestamptz,
+        desktop_notifications boolean NOT NULL DEFAULT true,
+        sound_notifications boolean NOT NULL DEFAULT true)""",
+    """CREATE INDEX IF NOT EXISTS members_by_workspace ON {s}.members (workspace_id, name)""",
     """CREATE TABLE IF NOT EXISTS {s}.command_outcomes (
         command_id uuid PRIMARY KEY,
         command_type text NOT NULL,
@@ -147,13 +173,51 @@ SCHEMA_STATEMENTS = (
         group_id uuid PRIMARY KEY,
         workspace_id uuid NOT NULL,
         name text NOT NULL,
-        created_at timestamptz NOT NULL)""",
+        created_at timestamptz NOT NULL,
+        deleted_at timestamptz)""",
+    """CREATE TABLE IF NOT EXISTS {s}.group_members (
+        group_id uuid NOT NULL,
+        member_id uuid NOT NULL,
+        workspace_id uuid NOT NULL,
+        added_at timestamptz NOT NULL,
+        PRIMARY KEY (group_id, member_id))""",
+    """CREATE INDEX IF NOT EXISTS group_members_by_member ON {s}.group_members (member_id)""",
+    # NULL group_id: the workspace's queue.
+    """CREATE TABLE IF NOT EXISTS {s}.conversation_assignments (
+        conversation_id uuid PRIMARY KEY,
+        workspace_id uuid NOT NULL,
+        group_id uuid,
+        state text NOT NULL,
+        assignee_id uuid,
+        rotation text,
+        claim_only boolean NOT NULL DEFAULT false,
+        queued_at timestamptz,
+        assigned_at timestamptz,
+        updated_at timestamptz NOT NULL)""",
+    """CREATE INDEX IF NOT EXISTS conversation_assignments_queued
+        ON {s}.conversation_assignments (workspace_id, group_id, queued_at)
+        WHERE state = 'queued'""",
+    """CREATE INDEX IF NOT EXISTS conversation_assignments_assigned
+        ON {s}.conversation_assignments (assignee_id) WHERE state = 'assigned'""",
+    # The feed of what agents see change (GET /api/stream). A feed, not a fold: its seq is
+    # the order rows were projected in.
+    """CREATE TABLE IF NOT EXISTS {s}.changes (
+        seq bigserial PRIMARY KEY,
+        workspace_id uuid NOT NULL,
+        conversation_id uuid,
+        group_id uuid,
+        member_id uuid,
+        kind text NOT NULL,
+        occurred_at timestamptz NOT NULL)""",
+    """CREATE INDEX IF NOT EXISTS changes_by_workspace ON {s}.changes (workspace_id, seq)""",
     """CREATE TABLE IF NOT EXISTS {s}.active_flows (
         phone_number_id text PRIMARY KEY,
         workspace_id uuid NOT NULL,
         flow_id uuid NOT NULL,
         chosen_at timestamptz NOT NULL)""",
 )
+
+ASSIGNMENT_COLUMNS = tuple(AssignmentRow.__dataclass_fields__)
 
 CONVERSATION_COLUMNS = (
     "conversation_id",
@@ -169,6 +233,15 @@ CONVERSATION_COLUMNS = (
     "last_activity_at",
     "message_count",
 )
+
+
+@dataclass(frozen=True)
+class Change:
+    """What an event changed that agents see, and whose screens it concerns."""
+
+    conversation_id: UUID | None
+    group_id: UUID | None
+    member_id: UUID | None
 
 
 class ProjectionRecorder(PostgresProcessRecorder):
@@ -192,9 +265,15 @@ class ProjectionRecorder(PostgresProcessRecorder):
                 self._insert_tracking(cursor, tracking)
                 if not self._first_time(cursor, envelope):
                     return
-                self._project_conversation(cursor, envelope)
+                change = self._project_conversation(cursor, envelope)
+                change = self._project_assignment(cursor, envelope) or change
                 for row in directory_rows(envelope):
                     self._write_directory(cursor, row)
+                if isinstance(envelope.payload, AgentStatusChanged):
+                    change = Change(None, None, envelope.payload.member_id)
+                if change is not None and envelope.workspace_id is not None:
+                    # Last in the transaction: see _record_change.
+                    self._record_change(cursor, envelope, change)
         except IntegrityError:
             if self.has_tracking_id(tracking.application_name, tracking.notification_id):
                 raise AlreadyTracked(tracking.application_name) from None
@@ -263,10 +342,12 @@ class ProjectionRecorder(PostgresProcessRecorder):
         )
         return cursor.fetchone() is not None
 
-    def _project_conversation(self, cursor: Cursor[DictRow], envelope: Envelope) -> None:
+    def _project_conversation(self, cursor: Cursor[DictRow], envelope: Envelope) -> Change | None:
+        """The conversation row, history line and delivery status an event changes; what an
+        agent sees change, if anything."""
         conversation_id = getattr(envelope.payload, "conversation_id", None)
         if conversation_id is None:
-            return
+            return None
         cursor.execute(
             self._sql("SELECT * FROM {s}.conversations WHERE conversation_id = %s"),
             (conversation_id,),
@@ -274,33 +355,111 @@ class ProjectionRecorder(PostgresProcessRecorder):
         found = cursor.fetchone()
         before = ConversationRow(**{c: found[c] for c in CONVERSATION_COLUMNS}) if found else None
         after = apply_conversation(before, envelope)
+        visible = after != before
         if after is not None and after != before:
             self._upsert_conversation(cursor, after)
         entry = history_entry(envelope, after)
         if entry is not None:
-            cursor.execute(
-                self._sql(
-                    "INSERT INTO {s}.conversation_history (event_id, conversation_id, occurred_at,"
-                    " rank, seq, kind, author_kind, author_id, author_name, message_id, wamid,"
-                    " message_type, text, reply_id, content, status, errors) VALUES"
-                    " (%(event_id)s, %(conversation_id)s, %(occurred_at)s, %(rank)s, %(seq)s,"
-                    " %(kind)s, %(author_kind)s, %(author_id)s, %(author_name)s, %(message_id)s,"
-                    " %(wamid)s, %(message_type)s, %(text)s, %(reply_id)s, %(content)s,"
-                    " %(status)s, %(errors)s) ON CONFLICT (event_id) DO NOTHING"
-                ),
-                {
-                    **entry.__dict__,
-                    "content": Jsonb(entry.content) if entry.content is not None else None,
-                    "errors": Jsonb(entry.errors) if entry.errors is not None else None,
-                },
-            )
+            visible = True
+            self._insert_history(cursor, entry)
             if entry.kind == "status" and entry.wamid is not None and entry.status is not None:
                 self._record_meta_status(cursor, entry.wamid, entry.status, entry.errors)
             if entry.message_id is not None:
                 self._refresh_message(cursor, entry.message_id)
         update = delivery_update(envelope)
         if update is not None:
+            visible = True
             self._record_delivery(cursor, update)
+        if not visible:
+            return None
+        # Whoever holds the conversation now sees it change.
+        cursor.execute(
+            self._sql(
+                "SELECT group_id, assignee_id FROM {s}.conversation_assignments"
+                " WHERE conversation_id = %s"
+            ),
+            (conversation_id,),
+        )
+        held = cursor.fetchone()
+        if held is None:
+            return Change(conversation_id, None, None)
+        return Change(conversation_id, held["group_id"], held["assignee_id"])
+
+    def _insert_history(self, cursor: Cursor[DictRow], entry: HistoryEntry) -> None:
+        cursor.execute(
+            self._sql(
+                "INSERT INTO {s}.conversation_history (event_id, conversation_id, occurred_at,"
+                " rank, seq, kind, author_kind, author_id, author_name, message_id, wamid,"
+                " message_type, text, reply_id, content, status, errors) VALUES"
+                " (%(event_id)s, %(conversation_id)s, %(occurred_at)s, %(rank)s, %(seq)s,"
+                " %(kind)s, %(author_kind)s, %(author_id)s, %(author_name)s, %(message_id)s,"
+                " %(wamid)s, %(message_type)s, %(text)s, %(reply_id)s, %(content)s,"
+                " %(status)s, %(errors)s) ON CONFLICT (event_id) DO NOTHING"
+            ),
+            {
+                **entry.__dict__,
+                "content": Jsonb(entry.content) if entry.content is not None else None,
+                "errors": Jsonb(entry.errors) if entry.errors is not None else None,
+            },
+        )
+
+    def _project_assignment(self, cursor: Cursor[DictRow], envelope: Envelope) -> Change | None:
+        """Who holds the conversation, the decision's history line and the verdict on a claim
+        or transfer; what an agent sees change, if anything."""
+        outcome = assignment_outcome(envelope)
+        if outcome is not None:
+            self._write_directory(cursor, outcome)
+        visible = assignment_change(envelope)
+        if visible is None:
+            return None
+        conversation_id, group_id, member_id = visible
+        cursor.execute(
+            self._sql("SELECT * FROM {s}.conversation_assignments WHERE conversation_id = %s"),
+            (conversation_id,),
+        )
+        found = cursor.fetchone()
+        before = AssignmentRow(**{c: found[c] for c in ASSIGNMENT_COLUMNS}) if found else None
+        after = apply_assignment(before, envelope)
+        if after is not None and after != before:
+            columns = ", ".join(ASSIGNMENT_COLUMNS)
+            values = ", ".join(f"%({c})s" for c in ASSIGNMENT_COLUMNS)
+            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in ASSIGNMENT_COLUMNS[1:])
+            cursor.execute(
+                self._sql(
+                    f"INSERT INTO {{s}}.conversation_assignments ({columns}) VALUES ({values})"
+                    f" ON CONFLICT (conversation_id) DO UPDATE SET {updates}"
+                ),
+                after.__dict__,
+            )
+        entry = assignment_entry(envelope)
+        if entry is not None:
+            self._insert_history(cursor, entry)
+        return Change(conversation_id, group_id, member_id)
+
+    def _record_change(self, cursor: Cursor[DictRow], envelope: Envelope, change: Change) -> None:
+        """A line of the changes feed. Readers follow it by ``seq``, so rows must become
+        visible in ``seq`` order: a transaction-scoped lock taken just before the insert,
+        held until commit, keeps two projector transactions (replicas) from committing a
+        later seq before an earlier one."""
+        cursor.execute(
+            SQL("SELECT pg_advisory_xact_lock(hashtext({}))").format(
+                Literal(f"{self.datastore.schema}.changes")
+            )
+        )
+        cursor.execute(
+            self._sql(
+                "INSERT INTO {s}.changes (workspace_id, conversation_id, group_id, member_id,"
+                " kind, occurred_at) VALUES (%s, %s, %s, %s, %s, %s)"
+            ),
+            (
+                envelope.workspace_id,
+                change.conversation_id,
+                change.group_id,
+                change.member_id,
+                envelope.event_type,
+                envelope.occurred_at,
+            ),
+        )
 
     # What the dispatcher and Meta said of an outbound message is kept apart from its
     # history line, keyed by message id and by wamid: the three arrive on different topics
@@ -418,14 +577,50 @@ class ProjectionRecorder(PostgresProcessRecorder):
                 )
             case GroupRow():
                 statement = (
-                    "INSERT INTO {s}.groups VALUES (%(group_id)s, %(workspace_id)s, %(name)s,"
-                    " %(created_at)s) ON CONFLICT DO NOTHING"
+                    "INSERT INTO {s}.groups (group_id, workspace_id, name, created_at) VALUES"
+                    " (%(group_id)s, %(workspace_id)s, %(name)s, %(created_at)s)"
+                    " ON CONFLICT DO NOTHING"
                 )
             case ActiveFlowRow():
                 statement = (
                     "INSERT INTO {s}.active_flows VALUES (%(phone_number_id)s, %(workspace_id)s,"
                     " %(flow_id)s, %(chosen_at)s) ON CONFLICT (phone_number_id) DO UPDATE"
                     " SET flow_id = EXCLUDED.flow_id, chosen_at = EXCLUDED.chosen_at"
+                )
+            case MemberDetails():
+                statement = (
+                    "UPDATE {s}.members SET name = %(name)s, role = %(role)s,"
+                    " capacity = %(capacity)s WHERE member_id = %(member_id)s"
+                )
+            case MemberDeactivation():
+                statement = "UPDATE {s}.members SET active = false WHERE member_id = %(member_id)s"
+            case MemberStatus():
+                statement = (
+                    "UPDATE {s}.members SET status = %(status)s,"
+                    " status_changed_at = %(status_changed_at)s WHERE member_id = %(member_id)s"
+                )
+            case MemberNotifications():
+                statement = (
+                    "UPDATE {s}.members SET desktop_notifications = %(desktop_notifications)s,"
+                    " sound_notifications = %(sound_notifications)s"
+                    " WHERE member_id = %(member_id)s"
+                )
+            case GroupName():
+                statement = "UPDATE {s}.groups SET name = %(name)s WHERE group_id = %(group_id)s"
+            case GroupDeletion():
+                statement = (
+                    "UPDATE {s}.groups SET deleted_at = %(deleted_at)s"
+                    " WHERE group_id = %(group_id)s"
+                )
+            case GroupMemberRow():
+                statement = (
+                    "INSERT INTO {s}.group_members VALUES (%(group_id)s, %(member_id)s,"
+                    " %(workspace_id)s, %(added_at)s) ON CONFLICT DO NOTHING"
+                )
+            case GroupMemberRemoval():
+                statement = (
+                    "DELETE FROM {s}.group_members"
+                    " WHERE group_id = %(group_id)s AND member_id = %(member_id)s"
                 )
         params: dict[str, Any] = {
             key: Jsonb(value) if isinstance(value, dict) else value

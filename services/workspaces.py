@@ -118,4 +118,6 @@ async def _outcome(models: ReadModels, command_id: Any) -> str | None:
         row = await models.command_outcome(command_id)
     except Exception:
         return None
-    return None if row is None else str(row["reason"])
+    # The projector also records the accepted verdict (with WorkspaceCreated, a moment
+    # before the admin's member row): only a rejection ends the wait.
+    return None if row is None or row["outcome"] != "rejected" else str(row["reason"])

@@ -1,4 +1,4 @@
-"""The read models' pure folds: conversation rows and history lines."""
+"""The read models' pure folds: conversation rows, history lines, assignments, directory."""
 
 from __future__ import annotations
 
@@ -7,6 +7,15 @@ from uuid import UUID
 
 import pytest
 
+from events.assignment import (
+    AssignmentCommandRejected,
+    ConversationAssigned,
+    ConversationQueued,
+    ConversationReleased,
+    ConversationTransferred,
+    Decision,
+    HandOffDeclined,
+)
 from events.base import Payload
 from events.conversation import (
     ConversationClosed,
@@ -14,8 +23,28 @@ from events.conversation import (
     CustomerMessageReceived,
     MessageStatusUpdated,
 )
+from events.directory import (
+    AgentStatusChanged,
+    GroupDeleted,
+    GroupMemberRemoved,
+    WorkspaceCreated,
+)
 from events.envelope import Actor, Envelope
+from projections.assignments import (
+    AssignmentRow,
+    apply_assignment,
+    assignment_change,
+    assignment_entry,
+    assignment_outcome,
+)
 from projections.conversations import apply_conversation, history_entry, later_status, line_status
+from projections.directory import (
+    GroupDeletion,
+    GroupMemberRemoval,
+    MemberStatus,
+    OutcomeRow,
+    directory_rows,
+)
 
 pytestmark = pytest.mark.unit
 CONVERSATION = UUID(int=10)
@@ -134,3 +163,277 @@ def test_a_message_line_shows_metas_word_once_the_dispatcher_sent_it() -> None:
     assert line_status("sent", "read") == "read"
     assert line_status("failed", "delivered") == "failed"
     assert line_status("unknown", None) == "unknown"
+
+
+# Assignment decisions: who holds the conversation, the history line, the verdicts.
+
+GROUP_A, GROUP_B = UUID(int=20), UUID(int=21)
+ANA, BETO = UUID(int=30), UUID(int=31)
+CLAIM = UUID(int=77)
+
+
+def decision(outcome: str, rotation: str = "available") -> Decision:
+    return Decision(rotation=rotation, rule="the rule", candidates=[], outcome=outcome)  # type: ignore[arg-type]
+
+
+def queued(group: UUID | None, at: datetime, n: int, claim_only: bool = False) -> Envelope:
+    return wrapped(
+        ConversationQueued(
+            conversation_id=CONVERSATION,
+            workspace_id=UUID(int=1),
+            group_id=group,
+            rotation="no_owner" if claim_only else "available",
+            claim_only=claim_only,
+            decision=decision("nobody available: queued"),
+            queued_at=at,
+        ),
+        n,
+    )
+
+
+def assigned(
+    group: UUID | None, member: UUID, at: datetime, n: int, via: str = "rotation"
+) -> Envelope:
+    return wrapped(
+        ConversationAssigned(
+            conversation_id=CONVERSATION,
+            workspace_id=UUID(int=1),
+            group_id=group,
+            member_id=member,
+            member_name="Ana",
+            via=via,  # type: ignore[arg-type]
+            decision=decision("assigned to Ana: longest without a conversation"),
+            assigned_at=at,
+        ),
+        n,
+    )
+
+
+def released(group: UUID | None, member: UUID | None, reason: str, n: int) -> Envelope:
+    return wrapped(
+        ConversationReleased(
+            conversation_id=CONVERSATION,
+            workspace_id=UUID(int=1),
+            group_id=group,
+            member_id=member,
+            reason=reason,  # type: ignore[arg-type]
+            released_at=AT + timedelta(minutes=9),
+        ),
+        n,
+    )
+
+
+def caused_by(envelope: Envelope, command_id: UUID) -> Envelope:
+    return envelope.model_copy(update={"causation_id": command_id})
+
+
+def fold(*envelopes: Envelope) -> AssignmentRow | None:
+    row: AssignmentRow | None = None
+    for envelope in envelopes:
+        row = apply_assignment(row, envelope)
+    return row
+
+
+def test_queued_then_assigned_keeps_when_it_started_waiting() -> None:
+    row = fold(queued(GROUP_A, AT, 1), assigned(GROUP_A, ANA, AT + timedelta(minutes=5), 2))
+    assert row is not None
+    assert (row.state, row.group_id, row.assignee_id) == ("assigned", GROUP_A, ANA)
+    assert (row.queued_at, row.assigned_at) == (AT, AT + timedelta(minutes=5))
+    assert row.rotation == "available"
+
+
+def test_a_release_of_what_the_row_holds_empties_it() -> None:
+    row = fold(assigned(GROUP_A, ANA, AT, 1), released(GROUP_A, ANA, "closed", 2))
+    assert row is not None
+    assert (row.state, row.assignee_id, row.group_id) == ("released", None, GROUP_A)
+    assert row.updated_at == AT + timedelta(minutes=9)
+
+
+def test_a_transfer_to_another_group_ends_in_the_new_group_in_either_order() -> None:
+    before = assigned(GROUP_A, ANA, AT, 1)
+    out = released(GROUP_A, ANA, "transferred", 2)
+    into = queued(GROUP_B, AT + timedelta(minutes=9), 3)
+    for order in ((before, out, into), (before, into, out)):
+        row = fold(*order)
+        assert row is not None
+        assert (row.state, row.group_id, row.assignee_id) == ("queued", GROUP_B, None)
+
+
+def test_a_release_of_another_member_or_group_changes_nothing() -> None:
+    row = fold(assigned(GROUP_A, BETO, AT, 1))
+    assert apply_assignment(row, released(GROUP_A, ANA, "member_deactivated", 2)) == row
+    assert apply_assignment(row, released(GROUP_B, BETO, "removed_from_group", 3)) == row
+    assert apply_assignment(None, released(GROUP_A, ANA, "closed", 4)) is None
+
+
+def test_the_workspace_queue_is_group_none() -> None:
+    row = fold(queued(GROUP_A, AT, 1), released(GROUP_A, None, "group_deleted", 2))
+    row = apply_assignment(row, queued(None, AT + timedelta(minutes=9), 3))
+    assert row is not None
+    assert (row.state, row.group_id) == ("queued", None)
+    claim_only = fold(queued(None, AT, 4, claim_only=True))
+    assert claim_only is not None
+    assert claim_only.claim_only
+
+
+def test_decision_lines_carry_the_decision() -> None:
+    entry = assignment_entry(queued(GROUP_A, AT, 1))
+    assert entry is not None
+    assert (entry.kind, entry.author_kind, entry.text) == (
+        "assignment",
+        "system",
+        "nobody available: queued",
+    )
+    assert entry.content == {
+        "rotation": "available",
+        "rule": "the rule",
+        "candidates": [],
+        "outcome": "nobody available: queued",
+    }
+    release = assignment_entry(released(GROUP_A, ANA, "member_deactivated", 2))
+    assert release is not None
+    assert release.text == "Released from its member: its member was deactivated."
+    assert release.content == {
+        "reason": "member_deactivated",
+        "group_id": str(GROUP_A),
+        "member_id": str(ANA),
+    }
+    transfer = assignment_entry(
+        wrapped(
+            ConversationTransferred(
+                conversation_id=CONVERSATION,
+                workspace_id=UUID(int=1),
+                from_group_id=GROUP_A,
+                from_member_id=ANA,
+                to_group_id=GROUP_B,
+                to_member_id=None,
+                requested_by=ANA,
+                note="needs billing",
+                transferred_at=AT,
+            ),
+            3,
+        )
+    )
+    assert transfer is not None
+    assert transfer.text == "Transferred to another group: needs billing."
+    declined = assignment_entry(
+        wrapped(
+            HandOffDeclined(
+                conversation_id=CONVERSATION,
+                workspace_id=UUID(int=1),
+                group_id=GROUP_A,
+                reason="the conversation is closed",
+                declined_at=AT,
+            ),
+            4,
+        )
+    )
+    assert declined is not None
+    assert declined.text == "Hand-off declined: the conversation is closed."
+    # A transfer's lines, all at one instant, read in the order they happened.
+    seqs = [e.seq for e in (release, transfer, assignment_entry(assigned(GROUP_B, BETO, AT, 5)))]
+    assert seqs == sorted(seqs)
+
+
+def test_claims_and_transfers_get_verdicts_and_refusals_say_why() -> None:
+    claimed = assignment_outcome(caused_by(assigned(GROUP_A, ANA, AT, 1, via="claim"), CLAIM))
+    assert claimed is not None
+    assert (claimed.command_id, claimed.command_type, claimed.outcome) == (
+        CLAIM,
+        "assignment.claim_conversation",
+        "accepted",
+    )
+    assert claimed.result == {
+        "conversation_id": str(CONVERSATION),
+        "member_id": str(ANA),
+        "group_id": str(GROUP_A),
+    }
+    # A rotation's assignment answers no command (its cause is a hand-off or a nudge).
+    assert assignment_outcome(caused_by(assigned(GROUP_A, ANA, AT, 2), CLAIM)) is None
+    refused = assignment_outcome(
+        wrapped(
+            AssignmentCommandRejected(
+                command_id=CLAIM,
+                command_type="assignment.claim_conversation",
+                conversation_id=CONVERSATION,
+                workspace_id=UUID(int=1),
+                member_id=BETO,
+                reason="already assigned to Ana",
+                conflict=True,
+            ),
+            3,
+        )
+    )
+    assert refused is not None
+    assert (refused.command_id, refused.outcome, refused.reason, refused.result) == (
+        CLAIM,
+        "rejected",
+        "already assigned to Ana",
+        {"conflict": True},
+    )
+    assert assignment_entry(wrapped(refused_payload(), 4)) is None
+
+
+def refused_payload() -> AssignmentCommandRejected:
+    return AssignmentCommandRejected(
+        command_id=CLAIM,
+        command_type="assignment.claim_conversation",
+        conversation_id=CONVERSATION,
+        workspace_id=UUID(int=1),
+        member_id=BETO,
+        reason="not queued",
+        conflict=False,
+    )
+
+
+def test_changes_name_whose_screens_a_decision_concerns() -> None:
+    assert assignment_change(assigned(GROUP_A, ANA, AT, 1)) == (CONVERSATION, GROUP_A, ANA)
+    assert assignment_change(queued(None, AT, 2)) == (CONVERSATION, None, None)
+    assert assignment_change(wrapped(refused_payload(), 3)) is None
+
+
+# Directory events: rows, and verdicts only for what a command caused.
+
+
+def directory_event(payload: Payload, cause: UUID | None = CLAIM) -> Envelope:
+    return wrapped(payload, 50).model_copy(update={"causation_id": cause})
+
+
+def test_member_and_group_changes_become_row_updates_with_verdicts() -> None:
+    rows = directory_rows(
+        directory_event(
+            AgentStatusChanged(
+                workspace_id=UUID(int=1),
+                member_id=ANA,
+                status="available",
+                previous="offline",
+                reason="set by the agent",
+            )
+        )
+    )
+    assert rows == [
+        MemberStatus(ANA, "available", AT),
+        OutcomeRow(
+            CLAIM, "directory.set_agent_status", "accepted", "", AT, {"status": "available"}
+        ),
+    ]
+    [removal] = directory_rows(
+        directory_event(
+            GroupMemberRemoved(workspace_id=UUID(int=1), group_id=GROUP_A, member_id=ANA),
+            cause=None,
+        )
+    )
+    assert removal == GroupMemberRemoval(GROUP_A, ANA)
+    deleted = directory_rows(
+        directory_event(GroupDeleted(workspace_id=UUID(int=1), group_id=GROUP_A))
+    )
+    assert deleted[0] == GroupDeletion(GROUP_A, AT)
+
+
+def test_the_admin_created_with_a_workspace_answers_for_the_workspace_command() -> None:
+    created = directory_rows(
+        directory_event(WorkspaceCreated(workspace_id=UUID(int=1), name="Acme", time_zone="UTC"))
+    )
+    assert [row.command_type for row in created if isinstance(row, OutcomeRow)] == [
+        "directory.create_workspace"
+    ]
