@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
             "flows",
             "dispatcher",
             "expiry",
+            "assignment",
             "relay",
             "projector",
             "all",
@@ -145,6 +146,10 @@ def _consumer_app(settings: Settings, process: str):  # type: ignore[no-untyped-
         from services.expiry.app import create_app as create_expiry
 
         return create_expiry(settings)
+    if process == "assignment":
+        from services.assignment.app import create_app as create_assignment
+
+        return create_assignment(settings)
     from projections.app import create_app as create_projector
 
     return create_projector(settings)

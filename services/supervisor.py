@@ -21,6 +21,7 @@ PROCESSES = (
     "flows",
     "dispatcher",
     "expiry",
+    "assignment",
     "projector",
     "relay",
     "gateway",

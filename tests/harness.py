@@ -51,15 +51,22 @@ async def eventually(
 
 @asynccontextmanager
 async def consumers(settings: Settings, *, relay: bool = True) -> AsyncIterator[None]:
-    """The inbound, directory and projector apps and the relay, in this event loop."""
+    """The directory, inbound, flows, assignment and projector apps and the relay, here."""
     from projections.app import create_app as create_projector
+    from services.assignment.app import create_app as create_assignment
     from services.directory.app import create_app as create_directory
     from services.flows.app import create_app as create_flows
     from services.inbound.app import create_app as create_inbound
     from services.relay.app import run_relays
 
     async with AsyncExitStack() as stack:
-        for create in (create_directory, create_inbound, create_flows, create_projector):
+        for create in (
+            create_directory,
+            create_inbound,
+            create_flows,
+            create_assignment,
+            create_projector,
+        ):
             app = create(settings)
             await stack.enter_async_context(app.lifespan_context())
             await app.start()

@@ -19,7 +19,15 @@ from services.store import EventStore
 log = structlog.get_logger(__name__)
 
 # The services whose stores are relayed. Each owns the schema of the same name.
-RELAYED_STORES = ("directory", "inbound", "flows", "dispatcher", "expiry", "projections")
+RELAYED_STORES = (
+    "directory",
+    "inbound",
+    "flows",
+    "dispatcher",
+    "expiry",
+    "assignment",
+    "projections",
+)
 
 
 async def run_relays(settings: Settings, stores: tuple[str, ...] = RELAYED_STORES) -> None:

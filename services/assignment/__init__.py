@@ -1,0 +1,1 @@
+"""The assignment service: who takes each handed-off conversation, and why."""

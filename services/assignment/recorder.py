@@ -1,0 +1,557 @@
+"""The assignment store: its event store plus its views, in the ``assignment`` schema.
+
+Views of other services' events, written by the router with the record's position in one
+transaction (``route``):
+
+* ``members`` (workspace, name, role, active, status, capacity), ``groups`` (name, deleted)
+  and ``group_members`` (the roster, in the order members were added), from
+  ``directory.events``;
+* ``closed_conversations``, from ``conversation.events``.
+
+The ``assignments`` view (which group holds each open conversation, queued or with whom) is
+derived from the decisions *inside the transaction that stores them* (``_insert_events``),
+like the expiry service's deadlines. The same transaction guards what two replicas deciding
+for two groups could race on:
+
+* a member's capacity: the member's row is locked (``FOR UPDATE``) and its open assigned
+  conversations counted; a rotation that would take it over capacity rolls back with
+  :class:`CapacityConflict`, and the decider decides again on what the other replica left;
+* a conversation closing meanwhile: the router records a close and looks for its holder
+  under the same per-conversation lock the decider takes to queue or assign it, so either
+  the router sees the decision (and nudges the group to release it) or the decider sees the
+  close (:class:`ClosedMeanwhile`, and decides again: declined).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+from uuid import UUID, uuid5
+
+import orjson
+from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier
+
+from events.assignment import (
+    ConversationAssigned,
+    ConversationQueued,
+    ConversationReleased,
+    GroupNudged,
+    NudgeCause,
+    group_key,
+)
+from events.codec import encode
+from events.conversation import ConversationClosed
+from events.directory import (
+    AgentStatusChanged,
+    GroupCreated,
+    GroupDeleted,
+    GroupMemberAdded,
+    GroupMemberRemoved,
+    GroupRenamed,
+    MemberAdded,
+    MemberDeactivated,
+    MemberUpdated,
+)
+from events.envelope import Actor, Envelope
+from services.assignment.decide import GroupFacts, Holding, MemberFacts
+from services.store import EVENTS_TABLE, TRACKING_TABLE, AlreadyTracked, StreamConflict
+
+ROUTER = Actor(kind="system", id="assignment-router")
+# Nudge ids derive from their cause in a namespace of their own: other services derive ids
+# from the same conversation events (``Envelope.caused``), and ids must stay unique.
+NUDGE_NAMESPACE = UUID("a4e2b9d1-5c7f-4e38-9b06-1d8f3c2a7e55")
+ROTATION_VIAS = ("rotation", "queue")
+
+VIEW_TABLES = (
+    """CREATE TABLE IF NOT EXISTS {s}.members (
+        member_id uuid PRIMARY KEY, workspace_id uuid NOT NULL, name text NOT NULL,
+        role text NOT NULL, active boolean NOT NULL, status text NOT NULL,
+        capacity integer NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS {s}.groups (
+        group_id uuid PRIMARY KEY, workspace_id uuid NOT NULL, name text NOT NULL,
+        deleted boolean NOT NULL DEFAULT false)""",
+    """CREATE TABLE IF NOT EXISTS {s}.group_members (
+        group_id uuid NOT NULL, member_id uuid NOT NULL, added_at timestamptz NOT NULL,
+        PRIMARY KEY (group_id, member_id))""",
+    """CREATE INDEX IF NOT EXISTS group_members_member ON {s}.group_members (member_id)""",
+    """CREATE TABLE IF NOT EXISTS {s}.closed_conversations (
+        conversation_id uuid PRIMARY KEY, closed_at timestamptz NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS {s}.assignments (
+        conversation_id uuid PRIMARY KEY, workspace_id uuid NOT NULL, group_id uuid NULL,
+        state text NOT NULL, member_id uuid NULL, claim_only boolean NOT NULL)""",
+    """CREATE INDEX IF NOT EXISTS assignments_member ON {s}.assignments (member_id)
+        WHERE state = 'assigned'""",
+    """CREATE INDEX IF NOT EXISTS assignments_group ON {s}.assignments (group_id)""",
+)
+# Open conversations assigned to a member, all groups together (closed ones excluded even
+# before their group released them, so freed capacity counts at once).
+LOAD = (
+    "SELECT a.member_id, count(*) AS load FROM {s}.assignments a"
+    " WHERE a.state = 'assigned' AND a.member_id = ANY(%s) AND NOT EXISTS"
+    " (SELECT 1 FROM {s}.closed_conversations c WHERE c.conversation_id = a.conversation_id)"
+    " GROUP BY a.member_id"
+)
+# Groups of a member with conversations the rotation could take out of the queue.
+WAITING_GROUPS = (
+    "SELECT DISTINCT gm.group_id FROM {s}.group_members gm JOIN {s}.assignments a"
+    " ON a.group_id = gm.group_id AND a.state = 'queued' AND NOT a.claim_only"
+    " WHERE gm.member_id = %s ORDER BY gm.group_id"
+)
+HOLDING_GROUPS = (
+    "SELECT DISTINCT group_id FROM {s}.assignments WHERE member_id = %s AND state = 'assigned'"
+)
+
+
+class CapacityConflict(StreamConflict):
+    """A rotation would take a member over capacity (another replica assigned meanwhile)."""
+
+
+class ClosedMeanwhile(StreamConflict):
+    """The conversation closed while its decision was being made."""
+
+
+class AssignmentRecorder(PostgresProcessRecorder):
+    def __init__(self, datastore: PostgresDatastore) -> None:
+        super().__init__(
+            datastore, events_table_name=EVENTS_TABLE, tracking_table_name=TRACKING_TABLE
+        )
+        self.schema = Identifier(datastore.schema)
+        self.sql_create_statements.extend(self._sql(statement) for statement in VIEW_TABLES)
+
+    def _sql(self, statement: str) -> Composed:
+        return SQL(statement).format(s=self.schema)
+
+    # -- reading the views for a decision ------------------------------------------------
+
+    def knows(
+        self, workspace_id: UUID, group_ids: Iterable[UUID], member_ids: Iterable[UUID]
+    ) -> bool:
+        """Whether the directory view has every group and member (of the workspace) named."""
+        groups, members = list(set(group_ids)), list(set(member_ids))
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                self._sql(
+                    "SELECT (SELECT count(*) FROM {s}.groups WHERE workspace_id = %s"
+                    " AND group_id = ANY(%s)) AS g, (SELECT count(*) FROM {s}.members"
+                    " WHERE workspace_id = %s AND member_id = ANY(%s)) AS m"
+                ),
+                (workspace_id, groups, workspace_id, members),
+            )
+            row = cursor.fetchone()
+        assert row is not None
+        return bool(row["g"] == len(groups) and row["m"] == len(members))
+
+    def facts(
+        self,
+        workspace_id: UUID,
+        group_ids: Iterable[UUID],
+        member_ids: Iterable[UUID],
+        conversations: Iterable[UUID],
+        conversation: UUID | None,
+    ) -> tuple[dict[UUID, GroupFacts], dict[UUID, MemberFacts], frozenset[UUID], Holding | None]:
+        """Groups with their rosters, members with their loads, which conversations are
+        closed, and who holds ``conversation`` — as one snapshot."""
+        groups_wanted = list(set(group_ids))
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                self._sql(
+                    "SELECT group_id, name, deleted FROM {s}.groups"
+                    " WHERE workspace_id = %s AND group_id = ANY(%s)"
+                ),
+                (workspace_id, groups_wanted),
+            )
+            found = {row["group_id"]: row for row in cursor.fetchall()}
+            cursor.execute(
+                self._sql(
+                    "SELECT group_id, member_id FROM {s}.group_members WHERE group_id = ANY(%s)"
+                    " ORDER BY group_id, added_at, member_id"
+                ),
+                (list(found),),
+            )
+            rosters: dict[UUID, list[UUID]] = {}
+            for row in cursor.fetchall():
+                rosters.setdefault(row["group_id"], []).append(row["member_id"])
+            groups = {
+                group_id: GroupFacts(
+                    group_id=group_id,
+                    name=found[group_id]["name"] if group_id in found else str(group_id),
+                    known=group_id in found,
+                    deleted=bool(found[group_id]["deleted"]) if group_id in found else False,
+                    roster=tuple(rosters.get(group_id, ())),
+                )
+                for group_id in groups_wanted
+            }
+            wanted = set(member_ids).union(*rosters.values())
+            cursor.execute(
+                self._sql(
+                    "SELECT member_id, name, role, active, status, capacity FROM {s}.members"
+                    " WHERE workspace_id = %s AND member_id = ANY(%s)"
+                ),
+                (workspace_id, list(wanted)),
+            )
+            rows = cursor.fetchall()
+            cursor.execute(self._sql(LOAD), ([row["member_id"] for row in rows],))
+            loads = {row["member_id"]: int(row["load"]) for row in cursor.fetchall()}
+            members = {
+                row["member_id"]: MemberFacts(
+                    member_id=row["member_id"],
+                    name=row["name"],
+                    role=row["role"],
+                    active=row["active"],
+                    status=row["status"],
+                    capacity=row["capacity"],
+                    load=loads.get(row["member_id"], 0),
+                )
+                for row in rows
+            }
+            cursor.execute(
+                self._sql(
+                    "SELECT conversation_id FROM {s}.closed_conversations"
+                    " WHERE conversation_id = ANY(%s)"
+                ),
+                (list(set(conversations)),),
+            )
+            closed = frozenset(row["conversation_id"] for row in cursor.fetchall())
+            holding = None
+            if conversation is not None:
+                cursor.execute(
+                    self._sql(
+                        "SELECT a.group_id, a.state, a.member_id, g.name FROM {s}.assignments a"
+                        " LEFT JOIN {s}.groups g ON g.group_id = a.group_id"
+                        " WHERE a.conversation_id = %s"
+                    ),
+                    (conversation,),
+                )
+                held = cursor.fetchone()
+                if held is not None:
+                    holding = Holding(
+                        held["group_id"],
+                        held["state"],
+                        held["member_id"],
+                        held["name"] or "another group",
+                    )
+        return groups, members, closed, holding
+
+    # -- the decisions' view and guards, inside the append's transaction ----------------
+
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        super()._insert_events(curs, stored_events, **kwargs)
+        guarded: set[UUID] = set()
+        for event in stored_events:
+            if event.topic not in DECISION_TOPICS:
+                continue
+            payload = orjson.loads(event.state)["payload"]
+            conversation = UUID(payload["conversation_id"])
+            group_id = UUID(payload["group_id"]) if payload["group_id"] else None
+            if event.topic == ConversationReleased.event_type:
+                curs.execute(
+                    self._sql(
+                        "DELETE FROM {s}.assignments WHERE conversation_id = %s"
+                        " AND group_id IS NOT DISTINCT FROM %s"
+                    ),
+                    (conversation, group_id),
+                )
+                continue
+            self._lock_conversation(curs, conversation)
+            curs.execute(
+                self._sql("SELECT 1 FROM {s}.closed_conversations WHERE conversation_id = %s"),
+                (conversation,),
+            )
+            if curs.fetchone() is not None:
+                raise ClosedMeanwhile(str(conversation))
+            assigned = event.topic == ConversationAssigned.event_type
+            member_id = UUID(payload["member_id"]) if assigned else None
+            curs.execute(
+                self._sql(
+                    "INSERT INTO {s}.assignments (conversation_id, workspace_id, group_id,"
+                    " state, member_id, claim_only) VALUES (%s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (conversation_id) DO UPDATE SET group_id = EXCLUDED.group_id,"
+                    " state = EXCLUDED.state, member_id = EXCLUDED.member_id,"
+                    " claim_only = EXCLUDED.claim_only"
+                ),
+                (
+                    conversation,
+                    UUID(payload["workspace_id"]),
+                    group_id,
+                    "assigned" if assigned else "queued",
+                    member_id,
+                    bool(payload.get("claim_only", False)),
+                ),
+            )
+            if assigned and payload["via"] in ROTATION_VIAS and member_id is not None:
+                guarded.add(member_id)
+        # Sorted, so two transactions lock the same members in the same order.
+        for member_id in sorted(guarded):
+            curs.execute(
+                self._sql("SELECT capacity FROM {s}.members WHERE member_id = %s FOR UPDATE"),
+                (member_id,),
+            )
+            row = curs.fetchone()
+            curs.execute(self._sql(LOAD), ([member_id],))
+            counted = curs.fetchone()
+            load = int(counted["load"]) if counted is not None else 0
+            if row is not None and load > int(row["capacity"]):
+                raise CapacityConflict(f"member {member_id} would hold {load}/{row['capacity']}")
+
+    def _lock_conversation(self, curs: Cursor[DictRow], conversation: UUID) -> None:
+        curs.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+            (f"{self.datastore.schema}:conversation:{conversation}",),
+        )
+
+    # -- the router: views and nudges with the record's position -----------------------
+
+    def route(self, envelope: Envelope, tracking: Tracking) -> list[GroupNudged]:
+        """Apply a directory or conversation event to the views, with its position, and
+        store the nudges it calls for; the nudges stored."""
+        try:
+            with self.datastore.transaction(commit=True) as curs:
+                self._insert_tracking(curs, tracking)
+                nudges = self._apply(curs, envelope)
+                if nudges:
+                    stored = [
+                        StoredEvent(
+                            originator_id=nudge.event_id,
+                            originator_version=1,
+                            topic=nudge.event_type,
+                            state=encode(nudge),
+                        )
+                        for nudge in _nudge_envelopes(envelope, nudges)
+                    ]
+                    self._insert_stored_events(curs, stored)
+        except IntegrityError:
+            raise AlreadyTracked(tracking.application_name) from None
+        return nudges
+
+    def _apply(self, curs: Cursor[DictRow], envelope: Envelope) -> list[GroupNudged]:
+        event = envelope.payload
+        at = envelope.occurred_at
+        run = _Run(self, curs, at)
+        match event:
+            case MemberAdded():
+                run.execute(
+                    "INSERT INTO {s}.members VALUES (%s, %s, %s, %s, true, 'offline', %s)"
+                    " ON CONFLICT (member_id) DO NOTHING",
+                    event.member_id,
+                    event.workspace_id,
+                    event.name,
+                    event.role,
+                    event.capacity,
+                )
+            case MemberUpdated():
+                before = run.one(
+                    "SELECT capacity FROM {s}.members WHERE member_id = %s", event.member_id
+                )
+                run.execute(
+                    "UPDATE {s}.members SET name = %s, role = %s, capacity = %s"
+                    " WHERE member_id = %s",
+                    event.name,
+                    event.role,
+                    event.capacity,
+                    event.member_id,
+                )
+                if before is not None and event.capacity > int(before["capacity"]):
+                    run.nudge_waiting(
+                        event.workspace_id,
+                        event.member_id,
+                        "member_capacity_changed",
+                        f"capacity raised to {event.capacity}",
+                    )
+            case MemberDeactivated():
+                run.execute(
+                    "UPDATE {s}.members SET active = false WHERE member_id = %s", event.member_id
+                )
+                for group_id in run.column(HOLDING_GROUPS, event.member_id):
+                    run.nudge(
+                        event.workspace_id,
+                        group_id,
+                        "member_deactivated",
+                        "its open conversations go back to the rotation",
+                        member_id=event.member_id,
+                    )
+            case AgentStatusChanged():
+                run.execute(
+                    "UPDATE {s}.members SET status = %s WHERE member_id = %s",
+                    event.status,
+                    event.member_id,
+                )
+                if event.status == "available":
+                    run.nudge_waiting(
+                        event.workspace_id, event.member_id, "member_available", "now available"
+                    )
+            case GroupCreated():
+                run.execute(
+                    "INSERT INTO {s}.groups VALUES (%s, %s, %s, false)"
+                    " ON CONFLICT (group_id) DO NOTHING",
+                    event.group_id,
+                    event.workspace_id,
+                    event.name,
+                )
+            case GroupRenamed():
+                run.execute(
+                    "UPDATE {s}.groups SET name = %s WHERE group_id = %s",
+                    event.name,
+                    event.group_id,
+                )
+            case GroupDeleted():
+                run.execute(
+                    "UPDATE {s}.groups SET deleted = true WHERE group_id = %s", event.group_id
+                )
+                run.nudge(
+                    event.workspace_id,
+                    event.group_id,
+                    "group_deleted",
+                    "its queue moves to the workspace queue",
+                )
+            case GroupMemberAdded():
+                run.execute(
+                    "INSERT INTO {s}.group_members VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                    event.group_id,
+                    event.member_id,
+                    at,
+                )
+                waiting = run.one(
+                    "SELECT 1 AS x FROM {s}.assignments WHERE group_id = %s AND state = 'queued'"
+                    " AND NOT claim_only LIMIT 1",
+                    event.group_id,
+                )
+                if waiting is not None:
+                    run.nudge(
+                        event.workspace_id,
+                        event.group_id,
+                        "member_added_to_group",
+                        "a new member may take waiting conversations",
+                        member_id=event.member_id,
+                    )
+            case GroupMemberRemoved():
+                run.execute(
+                    "DELETE FROM {s}.group_members WHERE group_id = %s AND member_id = %s",
+                    event.group_id,
+                    event.member_id,
+                )
+                if event.group_id in run.column(HOLDING_GROUPS, event.member_id):
+                    run.nudge(
+                        event.workspace_id,
+                        event.group_id,
+                        "member_removed_from_group",
+                        "its open conversations of the group go back to the rotation",
+                        member_id=event.member_id,
+                    )
+            case ConversationClosed():
+                self._lock_conversation(curs, event.conversation_id)
+                run.execute(
+                    "INSERT INTO {s}.closed_conversations VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                    event.conversation_id,
+                    event.closed_at,
+                )
+                held = run.one(
+                    "SELECT workspace_id, group_id, state, member_id FROM {s}.assignments"
+                    " WHERE conversation_id = %s",
+                    event.conversation_id,
+                )
+                if held is not None:
+                    workspace_id, member_id = held["workspace_id"], held["member_id"]
+                    run.nudge(
+                        workspace_id,
+                        held["group_id"],
+                        "conversation_closed",
+                        "release it",
+                        member_id=member_id,
+                        conversation_id=event.conversation_id,
+                    )
+                    if member_id is not None:
+                        for group_id in run.column(WAITING_GROUPS, member_id):
+                            if group_id != held["group_id"]:
+                                run.nudge(
+                                    workspace_id,
+                                    group_id,
+                                    "conversation_closed",
+                                    "its member has room again",
+                                    member_id=member_id,
+                                    conversation_id=event.conversation_id,
+                                )
+            case _:
+                pass
+        return run.nudges
+
+
+DECISION_TOPICS = frozenset(
+    {
+        ConversationQueued.event_type,
+        ConversationAssigned.event_type,
+        ConversationReleased.event_type,
+    }
+)
+
+
+class _Run:
+    """One router transaction: statements on the views, and the nudges they call for."""
+
+    def __init__(self, recorder: AssignmentRecorder, curs: Cursor[DictRow], at: Any) -> None:
+        self.recorder = recorder
+        self.curs = curs
+        self.at = at
+        self.nudges: list[GroupNudged] = []
+
+    def execute(self, statement: str, *params: Any) -> None:
+        self.curs.execute(self.recorder._sql(statement), params)
+
+    def one(self, statement: str, *params: Any) -> dict[str, Any] | None:
+        self.execute(statement, *params)
+        row: dict[str, Any] | None = self.curs.fetchone()
+        return row
+
+    def column(self, statement: str, *params: Any) -> list[Any]:
+        self.execute(statement, *params)
+        return [next(iter(row.values())) for row in self.curs.fetchall()]
+
+    def nudge(
+        self,
+        workspace_id: UUID,
+        group_id: UUID | None,
+        cause: NudgeCause,
+        detail: str,
+        *,
+        member_id: UUID | None = None,
+        conversation_id: UUID | None = None,
+    ) -> None:
+        self.nudges.append(
+            GroupNudged(
+                workspace_id=workspace_id,
+                group_id=group_id,
+                cause=cause,
+                member_id=member_id,
+                conversation_id=conversation_id,
+                detail=detail,
+                nudged_at=self.at,
+            )
+        )
+
+    def nudge_waiting(
+        self, workspace_id: UUID, member_id: UUID, cause: NudgeCause, detail: str
+    ) -> None:
+        """Nudge each group of the member whose queue the rotation could take from."""
+        for group_id in self.column(WAITING_GROUPS, member_id):
+            self.nudge(workspace_id, group_id, cause, detail, member_id=member_id)
+
+
+def _nudge_envelopes(cause: Envelope, nudges: list[GroupNudged]) -> list[Envelope]:
+    return [
+        Envelope.wrap(
+            nudge,
+            event_id=uuid5(NUDGE_NAMESPACE, f"{cause.event_id}/{index}"),
+            stream_id=group_key(nudge.workspace_id, nudge.group_id),
+            workspace_id=nudge.workspace_id,
+            occurred_at=cause.occurred_at,
+            correlation_id=cause.correlation_id,
+            causation_id=cause.event_id,
+            actor=ROUTER,
+        )
+        for index, nudge in enumerate(nudges)
+    ]
