@@ -22,6 +22,7 @@ from uuid import UUID
 import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer
+from eventsourcing.persistence import Tracking
 
 from events.assignment import (
     ASSIGNMENT_EVENTS,
@@ -30,6 +31,7 @@ from events.assignment import (
     ConversationAssigned,
     ConversationQueued,
     ConversationReleased,
+    Decision,
     GroupNudged,
     group_key,
 )
@@ -55,9 +57,12 @@ from events.directory import (
 from events.envelope import Actor, Envelope
 from events.flows import HandOffRequested, Rotation
 from services.assignment.app import create_app
+from services.assignment.recorder import AssignmentRecorder, CapacityConflict, ClosedMeanwhile
 from services.kafka import ensure_topics
+from services.postgres import open_recorder
 from services.relay.app import run_relays
 from services.settings import Settings
+from services.store import AlreadyTracked, EventStore, NewEvent
 from tests.harness import REGISTRY, eventually, query, topic_records
 
 T0 = datetime(2027, 5, 3, 9, 0, tzinfo=UTC)
@@ -381,3 +386,65 @@ async def test_a_hand_off_to_an_unknown_group_waits_in_the_workspace_queue(
     assert isinstance(queued, ConversationQueued)
     assert (queued.conversation_id, queued.group_id) == (conversation, None)
     assert f"group {unknown} is unknown" in queued.decision.outcome
+
+
+# -- the guards of the append transaction ----------------------------------------------------
+
+
+def _assigned_event(up: Upstream, member_id: UUID, group_id: UUID, via: str) -> NewEvent:
+    conversation = uuid.uuid4()
+    payload = ConversationAssigned(
+        conversation_id=conversation,
+        workspace_id=up.workspace,
+        group_id=group_id,
+        member_id=member_id,
+        member_name="A",
+        via=via,  # type: ignore[arg-type]
+        decision=Decision(rotation="available", rule="test", candidates=[], outcome="test"),
+        assigned_at=up.now,
+    )
+    return NewEvent(uuid.uuid4(), 1, up.envelope(payload, str(conversation)))
+
+
+def test_the_append_refuses_to_take_a_member_over_capacity_or_to_queue_a_closed_one(
+    settings: Settings,
+) -> None:
+    """What a replica that lost a race meets: the views moved under its decision."""
+    up = Upstream(settings, None)  # type: ignore[arg-type]  # nothing published here
+    recorder = open_recorder(settings, "assignment", AssignmentRecorder)
+    try:
+        store = EventStore(recorder, REGISTRY)
+        member_id, group_id = uuid.uuid4(), uuid.uuid4()
+        added = MemberAdded(
+            workspace_id=up.workspace,
+            member_id=member_id,
+            name="A",
+            role="agent",
+            capacity=1,
+            token_hash="0" * 64,
+        )
+        recorder.route(up.envelope(added, str(up.workspace)), Tracking("directory#0", 1))
+        store.append([_assigned_event(up, member_id, group_id, "rotation")], None)
+        with pytest.raises(CapacityConflict):
+            store.append([_assigned_event(up, member_id, group_id, "queue")], None)
+        # A person's choice (a claim, a transfer, a member named) is not refused.
+        store.append([_assigned_event(up, member_id, group_id, "claim")], None)
+
+        conversation = uuid.uuid4()
+        closed = ConversationClosed(conversation_id=conversation, reason="agent", closed_at=up.now)
+        recorder.route(up.envelope(closed, str(conversation)), Tracking("conversations#0", 1))
+        queued = ConversationQueued(
+            conversation_id=conversation,
+            workspace_id=up.workspace,
+            group_id=group_id,
+            rotation="available",
+            claim_only=False,
+            decision=Decision(rotation="available", rule="test", candidates=[], outcome="test"),
+            queued_at=up.now,
+        )
+        with pytest.raises(ClosedMeanwhile):
+            store.append([NewEvent(group_id, 1, up.envelope(queued, str(conversation)))], None)
+        with pytest.raises(AlreadyTracked):
+            recorder.route(up.envelope(closed, str(conversation)), Tracking("conversations#0", 1))
+    finally:
+        recorder.datastore.close()
