@@ -5,22 +5,24 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
-from uuid import UUID, uuid4
+from typing import Annotated
 
 import structlog
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from psycopg_pool import AsyncConnectionPool
 
-from events.catalogue import OUTBOUND_MESSAGES_TOPIC, WHATSAPP_INBOUND
-from events.envelope import Actor, Envelope
-from events.outbound import RetryOutboundMessage
-from projections.queries import Caller, ReadModels
-from services.gateway import directory_api, flows_api
-from services.gateway.dependencies import Publisher, admin, caller, read_models
+from events.catalogue import WHATSAPP_INBOUND
+from projections.queries import ReadModels
+from services.gateway import (
+    conversations_api,
+    directory_api,
+    flows_api,
+    members_api,
+    stream_api,
+)
+from services.gateway.dependencies import Publisher, read_models
 from services.gateway.webhook import (
-    OutgoingRecord,
     WebhookError,
     signature_valid,
     split_webhook,
@@ -47,9 +49,11 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.publisher = Publisher(producer, settings.publish_timeout_seconds)
         app.state.settings = settings
         app.state.read_models = ReadModels(pool, settings.schema("projections"))
+        app.state.sessions = stream_api.Sessions(app.state.publisher, settings)
         try:
             yield
         finally:
+            await app.state.sessions.drain()
             await producer.stop()
             await pool.close()
 
@@ -98,86 +102,11 @@ def create_app(settings: Settings) -> FastAPI:
             )
         return JSONResponse({"accepted": len(records)})
 
-    @app.get("/api/conversations", tags=["conversations"])
-    async def find_conversations(
-        contact: Annotated[str, Query(min_length=1, description="the customer's WhatsApp id")],
-        who: Annotated[Caller, Depends(caller)],
-        models: Annotated[ReadModels, Depends(read_models)],
-    ) -> dict[str, Any]:
-        rows = await models.conversations_of_contact(who.workspace_id, contact)
-        return {"conversations": rows}
-
-    @app.get("/api/conversations/{conversation_id}", tags=["conversations"])
-    async def get_conversation(
-        conversation_id: UUID,
-        who: Annotated[Caller, Depends(caller)],
-        models: Annotated[ReadModels, Depends(read_models)],
-    ) -> dict[str, Any]:
-        row = await models.conversation(who.workspace_id, conversation_id)
-        if row is None:
-            raise HTTPException(404, f"no conversation {conversation_id} in this workspace")
-        return row
-
-    @app.get("/api/conversations/{conversation_id}/history", tags=["conversations"])
-    async def get_history(
-        conversation_id: UUID,
-        who: Annotated[Caller, Depends(caller)],
-        models: Annotated[ReadModels, Depends(read_models)],
-    ) -> dict[str, Any]:
-        row = await models.conversation(who.workspace_id, conversation_id)
-        if row is None:
-            raise HTTPException(404, f"no conversation {conversation_id} in this workspace")
-        return {"conversation": row, "history": await models.history(conversation_id)}
-
-    @app.post(
-        "/api/conversations/{conversation_id}/messages/{message_id}/retry",
-        status_code=202,
-        tags=["conversations"],
-    )
-    async def retry_message(
-        conversation_id: UUID,
-        message_id: UUID,
-        who: Annotated[Caller, Depends(admin)],
-        models: Annotated[ReadModels, Depends(read_models)],
-        request: Request,
-    ) -> dict[str, Any]:
-        """The explicit decision to send again a message that failed or whose outcome is unknown.
-
-        WhatsApp has no idempotency key: a message whose send was cut short may have reached
-        the customer, so only a person decides to risk a second copy.
-        """
-        if await models.conversation(who.workspace_id, conversation_id) is None:
-            raise HTTPException(404, f"no conversation {conversation_id} in this workspace")
-        status = await models.message_status(conversation_id, message_id)
-        if status is None:
-            raise HTTPException(404, f"no outbound message {message_id} in this conversation")
-        if status not in ("failed", "unknown"):
-            raise HTTPException(409, f"the message is {status}; only failed or unknown ones retry")
-        retry = RetryOutboundMessage(
-            message_id=message_id, conversation_id=conversation_id, requested_by=str(who.member_id)
-        )
-        envelope = Envelope.wrap(
-            retry,
-            event_id=uuid4(),
-            stream_id=str(conversation_id),
-            workspace_id=who.workspace_id,
-            occurred_at=datetime.now(UTC),
-            correlation_id=uuid4(),
-            causation_id=None,
-            actor=Actor(kind="member", id=str(who.member_id)),
-        )
-        bus: Publisher = request.app.state.publisher
-        try:
-            await bus.publish(
-                OUTBOUND_MESSAGES_TOPIC.qualified(settings.topic_prefix),
-                [OutgoingRecord(key=envelope.stream_id, envelope=envelope)],
-            )
-        except Exception:
-            raise HTTPException(503, "the message bus is unavailable; retry later") from None
-        return {"command_id": str(envelope.event_id)}
-
-    app.include_router(flows_api.router)
+    app.include_router(conversations_api.router)
+    app.include_router(members_api.router)
     app.include_router(directory_api.router)
+    app.include_router(flows_api.router)
+    app.include_router(stream_api.router)
 
     @app.get("/healthz", tags=["operations"])
     async def health(models: Annotated[ReadModels, Depends(read_models)]) -> Response:

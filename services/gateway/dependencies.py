@@ -88,6 +88,28 @@ async def admin(who: Annotated[Caller, Depends(caller)]) -> Caller:
     return who
 
 
+async def visible_conversation(
+    models: ReadModels, who: Caller, conversation_id: UUID
+) -> dict[str, Any]:
+    """The conversation if the caller may see it: admins see all of their workspace's, agents
+    those of their groups and those assigned to them. 404 otherwise (no hint it exists)."""
+    row = await models.conversation(who.workspace_id, conversation_id)
+    if row is None or not await may_see(models, who, row):
+        raise HTTPException(404, f"no conversation {conversation_id} in this workspace")
+    return row
+
+
+async def may_see(models: ReadModels, who: Caller, row: dict[str, Any]) -> bool:
+    if who.role == "admin":
+        return True
+    if row.get("assignee_id") == who.member_id:
+        return True
+    group_id = row.get("group_id")
+    return group_id is not None and group_id in await models.member_group_ids(
+        who.workspace_id, who.member_id
+    )
+
+
 async def outcome_of(
     models: ReadModels, command_id: UUID, within: float = COMMAND_WAIT_SECONDS
 ) -> dict[str, Any] | None:
@@ -105,11 +127,27 @@ async def send_command(
     publisher: Publisher, settings: Settings, who: Caller, command: Payload
 ) -> UUID:
     """Put an admin command on the directory's topic, as the calling member; its id."""
+    return await send_record(
+        publisher,
+        who,
+        DIRECTORY_COMMANDS_TOPIC.qualified(settings.topic_prefix),
+        str(who.workspace_id),
+        command,
+    )
+
+
+async def send_record(
+    publisher: Publisher, who: Caller, topic: str, key: str, command: Payload
+) -> UUID:
+    """Put a command on ``topic`` under ``key``, as the calling member; the command's id.
+
+    503 if the broker does not acknowledge it: nothing was accepted, the caller retries.
+    """
     command_id = uuid4()
     envelope = Envelope.wrap(
         command,
         event_id=command_id,
-        stream_id=str(who.workspace_id),
+        stream_id=key,
         workspace_id=who.workspace_id,
         occurred_at=datetime.now(UTC),
         correlation_id=command_id,
@@ -117,10 +155,7 @@ async def send_command(
         actor=Actor(kind="member", id=str(who.member_id)),
     )
     try:
-        await publisher.publish(
-            DIRECTORY_COMMANDS_TOPIC.qualified(settings.topic_prefix),
-            [OutgoingRecord(key=envelope.stream_id, envelope=envelope)],
-        )
+        await publisher.publish(topic, [OutgoingRecord(key=key, envelope=envelope)])
     except Exception:
         raise HTTPException(503, "the message bus is unavailable; retry later") from None
     return command_id
@@ -133,7 +168,9 @@ def answer(outcome: dict[str, Any] | None, command_id: UUID, accepted_status: in
             {"command_id": str(command_id), "detail": "accepted; not decided yet"}, status_code=202
         )
     if outcome["outcome"] == "rejected":
-        raise HTTPException(422, outcome["reason"])
+        # A claim or transfer someone else's decision beat is a conflict, not bad input.
+        conflict = bool((outcome["result"] or {}).get("conflict"))
+        raise HTTPException(409 if conflict else 422, outcome["reason"])
     return JSONResponse(
         {"command_id": str(command_id), **(outcome["result"] or {})}, accepted_status
     )

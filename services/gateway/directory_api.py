@@ -1,14 +1,21 @@
-"""Admin routes for the directory: groups (members, rotations and the rest: next issue)."""
+"""Groups: admins create, rename and delete them and choose their members; members read
+their groups' rosters and queues."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Body, Depends, HTTPException
 from fastapi.responses import JSONResponse
 
-from events.directory import CreateGroup
+from events.directory import (
+    AddGroupMember,
+    CreateGroup,
+    DeleteGroup,
+    RemoveGroupMember,
+    RenameGroup,
+)
 from projections.queries import Caller, ReadModels
 from services.gateway.dependencies import (
     Publisher,
@@ -23,16 +30,21 @@ from services.gateway.dependencies import (
 )
 from services.settings import Settings
 
-router = APIRouter(tags=["directory"])
+router = APIRouter(tags=["groups"])
+
+Models = Annotated[ReadModels, Depends(read_models)]
+Bus = Annotated[Publisher, Depends(publisher)]
+Config = Annotated[Settings, Depends(settings)]
+GroupName = Annotated[str, Body(embed=True, min_length=1, max_length=200)]
 
 
 @router.post("/api/groups", status_code=201)
 async def create_group(
-    name: Annotated[str, Body(embed=True, max_length=200)],
+    name: GroupName,
     who: Annotated[Caller, Depends(admin)],
-    models: Annotated[ReadModels, Depends(read_models)],
-    bus: Annotated[Publisher, Depends(publisher)],
-    config: Annotated[Settings, Depends(settings)],
+    models: Models,
+    bus: Bus,
+    config: Config,
 ) -> JSONResponse:
     """A group of agents; answers its id (flows hand conversations to it by id)."""
     if not name.strip():
@@ -45,8 +57,119 @@ async def create_group(
 
 
 @router.get("/api/groups")
-async def list_groups(
-    who: Annotated[Caller, Depends(caller)],
-    models: Annotated[ReadModels, Depends(read_models)],
-) -> dict[str, Any]:
+async def list_groups(who: Annotated[Caller, Depends(caller)], models: Models) -> dict[str, Any]:
     return {"groups": await models.groups(who.workspace_id)}
+
+
+@router.get("/api/groups/{group_id}")
+async def get_group(
+    group_id: UUID, who: Annotated[Caller, Depends(caller)], models: Models
+) -> dict[str, Any]:
+    return await _group(models, who, group_id)
+
+
+@router.patch("/api/groups/{group_id}")
+async def rename_group(
+    group_id: UUID,
+    name: GroupName,
+    who: Annotated[Caller, Depends(admin)],
+    models: Models,
+    bus: Bus,
+    config: Config,
+) -> JSONResponse:
+    if not name.strip():
+        raise HTTPException(400, "a group needs a non-empty name")
+    await _group(models, who, group_id)
+    command = RenameGroup(workspace_id=who.workspace_id, group_id=group_id, name=name.strip())
+    command_id = await send_command(bus, config, who, command)
+    return answer(await outcome_of(models, command_id), command_id, 200)
+
+
+@router.delete("/api/groups/{group_id}")
+async def delete_group(
+    group_id: UUID, who: Annotated[Caller, Depends(admin)], models: Models, bus: Bus, config: Config
+) -> JSONResponse:
+    """The group takes no new conversations; its queue moves to the workspace's queue
+    (``GET /api/queue``), and conversations its members hold stay with them."""
+    await _group(models, who, group_id)
+    command = DeleteGroup(workspace_id=who.workspace_id, group_id=group_id)
+    command_id = await send_command(bus, config, who, command)
+    return answer(await outcome_of(models, command_id), command_id, 200)
+
+
+@router.put("/api/groups/{group_id}/members/{member_id}")
+async def add_group_member(
+    group_id: UUID,
+    member_id: UUID,
+    who: Annotated[Caller, Depends(admin)],
+    models: Models,
+    bus: Bus,
+    config: Config,
+) -> JSONResponse:
+    await _group(models, who, group_id)
+    member = await models.member(who.workspace_id, member_id)
+    if member is None:
+        raise HTTPException(404, f"no member {member_id} in this workspace")
+    if await models.is_group_member(group_id, member_id):
+        return JSONResponse({"group_id": str(group_id), "member_id": str(member_id)})
+    command = AddGroupMember(workspace_id=who.workspace_id, group_id=group_id, member_id=member_id)
+    command_id = await send_command(bus, config, who, command)
+    return answer(await outcome_of(models, command_id), command_id, 200)
+
+
+@router.delete("/api/groups/{group_id}/members/{member_id}")
+async def remove_group_member(
+    group_id: UUID,
+    member_id: UUID,
+    who: Annotated[Caller, Depends(admin)],
+    models: Models,
+    bus: Bus,
+    config: Config,
+) -> JSONResponse:
+    """The member leaves the group; its open conversations of the group go back to the queue."""
+    await _group(models, who, group_id)
+    if not await models.is_group_member(group_id, member_id):
+        raise HTTPException(404, f"member {member_id} is not in group {group_id}")
+    command = RemoveGroupMember(
+        workspace_id=who.workspace_id, group_id=group_id, member_id=member_id
+    )
+    command_id = await send_command(bus, config, who, command)
+    return answer(await outcome_of(models, command_id), command_id, 200)
+
+
+@router.get("/api/groups/{group_id}/roster")
+async def roster(
+    group_id: UUID, who: Annotated[Caller, Depends(caller)], models: Models
+) -> dict[str, Any]:
+    """The group's members with their status, load and capacity (admins and its members)."""
+    group = await _readable_group(models, who, group_id)
+    return {"group": group, "members": await models.roster(who.workspace_id, group_id)}
+
+
+@router.get("/api/groups/{group_id}/queue")
+async def queue(
+    group_id: UUID, who: Annotated[Caller, Depends(caller)], models: Models
+) -> dict[str, Any]:
+    """Conversations waiting in the group, longest-waiting first (admins and its members)."""
+    group = await _readable_group(models, who, group_id)
+    return {"group": group, "queue": await models.queue(who.workspace_id, group_id)}
+
+
+@router.get("/api/queue")
+async def workspace_queue(who: Annotated[Caller, Depends(admin)], models: Models) -> dict[str, Any]:
+    """The workspace's own queue: hand-offs that named no group and deleted groups' queues."""
+    return {"queue": await models.queue(who.workspace_id, None)}
+
+
+async def _group(models: ReadModels, who: Caller, group_id: UUID) -> dict[str, Any]:
+    found = await models.group(who.workspace_id, group_id)
+    if found is None or found.get("deleted_at") is not None:
+        raise HTTPException(404, f"no group {group_id} in this workspace")
+    return found
+
+
+async def _readable_group(models: ReadModels, who: Caller, group_id: UUID) -> dict[str, Any]:
+    group = await _group(models, who, group_id)
+    if who.role != "admin" and who.member_id not in group["member_ids"]:
+        raise HTTPException(403, "only the group's members and admins see its roster and queue")
+    return group

@@ -1,0 +1,290 @@
+"""Conversations as agents work them: the inbox, the history, claim, transfer, reply, close.
+
+Admins see every conversation of their workspace; agents those of their groups and those
+assigned to them. Commands go to the service that decides them (claims and transfers to the
+group's assignment records, replies to the dispatcher, closes to the inbound service) and the
+answer says what was decided when the read models show it within a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from events.assignment import ClaimConversation, TransferConversation, group_key
+from events.catalogue import (
+    CONVERSATION_COMMANDS_TOPIC,
+    HAND_OFF_REQUESTS_TOPIC,
+    OUTBOUND_MESSAGES_TOPIC,
+)
+from events.conversation import CloseConversation
+from events.outbound import OutboundMessageQueued, RetryOutboundMessage
+from projections.queries import Caller, ReadModels
+from services.gateway.dependencies import (
+    COMMAND_WAIT_SECONDS,
+    Publisher,
+    admin,
+    answer,
+    caller,
+    may_see,
+    outcome_of,
+    publisher,
+    read_models,
+    send_record,
+    settings,
+    visible_conversation,
+)
+from services.settings import Settings
+
+router = APIRouter(tags=["conversations"])
+
+Models = Annotated[ReadModels, Depends(read_models)]
+Bus = Annotated[Publisher, Depends(publisher)]
+Config = Annotated[Settings, Depends(settings)]
+Member = Annotated[Caller, Depends(caller)]
+
+# Meta's limit for a text message body.
+MAX_TEXT = 4096
+
+
+class Reply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+
+
+class Transfer(BaseModel):
+    """To one member (the conversation stays in its group) or to a group's rotation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    member_id: UUID | None = None
+    group_id: UUID | None = None
+    note: str = Field(default="", max_length=1000)
+
+
+@router.get("/api/me/inbox")
+async def inbox(who: Member, models: Models) -> dict[str, Any]:
+    """My open conversations, and what waits in my groups' queues (admins: and the
+    workspace's queue)."""
+    found = await models.inbox(who.workspace_id, who.member_id)
+    if who.role == "admin":
+        found["workspace_queue"] = await models.queue(who.workspace_id, None)
+    return found
+
+
+@router.get("/api/conversations")
+async def find_conversations(
+    contact: Annotated[str, Query(min_length=1, description="the customer's WhatsApp id")],
+    who: Member,
+    models: Models,
+) -> dict[str, Any]:
+    rows = await models.conversations_of_contact(who.workspace_id, contact)
+    return {"conversations": [row for row in rows if await may_see(models, who, row)]}
+
+
+@router.get("/api/conversations/{conversation_id}")
+async def get_conversation(conversation_id: UUID, who: Member, models: Models) -> dict[str, Any]:
+    return await visible_conversation(models, who, conversation_id)
+
+
+@router.get("/api/conversations/{conversation_id}/history")
+async def get_history(conversation_id: UUID, who: Member, models: Models) -> dict[str, Any]:
+    """Every line, bot turns, assignment decisions (with their explanation) included."""
+    row = await visible_conversation(models, who, conversation_id)
+    return {"conversation": row, "history": await models.history(conversation_id)}
+
+
+@router.post("/api/conversations/{conversation_id}/claim")
+async def claim(
+    conversation_id: UUID, who: Member, models: Models, bus: Bus, config: Config
+) -> JSONResponse:
+    """Take a queued conversation. The first claim wins; later ones get 409."""
+    row = await visible_conversation(models, who, conversation_id)
+    _open(row)
+    if row.get("assignment_state") == "assigned":
+        raise HTTPException(409, "the conversation is already assigned")
+    if row.get("assignment_state") != "queued":
+        raise HTTPException(409, "the conversation is not waiting in a queue")
+    command = ClaimConversation(
+        conversation_id=conversation_id, workspace_id=who.workspace_id, member_id=who.member_id
+    )
+    command_id = await send_record(
+        bus,
+        who,
+        HAND_OFF_REQUESTS_TOPIC.qualified(config.topic_prefix),
+        group_key(who.workspace_id, row.get("group_id")),
+        command,
+    )
+    return answer(await outcome_of(models, command_id), command_id, 200)
+
+
+@router.post("/api/conversations/{conversation_id}/transfer")
+async def transfer(
+    conversation_id: UUID, body: Transfer, who: Member, models: Models, bus: Bus, config: Config
+) -> JSONResponse:
+    """Hand the conversation to another member, or to another group's rotation."""
+    if (body.member_id is None) == (body.group_id is None):
+        raise HTTPException(400, "send exactly one of member_id and group_id")
+    row = await visible_conversation(models, who, conversation_id)
+    _open(row)
+    if who.role != "admin" and row.get("assignee_id") != who.member_id:
+        raise HTTPException(403, "only the conversation's assignee or an admin transfers it")
+    if body.member_id is not None:
+        member = await models.member(who.workspace_id, body.member_id)
+        if member is None or not member["active"]:
+            raise HTTPException(422, f"no active member {body.member_id} in this workspace")
+        if body.member_id == row.get("assignee_id"):
+            raise HTTPException(409, "the conversation is already assigned to that member")
+    if body.group_id is not None:
+        group = await models.group(who.workspace_id, body.group_id)
+        if group is None or group.get("deleted_at") is not None:
+            raise HTTPException(422, f"no group {body.group_id} in this workspace")
+    command = TransferConversation(
+        conversation_id=conversation_id,
+        workspace_id=who.workspace_id,
+        to_member_id=body.member_id,
+        to_group_id=body.group_id,
+        requested_by=who.member_id,
+        note=body.note,
+    )
+    command_id = await send_record(
+        bus,
+        who,
+        HAND_OFF_REQUESTS_TOPIC.qualified(config.topic_prefix),
+        group_key(who.workspace_id, row.get("group_id")),
+        command,
+    )
+    outcome = await outcome_of(models, command_id)
+    if outcome is not None and outcome["outcome"] == "accepted":
+        # The verdict is the transfer; the new holder is the next decision. Answer once the
+        # read models show it, so the caller's next read agrees with the 200.
+        await eventually_moved(models, who, conversation_id, body)
+    return answer(outcome, command_id, 200)
+
+
+async def eventually_moved(
+    models: ReadModels, who: Caller, conversation_id: UUID, body: Transfer
+) -> None:
+    deadline = time.monotonic() + COMMAND_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        found = await models.assignment(who.workspace_id, conversation_id)
+        if found is not None and (
+            found["assignee_id"] == body.member_id
+            if body.member_id is not None
+            else found["group_id"] == body.group_id and found["state"] in ("queued", "assigned")
+        ):
+            return
+        await asyncio.sleep(0.05)
+
+
+@router.post("/api/conversations/{conversation_id}/messages", status_code=202)
+async def reply(
+    conversation_id: UUID, body: Reply, who: Member, models: Models, bus: Bus, config: Config
+) -> dict[str, Any]:
+    """Queue a reply for the dispatcher; the history shows it at once, then its delivery."""
+    row = await visible_conversation(models, who, conversation_id)
+    _open(row)
+    if who.role != "admin" and row.get("assignee_id") != who.member_id:
+        raise HTTPException(403, "only the conversation's assignee or an admin replies")
+    if not body.text.strip():
+        raise HTTPException(400, "a reply needs some text")
+    message_id = uuid4()
+    history = await models.history(conversation_id)
+    queued = OutboundMessageQueued(
+        message_id=message_id,
+        conversation_id=conversation_id,
+        # Orders replies that share a timestamp; the history sorts by time first.
+        sequence=1 + sum(1 for line in history if line["author_kind"] == "member"),
+        phone_number_id=row["phone_number_id"],
+        to=row["contact_wa_id"],
+        kind="text",
+        text=body.text,
+        options=[],
+        list_button=None,
+        template=None,
+        author="member",
+        author_id=str(who.member_id),
+        queued_at=datetime.now(UTC),
+    )
+    command_id = await send_record(
+        bus,
+        who,
+        OUTBOUND_MESSAGES_TOPIC.qualified(config.topic_prefix),
+        str(conversation_id),
+        queued,
+    )
+    return {"command_id": str(command_id), "message_id": str(message_id)}
+
+
+@router.post("/api/conversations/{conversation_id}/close", status_code=202)
+async def close(
+    conversation_id: UUID, who: Member, models: Models, bus: Bus, config: Config
+) -> dict[str, Any]:
+    """Close the conversation (reason ``agent``, or ``admin`` for an admin who does not hold
+    it); the history and the inbox show it closed a moment later."""
+    row = await visible_conversation(models, who, conversation_id)
+    _open(row)
+    holds = row.get("assignee_id") == who.member_id
+    if who.role != "admin" and not holds:
+        raise HTTPException(403, "only the conversation's assignee or an admin closes it")
+    command = CloseConversation(
+        conversation_id=conversation_id,
+        workspace_id=who.workspace_id,
+        phone_number_id=row["phone_number_id"],
+        contact_wa_id=row["contact_wa_id"],
+        reason="agent" if holds else "admin",
+    )
+    command_id = await send_record(
+        bus,
+        who,
+        CONVERSATION_COMMANDS_TOPIC.qualified(config.topic_prefix),
+        f"{row['phone_number_id']}:{row['contact_wa_id']}",
+        command,
+    )
+    return {"command_id": str(command_id)}
+
+
+@router.post("/api/conversations/{conversation_id}/messages/{message_id}/retry", status_code=202)
+async def retry_message(
+    conversation_id: UUID,
+    message_id: UUID,
+    who: Annotated[Caller, Depends(admin)],
+    models: Models,
+    bus: Bus,
+    config: Config,
+) -> dict[str, Any]:
+    """The explicit decision to send again a message that failed or whose outcome is unknown.
+
+    WhatsApp has no idempotency key: a message whose send was cut short may have reached
+    the customer, so only a person decides to risk a second copy.
+    """
+    await visible_conversation(models, who, conversation_id)
+    status = await models.message_status(conversation_id, message_id)
+    if status is None:
+        raise HTTPException(404, f"no outbound message {message_id} in this conversation")
+    if status not in ("failed", "unknown"):
+        raise HTTPException(409, f"the message is {status}; only failed or unknown ones retry")
+    retry = RetryOutboundMessage(
+        message_id=message_id, conversation_id=conversation_id, requested_by=str(who.member_id)
+    )
+    command_id = await send_record(
+        bus,
+        who,
+        OUTBOUND_MESSAGES_TOPIC.qualified(config.topic_prefix),
+        str(conversation_id),
+        retry,
+    )
+    return {"command_id": str(command_id)}
+
+
+def _open(row: dict[str, Any]) -> None:
+    if row["status"] != "open":
+        raise HTTPException(409, f"the conversation is closed ({row.get('close_reason')})")
