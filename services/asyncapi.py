@@ -13,6 +13,7 @@ from services.settings import Settings
 def asyncapi_document(settings: Settings) -> dict[str, Any]:
     """Build every consumer app (nothing connects) and describe their brokers together."""
     from projections.app import create_app as create_projector
+    from services.assignment.app import create_app as create_assignment
     from services.directory.app import create_app as create_directory
     from services.dispatcher.app import create_app as create_dispatcher
     from services.expiry.app import create_app as create_expiry
@@ -26,6 +27,7 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
         create_flows,
         create_dispatcher,
         create_expiry,
+        create_assignment,
         create_projector,
     ):
         broker = create(settings).broker

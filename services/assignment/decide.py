@@ -239,7 +239,7 @@ def decide(command: Payload, world: World, *, at: datetime, command_id: UUID) ->
         case HandOffRequested():
             deciding.hand_off(command)
         case GroupNudged():
-            deciding.nudge()
+            deciding.nudge(command)
         case ClaimConversation():
             deciding.claim(command, command_id)
         case TransferConversation():
@@ -295,7 +295,7 @@ class _Deciding:
             note=note,
         )
 
-    def nudge(self) -> None:
+    def nudge(self, nudge: GroupNudged) -> None:
         """Look at the group again: closed conversations, members gone, its queue."""
         group_id = self.world.here.facts.group_id
         for entry in list(self._group(group_id).state.entries.values()):
@@ -319,9 +319,15 @@ class _Deciding:
                 continue
             member = self.world.members.get(entry.member_id)
             reason: ReleaseReason
-            if member is None or not member.active:
+            if member is not None and not member.active:
                 reason, why = "member_deactivated", "its member was deactivated"
-            elif entry.member_id not in facts.roster:
+            elif (
+                nudge.cause == "member_removed_from_group"
+                and entry.member_id == nudge.member_id
+                and entry.member_id not in facts.roster
+            ):
+                # Only on the removal itself: an admin who claimed a conversation, or a
+                # member it was transferred to, holds it without being in the roster.
                 reason, why = "removed_from_group", "its member left the group"
             else:
                 continue
@@ -889,7 +895,9 @@ class _Deciding:
                 return f"assigned to {self._name(entry.member_id)} in {group.facts.name}"
             return f"queued in {group.facts.name}"
         holding = self.world.holding
-        if holding is not None and holding.group_id != group.facts.group_id:
+        # The record's own group knows its conversations from its stream, not the view.
+        mine = (group.facts.group_id, self.world.here.facts.group_id)
+        if holding is not None and holding.group_id not in mine:
             where = "the workspace queue" if holding.group_id is None else holding.group_name
             if holding.state == "assigned":
                 return f"assigned to {self._name(holding.member_id)} in {where}"

@@ -159,8 +159,16 @@ class DeciderHandler(StoreBackedHandler):
         if conversation is not None:
             conversations.add(conversation)
         named = {g for g in (group_id, target_id) if g is not None}
+        # Assignees may be outside the roster (an admin's claim, a transfer to a member).
+        assignees = {
+            e.member_id for f in folded.values() for e in f.state.entries.values() if e.member_id
+        }
         groups, members, closed, holding = self.recorder.facts(
-            workspace_id, named, set(members_named(command)), conversations, conversation
+            workspace_id,
+            named,
+            set(members_named(command)) | assignees,
+            conversations,
+            conversation,
         )
 
         def group(g: UUID | None) -> Group:

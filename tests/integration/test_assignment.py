@@ -33,6 +33,7 @@ from events.assignment import (
     ConversationReleased,
     Decision,
     GroupNudged,
+    TransferConversation,
     group_key,
 )
 from events.base import Payload
@@ -49,9 +50,12 @@ from events.directory import (
     AgentStatus,
     AgentStatusChanged,
     GroupCreated,
+    GroupDeleted,
     GroupMemberAdded,
+    GroupMemberRemoved,
     MemberAdded,
     MemberDeactivated,
+    MemberUpdated,
     Role,
 )
 from events.envelope import Actor, Envelope
@@ -448,3 +452,81 @@ def test_the_append_refuses_to_take_a_member_over_capacity_or_to_queue_a_closed_
             recorder.route(up.envelope(closed, str(conversation)), Tracking("conversations#0", 1))
     finally:
         recorder.datastore.close()
+
+
+async def test_members_leaving_capacity_raised_group_deleted_and_a_transfer(
+    settings: Settings,
+) -> None:
+    """The router's nudges on the real broker: each change moves the conversations it must."""
+
+    async def decided(count: int) -> list[Payload]:
+        found = await eventually(
+            lambda: stored_decisions(settings), lambda found: len(found) >= count, within=30
+        )
+        return [e.payload for e in found]
+
+    def summary(payload: Payload) -> tuple[str, ...]:
+        match payload:
+            case ConversationAssigned():
+                return ("assigned", up.names[payload.member_id], payload.via)
+            case ConversationQueued():
+                return ("queued", "workspace" if payload.group_id is None else "group")
+            case ConversationReleased():
+                return ("released", payload.reason)
+            case _:
+                return (type(payload).__name__,)
+
+    async with upstream_of(settings) as up, assignment_running(settings):
+        a, b, c = [await up.member(name, capacity=1) for name in "ABC"]
+        d = await up.member("D", capacity=1, status="offline")
+        ventas = await up.group("Ventas", a, b, c)
+        cobros = await up.group("Cobros", d)
+        first, second = await up.hand_off(ventas), await up.hand_off(ventas)
+        await decided(2)
+        await up.directory(MemberDeactivated(workspace_id=up.workspace, member_id=a))
+        await decided(4)
+        await up.directory(
+            GroupMemberRemoved(workspace_id=up.workspace, group_id=ventas, member_id=b)
+        )
+        await decided(6)
+        await up.directory(
+            MemberUpdated(
+                workspace_id=up.workspace, member_id=c, name="C", role="agent", capacity=2
+            )
+        )
+        await decided(7)
+        third = await up.hand_off(ventas)
+        await decided(8)
+        await up.directory(GroupDeleted(workspace_id=up.workspace, group_id=ventas))
+        await decided(10)
+        transfer = TransferConversation(
+            conversation_id=first,
+            workspace_id=up.workspace,
+            to_member_id=None,
+            to_group_id=cobros,
+            requested_by=c,
+            note="billing question",
+        )
+        await up.publish(HAND_OFF_REQUESTS_TOPIC, transfer, group_key(up.workspace, ventas))
+        await decided(13)
+        await up.status(d, "available")
+        decisions = await decided(14)
+        await asyncio.sleep(0.5)
+        assert len(await stored_decisions(settings)) == 14
+
+    assert [(getattr(p, "conversation_id", None), summary(p)) for p in decisions] == [
+        (first, ("assigned", "A", "rotation")),
+        (second, ("assigned", "B", "rotation")),
+        (first, ("released", "member_deactivated")),
+        (first, ("assigned", "C", "rotation")),
+        (second, ("released", "removed_from_group")),
+        (second, ("queued", "group")),  # A deactivated, B gone, C at capacity
+        (second, ("assigned", "C", "queue")),  # C's capacity raised to 2
+        (third, ("queued", "group")),
+        (third, ("released", "group_deleted")),
+        (third, ("queued", "workspace")),
+        (first, ("released", "transferred")),
+        (first, ("ConversationTransferred",)),
+        (first, ("queued", "group")),  # D is offline
+        (first, ("assigned", "D", "queue")),
+    ]

@@ -98,7 +98,7 @@ class Desk:
             workspace_queue=self._group(None),
             members={m: replace(f, load=self._load(m)) for m, f in self.members.items()},
             closed=frozenset(self.closed),
-            holding=self._holding(conversation, group_id) if conversation else None,
+            holding=self._holding(conversation) if conversation else None,
             target=self._group(target) if target is not None else None,
         )
         events = decide(command, world, at=self.now, command_id=uuid.uuid4())
@@ -200,10 +200,11 @@ class Desk:
             and entry.conversation_id not in self.closed
         )
 
-    def _holding(self, conversation: UUID, here: UUID | None) -> Holding | None:
+    def _holding(self, conversation: UUID) -> Holding | None:
+        """Like the assignments view: whichever group holds it, the record's own too."""
         for group_id, state in self.states.items():
             entry = state.entries.get(conversation)
-            if entry is not None and group_id != here:
+            if entry is not None:
                 name = self.groups[group_id].name if group_id is not None else ""
                 return Holding(group_id, entry.state, entry.member_id, name)
         return None
@@ -509,3 +510,22 @@ def test_a_transfer_to_a_group_uses_its_available_rule(desk: Desk, abc: tuple[UU
     assert (assigned.group_id, desk.name(assigned.member_id)) == (other, "D")
     assert conversation not in desk.states[group].entries
     assert group_stream(WORKSPACE, None) != group_stream(WORKSPACE, group) == group
+
+
+def test_conversations_held_from_outside_the_roster_stay_on_a_nudge(
+    desk: Desk, abc: tuple[UUID, ...]
+) -> None:
+    group, a, _, _ = abc
+    admin = desk.member("Ada", role="admin")
+    claimed, _ = desk.hand_off(group, "no_owner")
+    desk.claim(group, claimed, admin)
+    moved, _ = desk.hand_off(group)  # A
+    zoe = desk.member("Zoe")
+    desk.transfer(group, moved, a, to_member=zoe)
+    assert desk.nudge(group, "member_available", member=a) == []
+    assert desk.nudge(group, "member_removed_from_group", member=a) == []
+    assert desk.states[group].entries[claimed].member_id == admin
+    assert desk.states[group].entries[moved].member_id == zoe
+    in_queue, _ = desk.hand_off(None)
+    desk.claim(None, in_queue, admin)
+    assert desk.nudge(None, "member_available", member=a) == []
