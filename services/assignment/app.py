@@ -15,9 +15,10 @@ to ``assignment.events`` (keyed by conversation).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from uuid import UUID
 
 import anyio.to_thread
 from faststream import FastStream
@@ -31,17 +32,19 @@ from events.catalogue import (
 )
 from events.envelope import Envelope
 from events.flows import HandOffRequested
-from services.assignment.decide import members_named
-from services.assignment.handlers import DeciderHandler, RouterHandler, where
+from services.assignment.handlers import DeciderHandler, RouterHandler
 from services.assignment.recorder import AssignmentRecorder
 from services.consumer import Delivery, TrackedRuntime
 from services.kafka import ensure_topics, new_broker, subscribe_tracked
 from services.postgres import open_recorder
 from services.settings import Settings
 from services.store import EventStore
-from services.views import caught_up_with
+from services.views import CaughtUp, ViewBehind, caught_up_with
 
 VIEW_WAIT_SECONDS = 15.0
+# Producers' clocks (the gateway's, the relay's) may be a little ahead of this host's.
+CLOCK_MARGIN_MS = 1000.0
+DECIDED_ON_THE_ROSTER = (HandOffRequested, ClaimConversation, TransferConversation)
 
 
 def create_app(settings: Settings) -> FastStream:
@@ -80,38 +83,40 @@ def create_app(settings: Settings) -> FastStream:
         store = EventStore(recorder, registry)
         try:
             async with caught_up_with(DIRECTORY_EVENTS_TOPIC, settings, store.position) as seen:
-
-                async def directory_view_current(delivery: Delivery, envelope: Envelope) -> None:
-                    """A record may name a group or member the router has not read yet:
-                    believe "unknown" only once the view has read all of directory.events."""
-                    found = where(envelope)
-                    if found is None or not isinstance(
-                        envelope.payload,
-                        HandOffRequested | ClaimConversation | TransferConversation,
-                    ):
-                        return
-                    workspace_id, group_id = found
-                    groups: set[UUID] = {group_id} if group_id is not None else set()
-                    payload = envelope.payload
-                    if isinstance(payload, TransferConversation) and payload.to_group_id:
-                        groups.add(payload.to_group_id)
-                    members = set(members_named(payload))
-
-                    async def known() -> bool:
-                        return bool(
-                            await anyio.to_thread.run_sync(
-                                recorder.knows, workspace_id, groups, members
-                            )
-                        )
-
-                    await seen.believe(
-                        known, within=VIEW_WAIT_SECONDS, what="the groups and members named"
-                    )
-
                 router.bind(RouterHandler(store, recorder))
-                decider.bind(DeciderHandler(store, recorder), before_handle=directory_view_current)
+                decider.bind(DeciderHandler(store, recorder), before_handle=DirectoryCaughtUp(seen))
                 yield
         finally:
             recorder.datastore.close()
 
     return FastStream(broker, lifespan=lifespan)
+
+
+class DirectoryCaughtUp:
+    """Before a hand-off, claim or transfer is decided, the router's view has read all that
+    ``directory.events`` held when the record was published.
+
+    The two topics are read independently, so a hand-off may overtake the roster, statuses
+    or group published just before it; deciding on such a view would assign by a roster
+    that is already out of date (or send the conversation to the workspace queue for a
+    group not read yet). One look at the topic's end offsets covers every record published
+    before the look, so a burst of hand-offs costs one look, not one each. Nudges need no
+    look: the router made them from its view.
+    """
+
+    def __init__(self, seen: CaughtUp) -> None:
+        self.seen = seen
+        self.covered_until_ms = 0.0  # records published before this instant are covered
+
+    async def __call__(self, delivery: Delivery, envelope: Envelope) -> None:
+        if not isinstance(envelope.payload, DECIDED_ON_THE_ROSTER):
+            return
+        if delivery.timestamp_ms < self.covered_until_ms:
+            return
+        asked_ms = time.time() * 1000 - CLOCK_MARGIN_MS
+        deadline = time.monotonic() + VIEW_WAIT_SECONDS
+        while not await self.seen():
+            if time.monotonic() > deadline:
+                raise ViewBehind("the view of directory.events is behind; cannot decide yet")
+            await asyncio.sleep(0.05)
+        self.covered_until_ms = max(self.covered_until_ms, asked_ms)

@@ -127,24 +127,6 @@ class AssignmentRecorder(PostgresProcessRecorder):
 
     # -- reading the views for a decision ------------------------------------------------
 
-    def knows(
-        self, workspace_id: UUID, group_ids: Iterable[UUID], member_ids: Iterable[UUID]
-    ) -> bool:
-        """Whether the directory view has every group and member (of the workspace) named."""
-        groups, members = list(set(group_ids)), list(set(member_ids))
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(
-                self._sql(
-                    "SELECT (SELECT count(*) FROM {s}.groups WHERE workspace_id = %s"
-                    " AND group_id = ANY(%s)) AS g, (SELECT count(*) FROM {s}.members"
-                    " WHERE workspace_id = %s AND member_id = ANY(%s)) AS m"
-                ),
-                (workspace_id, groups, workspace_id, members),
-            )
-            row = cursor.fetchone()
-        assert row is not None
-        return bool(row["g"] == len(groups) and row["m"] == len(members))
-
     def facts(
         self,
         workspace_id: UUID,
