@@ -267,8 +267,9 @@ launch_kafka() {
 	say "starting Kafka $KAFKA_VERSION on $KAFKA_BOOTSTRAP (controller 127.0.0.1:$KAFKA_CONTROLLER_PORT), log $KAFKA_LOG"
 	# setsid: its own session, so a Ctrl-C in the terminal (or a test runner's process group
 	# being signalled) does not take the broker down with it. Same JVM flags as
-	# kafka-server-start.sh, with a bounded heap.
-	setsid nohup java -Xms256m -Xmx512m \
+	# kafka-server-start.sh, with a bounded heap: 1.5 GB holds the metadata of the ~10,000
+	# partitions a long development session's tests can leave behind (512 MB did not).
+	setsid nohup java -Xms256m -Xmx1536m \
 		-server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
 		-XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
 		-Dlog4j2.configurationFile="$DEPLOY_DIR/kafka/log4j2.xml" \

@@ -7,12 +7,17 @@ prefix and schema prefix, so tests never see each other's data.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import subprocess
+import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from services.settings import Settings
 
@@ -43,10 +48,14 @@ def infrastructure() -> dict[str, str]:
 
 
 @pytest.fixture
-def isolated_env(infrastructure: dict[str, str]) -> dict[str, str]:
-    """Environment for one test's processes: unique topics, groups and schemas."""
+def isolated_env(infrastructure: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Environment for one test's processes: unique topics, groups and schemas.
+
+    The test's topics are deleted afterwards: a broker that keeps every test's partitions
+    spends its heap on their metadata. (Schemas are left for a look after a failure.)
+    """
     tag = uuid.uuid4().hex[:10]
-    return {
+    yield {
         **infrastructure,
         "SWITCHBOARD_TOPIC_PREFIX": f"t{tag}.",
         "SWITCHBOARD_SCHEMA_PREFIX": f"t{tag}_",
@@ -55,6 +64,30 @@ def isolated_env(infrastructure: dict[str, str]) -> dict[str, str]:
         "SWITCHBOARD_RELAY_POLL_SECONDS": "0.02",
         "SWITCHBOARD_PUBLISH_TIMEOUT": "3",
     }
+    delete_topics(infrastructure["SWITCHBOARD_KAFKA_BOOTSTRAP"], f"t{tag}.")
+
+
+def delete_topics(bootstrap: str, prefix: str) -> None:
+    """Delete every topic named ``prefix...``; a broker that is down is left alone."""
+
+    async def delete() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+        await admin.start()
+        try:
+            names = [name for name in await admin.list_topics() if name.startswith(prefix)]
+            if names:
+                await admin.delete_topics(names, timeout_ms=10_000)
+        finally:
+            await admin.close()
+
+    # Its own thread and loop: pytest-asyncio may still own this thread's loop.
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            asyncio.run(asyncio.wait_for(delete(), timeout=20))
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
 
 
 @pytest.fixture
