@@ -55,6 +55,9 @@ class Settings:
     # Prefixes keep deployments (and test runs) apart on one broker and one database.
     topic_prefix: str = ""
     schema_prefix: str = ""
+    # Consumer groups are named after the topic prefix unless this is set: a second,
+    # independent reader of the same topics (a replay into fresh schemas) needs its own.
+    group_prefix: str | None = None
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     whatsapp_app_secret: str = ""
@@ -82,6 +85,7 @@ class Settings:
             database_url=env.get("SWITCHBOARD_DATABASE_URL", DEFAULT_DATABASE),
             topic_prefix=env.get("SWITCHBOARD_TOPIC_PREFIX", ""),
             schema_prefix=env.get("SWITCHBOARD_SCHEMA_PREFIX", ""),
+            group_prefix=env.get("SWITCHBOARD_GROUP_PREFIX") or None,
             http_host=env.get("SWITCHBOARD_HTTP_HOST", "127.0.0.1"),
             http_port=_int(env, "SWITCHBOARD_HTTP_PORT", 8000),
             whatsapp_app_secret=env.get("WHATSAPP_APP_SECRET", ""),
@@ -125,7 +129,8 @@ class Settings:
         return f"{self.schema_prefix}{name}"
 
     def group_id(self, consumer: str) -> str:
-        return f"{self.topic_prefix}switchboard.{consumer}"
+        prefix = self.topic_prefix if self.group_prefix is None else self.group_prefix
+        return f"{prefix}switchboard.{consumer}"
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

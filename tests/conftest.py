@@ -47,15 +47,26 @@ def infrastructure() -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def isolated_env(infrastructure: dict[str, str]) -> Iterator[dict[str, str]]:
-    """Environment for one test's processes: unique topics, groups and schemas.
+@pytest.fixture(scope="session")
+def used_topic_prefixes(infrastructure: dict[str, str]) -> Iterator[list[str]]:
+    """The topic prefixes this session's tests used; their topics are deleted at its end.
 
-    The test's topics are deleted afterwards: a broker that keeps every test's partitions
-    spends its heap on their metadata. (Schemas are left for a look after a failure.)
+    A broker that keeps every run's partitions spends its heap on their metadata. Deleting
+    them test by test instead keeps the controller busy while the next test creates its own
+    topics (slower leader elections, tests timing out), so it happens once, at the end.
+    (Schemas are left for a look after a failure.)
     """
+    prefixes: list[str] = []
+    yield prefixes
+    delete_topics(infrastructure["SWITCHBOARD_KAFKA_BOOTSTRAP"], tuple(prefixes))
+
+
+@pytest.fixture
+def isolated_env(infrastructure: dict[str, str], used_topic_prefixes: list[str]) -> dict[str, str]:
+    """Environment for one test's processes: unique topics, groups and schemas."""
     tag = uuid.uuid4().hex[:10]
-    yield {
+    used_topic_prefixes.append(f"t{tag}.")
+    return {
         **infrastructure,
         "SWITCHBOARD_TOPIC_PREFIX": f"t{tag}.",
         "SWITCHBOARD_SCHEMA_PREFIX": f"t{tag}_",
@@ -64,30 +75,30 @@ def isolated_env(infrastructure: dict[str, str]) -> Iterator[dict[str, str]]:
         "SWITCHBOARD_RELAY_POLL_SECONDS": "0.02",
         "SWITCHBOARD_PUBLISH_TIMEOUT": "3",
     }
-    delete_topics(infrastructure["SWITCHBOARD_KAFKA_BOOTSTRAP"], f"t{tag}.")
 
 
-def delete_topics(bootstrap: str, prefix: str) -> None:
-    """Delete every topic named ``prefix...``; a broker that is down is left alone."""
+def delete_topics(bootstrap: str, prefixes: tuple[str, ...]) -> None:
+    """Delete every topic whose name starts with one of ``prefixes``; a broker that is down
+    is left alone."""
 
     async def delete() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
         await admin.start()
         try:
-            names = [name for name in await admin.list_topics() if name.startswith(prefix)]
-            if names:
-                await admin.delete_topics(names, timeout_ms=10_000)
+            names = [name for name in await admin.list_topics() if name.startswith(prefixes)]
+            for start in range(0, len(names), 200):  # a few hundred per request
+                await admin.delete_topics(names[start : start + 200], timeout_ms=30_000)
         finally:
             await admin.close()
 
     # Its own thread and loop: pytest-asyncio may still own this thread's loop.
     def run() -> None:
         with contextlib.suppress(Exception):
-            asyncio.run(asyncio.wait_for(delete(), timeout=20))
+            asyncio.run(asyncio.wait_for(delete(), timeout=120))
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    worker.join(timeout=30)
+    worker.join(timeout=150)
 
 
 @pytest.fixture

@@ -161,6 +161,19 @@ async def send_record(
     return command_id
 
 
+async def verdict(
+    publisher: Publisher,
+    settings: Settings,
+    models: ReadModels,
+    who: Caller,
+    command: Payload,
+    accepted_status: int,
+) -> JSONResponse:
+    """Send a directory command and answer with the directory's verdict (see ``answer``)."""
+    command_id = await send_command(publisher, settings, who, command)
+    return answer(await outcome_of(models, command_id), command_id, accepted_status)
+
+
 def answer(outcome: dict[str, Any] | None, command_id: UUID, accepted_status: int) -> JSONResponse:
     """The directory's verdict as HTTP: accepted, 422 with its reason, or 202 if still open."""
     if outcome is None:

@@ -20,13 +20,11 @@ from projections.queries import Caller, ReadModels
 from services.gateway.dependencies import (
     Publisher,
     admin,
-    answer,
     caller,
-    outcome_of,
     publisher,
     read_models,
-    send_command,
     settings,
+    verdict,
 )
 from services.settings import Settings
 
@@ -52,8 +50,7 @@ async def create_group(
     command = CreateGroup(
         workspace_id=who.workspace_id, group_id=uuid4(), name=name, created_by=who.member_id
     )
-    command_id = await send_command(bus, config, who, command)
-    return answer(await outcome_of(models, command_id), command_id, 201)
+    return await verdict(bus, config, models, who, command, 201)
 
 
 @router.get("/api/groups")
@@ -81,8 +78,7 @@ async def rename_group(
         raise HTTPException(400, "a group needs a non-empty name")
     await _group(models, who, group_id)
     command = RenameGroup(workspace_id=who.workspace_id, group_id=group_id, name=name.strip())
-    command_id = await send_command(bus, config, who, command)
-    return answer(await outcome_of(models, command_id), command_id, 200)
+    return await verdict(bus, config, models, who, command, 200)
 
 
 @router.delete("/api/groups/{group_id}")
@@ -93,8 +89,7 @@ async def delete_group(
     (``GET /api/queue``), and conversations its members hold stay with them."""
     await _group(models, who, group_id)
     command = DeleteGroup(workspace_id=who.workspace_id, group_id=group_id)
-    command_id = await send_command(bus, config, who, command)
-    return answer(await outcome_of(models, command_id), command_id, 200)
+    return await verdict(bus, config, models, who, command, 200)
 
 
 @router.put("/api/groups/{group_id}/members/{member_id}")
@@ -113,8 +108,7 @@ async def add_group_member(
     if await models.is_group_member(group_id, member_id):
         return JSONResponse({"group_id": str(group_id), "member_id": str(member_id)})
     command = AddGroupMember(workspace_id=who.workspace_id, group_id=group_id, member_id=member_id)
-    command_id = await send_command(bus, config, who, command)
-    return answer(await outcome_of(models, command_id), command_id, 200)
+    return await verdict(bus, config, models, who, command, 200)
 
 
 @router.delete("/api/groups/{group_id}/members/{member_id}")
@@ -133,8 +127,7 @@ async def remove_group_member(
     command = RemoveGroupMember(
         workspace_id=who.workspace_id, group_id=group_id, member_id=member_id
     )
-    command_id = await send_command(bus, config, who, command)
-    return answer(await outcome_of(models, command_id), command_id, 200)
+    return await verdict(bus, config, models, who, command, 200)
 
 
 @router.get("/api/groups/{group_id}/roster")

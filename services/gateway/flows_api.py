@@ -21,13 +21,11 @@ from services.flows.definition import FlowInvalid, parse_flow
 from services.gateway.dependencies import (
     Publisher,
     admin,
-    answer,
     caller,
-    outcome_of,
     publisher,
     read_models,
-    send_command,
     settings,
+    verdict,
 )
 from services.settings import Settings
 
@@ -76,8 +74,7 @@ async def publish_flow(
         definition=document,
         published_by=who.member_id,
     )
-    command_id = await send_command(bus, config, who, command)
-    return answer(await outcome_of(models, command_id), command_id, 201)
+    return await verdict(bus, config, models, who, command, 201)
 
 
 @router.get("/api/flows")
@@ -116,5 +113,4 @@ async def choose_active_flow(
         flow_id=flow_id,
         chosen_by=who.member_id,
     )
-    command_id = await send_command(bus, config, who, command)
-    return answer(await outcome_of(models, command_id), command_id, 200)
+    return await verdict(bus, config, models, who, command, 200)

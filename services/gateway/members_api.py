@@ -24,13 +24,13 @@ from projections.queries import Caller, ReadModels, token_hash
 from services.gateway.dependencies import (
     Publisher,
     admin,
-    answer,
     caller,
     outcome_of,
     publisher,
     read_models,
     send_command,
     settings,
+    verdict,
 )
 from services.settings import Settings
 
@@ -144,8 +144,7 @@ async def update_member(
         role=body.role,
         capacity=body.capacity,
     )
-    command_id = await send_command(bus, config, who, command)
-    return answer(await outcome_of(models, command_id), command_id, 200)
+    return await verdict(bus, config, models, who, command, 200)
 
 
 @router.delete("/api/members/{member_id}")
@@ -161,8 +160,7 @@ async def deactivate_member(
     The member stays in the records (histories name who answered)."""
     await _member(models, who, member_id)
     command = DeactivateMember(workspace_id=who.workspace_id, member_id=member_id)
-    command_id = await send_command(bus, config, who, command)
-    return answer(await outcome_of(models, command_id), command_id, 200)
+    return await verdict(bus, config, models, who, command, 200)
 
 
 @router.get("/api/me")
@@ -188,8 +186,7 @@ async def set_status(
         status=body.status,
         reason="set by the member",
     )
-    command_id = await send_command(bus, config, who, command)
-    return answer(await outcome_of(models, command_id), command_id, 200)
+    return await verdict(bus, config, models, who, command, 200)
 
 
 @router.put("/api/me/notifications")
@@ -206,8 +203,7 @@ async def set_notifications(
         desktop=body.desktop,
         sound=body.sound,
     )
-    command_id = await send_command(bus, config, who, command)
-    return answer(await outcome_of(models, command_id), command_id, 200)
+    return await verdict(bus, config, models, who, command, 200)
 
 
 async def _member(models: ReadModels, who: Caller, member_id: UUID) -> dict[str, Any]:
