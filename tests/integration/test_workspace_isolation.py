@@ -204,11 +204,11 @@ async def test_another_workspace_sees_and_changes_nothing(settings: Settings) ->
             # The stream starts at "now" and filters by workspace; test_stream covers its events.
             ("GET", "/api/stream", "/api/stream?probe=1", None, lambda r: True),
         ]
-        for method, route, url, body, expected in calls:
+        for method, route, url, payload, expected in calls:
             checks[(method, route)] = expected
             if route == "/api/stream":
                 continue  # an endless response; covered by tests/integration/test_stream.py
-            response = await client.request(method, url, json=body, headers=intruder)
+            response = await client.request(method, url, json=payload, headers=intruder)
             assert expected(response), f"{method} {url}: {response.status_code} {response.text}"
 
         # Every route the OpenAPI document publishes (routers included).

@@ -331,7 +331,9 @@ def test_decision_lines_carry_the_decision() -> None:
     assert declined is not None
     assert declined.text == "Hand-off declined: the conversation is closed."
     # A transfer's lines, all at one instant, read in the order they happened.
-    seqs = [e.seq for e in (release, transfer, assignment_entry(assigned(GROUP_B, BETO, AT, 5)))]
+    decided = assignment_entry(assigned(GROUP_B, BETO, AT, 5))
+    assert decided is not None
+    seqs = [e.seq for e in (release, transfer, decided)]
     assert seqs == sorted(seqs)
 
 
