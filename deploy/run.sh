@@ -92,7 +92,7 @@ switchboard is running.
   webhook         $URL/webhooks/whatsapp   (app secret: \$WHATSAPP_APP_SECRET, verify token: $WHATSAPP_VERIFY_TOKEN)
   demo workspace  $(cat "$DEMO_FILE" | tr -d '\n' | tr -s ' ')
   admin token     $token
-  process logs    $LOGS/{gateway,inbound,directory,flows,dispatcher,relay,projector}.log
+  process logs    $LOGS/{gateway,inbound,directory,flows,dispatcher,expiry,assignment,relay,projector}.log
   infrastructure  make infra-status / make infra-logs
 Try it:  make demo   (or: .venv/bin/switchboard demo --token $token --phone-number-id $DEMO_NUMBER)
 INFO
