@@ -146,6 +146,14 @@ class ReadModels:
             (conversation_id,),
         )
 
+    async def line_count(self, conversation_id: UUID, *, author_kind: str) -> int:
+        rows = await self._all(
+            "SELECT count(*) AS n FROM {s}.conversation_history"
+            " WHERE conversation_id = %s AND author_kind = %s",
+            (conversation_id, author_kind),
+        )
+        return int(rows[0]["n"])
+
     async def message_status(self, conversation_id: UUID, message_id: UUID) -> str | None:
         rows = await self._all(
             "SELECT status FROM {s}.conversation_history"

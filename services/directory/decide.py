@@ -299,10 +299,9 @@ def decide_create_group(
     if command.group_id in workspace.group_states:
         return []  # the same command delivered again
     name = command.name.strip()
-    if not name:
-        return [_reject(command, command_id, "a group needs a non-empty name")]
-    if name.casefold() in workspace.group_names:
-        return [_reject(command, command_id, f"a group named {name!r} already exists")]
+    problem = _group_name_problem(name, workspace)
+    if problem:
+        return [_reject(command, command_id, problem)]
     return [GroupCreated(workspace_id=command.workspace_id, group_id=command.group_id, name=name)]
 
 
@@ -383,11 +382,9 @@ def decide_rename_group(
         return [_reject(command, command_id, problem)]
     assert group is not None
     name = command.name.strip()
-    if not name:
-        return [_reject(command, command_id, "a group needs a non-empty name")]
-    # Its own name (even in another case) is no clash: that is a change of spelling.
-    if name.casefold() in workspace.group_names and name.casefold() != group.name.casefold():
-        return [_reject(command, command_id, f"a group named {name!r} already exists")]
+    problem = _group_name_problem(name, workspace, current=group.name)
+    if problem:
+        return [_reject(command, command_id, problem)]
     return [GroupRenamed(workspace_id=command.workspace_id, group_id=command.group_id, name=name)]
 
 
@@ -492,6 +489,18 @@ def decide_set_notification_settings(
 
 def _name_problem(name: str, what: str) -> str | None:
     return None if name else f"a {what} needs a non-empty name"
+
+
+def _group_name_problem(
+    name: str, workspace: WorkspaceState, current: str | None = None
+) -> str | None:
+    """Empty, or taken by another group; a group's own name (in any case) is no clash."""
+    taken = name.casefold() in workspace.group_names
+    if current is not None and name.casefold() == current.casefold():
+        taken = False
+    return _name_problem(name, "group") or (
+        f"a group named {name!r} already exists" if taken else None
+    )
 
 
 def _capacity_problem(capacity: int) -> str | None:

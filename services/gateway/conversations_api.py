@@ -8,8 +8,6 @@ answer says what was decided when the read models show it within a few seconds.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID, uuid4
@@ -28,11 +26,12 @@ from events.conversation import CloseConversation
 from events.outbound import OutboundMessageQueued, RetryOutboundMessage
 from projections.queries import Caller, ReadModels
 from services.gateway.dependencies import (
-    COMMAND_WAIT_SECONDS,
     Publisher,
     admin,
     answer,
     caller,
+    first,
+    groups_of,
     may_see,
     outcome_of,
     publisher,
@@ -87,7 +86,8 @@ async def find_conversations(
     models: Models,
 ) -> dict[str, Any]:
     rows = await models.conversations_of_contact(who.workspace_id, contact)
-    return {"conversations": [row for row in rows if await may_see(models, who, row)]}
+    groups = await groups_of(models, who)
+    return {"conversations": [row for row in rows if await may_see(models, who, row, groups)]}
 
 
 @router.get("/api/conversations/{conversation_id}")
@@ -116,13 +116,7 @@ async def claim(
     command = ClaimConversation(
         conversation_id=conversation_id, workspace_id=who.workspace_id, member_id=who.member_id
     )
-    command_id = await send_record(
-        bus,
-        who,
-        HAND_OFF_REQUESTS_TOPIC.qualified(config.topic_prefix),
-        group_key(who.workspace_id, row.get("group_id")),
-        command,
-    )
+    command_id = await send_to_group(bus, config, who, row, command)
     return answer(await outcome_of(models, command_id), command_id, 200)
 
 
@@ -155,13 +149,7 @@ async def transfer(
         requested_by=who.member_id,
         note=body.note,
     )
-    command_id = await send_record(
-        bus,
-        who,
-        HAND_OFF_REQUESTS_TOPIC.qualified(config.topic_prefix),
-        group_key(who.workspace_id, row.get("group_id")),
-        command,
-    )
+    command_id = await send_to_group(bus, config, who, row, command)
     outcome = await outcome_of(models, command_id)
     if outcome is not None and outcome["outcome"] == "accepted":
         # The verdict is the transfer; the new holder is the next decision. Answer once the
@@ -173,16 +161,35 @@ async def transfer(
 async def eventually_moved(
     models: ReadModels, who: Caller, conversation_id: UUID, body: Transfer
 ) -> None:
-    deadline = time.monotonic() + COMMAND_WAIT_SECONDS
-    while time.monotonic() < deadline:
+    async def moved() -> bool | None:
         found = await models.assignment(who.workspace_id, conversation_id)
-        if found is not None and (
-            found["assignee_id"] == body.member_id
-            if body.member_id is not None
-            else found["group_id"] == body.group_id and found["state"] in ("queued", "assigned")
-        ):
-            return
-        await asyncio.sleep(0.05)
+        if found is None:
+            return None
+        if body.member_id is not None:
+            arrived = found["assignee_id"] == body.member_id
+        else:
+            arrived = found["group_id"] == body.group_id and found["state"] != "released"
+        return True if arrived else None
+
+    await first(moved)
+
+
+async def send_to_group(
+    bus: Publisher,
+    config: Settings,
+    who: Caller,
+    row: dict[str, Any],
+    command: ClaimConversation | TransferConversation,
+) -> UUID:
+    """Claims and transfers go to the records of the group that holds the conversation, so
+    its one decider orders them with the group's hand-offs."""
+    return await send_record(
+        bus,
+        who,
+        HAND_OFF_REQUESTS_TOPIC.qualified(config.topic_prefix),
+        group_key(who.workspace_id, row.get("group_id")),
+        command,
+    )
 
 
 @router.post("/api/conversations/{conversation_id}/messages", status_code=202)
@@ -197,12 +204,11 @@ async def reply(
     if not body.text.strip():
         raise HTTPException(400, "a reply needs some text")
     message_id = uuid4()
-    history = await models.history(conversation_id)
     queued = OutboundMessageQueued(
         message_id=message_id,
         conversation_id=conversation_id,
         # Orders replies that share a timestamp; the history sorts by time first.
-        sequence=1 + sum(1 for line in history if line["author_kind"] == "member"),
+        sequence=1 + await models.line_count(conversation_id, author_kind="member"),
         phone_number_id=row["phone_number_id"],
         to=row["contact_wa_id"],
         kind="text",

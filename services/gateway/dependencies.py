@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID, uuid4
 
 from aiokafka import AIOKafkaProducer
@@ -21,6 +22,7 @@ from services.gateway.webhook import OutgoingRecord
 from services.settings import Settings
 
 COMMAND_WAIT_SECONDS = 10.0
+T = TypeVar("T")
 
 
 class Publisher:
@@ -99,28 +101,43 @@ async def visible_conversation(
     return row
 
 
-async def may_see(models: ReadModels, who: Caller, row: dict[str, Any]) -> bool:
+async def groups_of(models: ReadModels, who: Caller) -> set[UUID] | None:
+    """The groups whose conversations the caller sees; None: all (an admin)."""
     if who.role == "admin":
+        return None
+    return set(await models.member_group_ids(who.workspace_id, who.member_id))
+
+
+async def may_see(
+    models: ReadModels, who: Caller, row: dict[str, Any], groups: set[UUID] | None = None
+) -> bool:
+    """``groups``: the caller's, from ``groups_of`` (read here when not given)."""
+    if who.role == "admin" or row.get("assignee_id") == who.member_id:
         return True
-    if row.get("assignee_id") == who.member_id:
-        return True
-    group_id = row.get("group_id")
-    return group_id is not None and group_id in await models.member_group_ids(
-        who.workspace_id, who.member_id
-    )
+    if groups is None:
+        groups = await groups_of(models, who) or set()
+    return row.get("group_id") in groups
+
+
+async def first(
+    probe: Callable[[], Awaitable[T | None]], within: float = COMMAND_WAIT_SECONDS
+) -> T | None:
+    """The first thing ``probe`` finds within ``within`` seconds (None: nothing by then)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = await probe()
+        if found is not None:
+            return found
+        await asyncio.sleep(0.05)
+    return None
 
 
 async def outcome_of(
     models: ReadModels, command_id: UUID, within: float = COMMAND_WAIT_SECONDS
 ) -> dict[str, Any] | None:
-    """The directory's verdict on a command, once the read models show it (None: not yet)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        found = await models.command_outcome(command_id)
-        if found is not None:
-            return found
-        await asyncio.sleep(0.05)
-    return None
+    """The deciding service's verdict on a command, once the read models show it (None:
+    not yet)."""
+    return await first(lambda: models.command_outcome(command_id), within)
 
 
 async def send_command(

@@ -22,7 +22,13 @@ from fastapi.responses import StreamingResponse
 
 from events.directory import SetAgentStatus
 from projections.queries import Caller, ReadModels
-from services.gateway.dependencies import Publisher, caller, read_models, send_command
+from services.gateway.dependencies import (
+    Publisher,
+    caller,
+    groups_of,
+    read_models,
+    send_command,
+)
 from services.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -116,11 +122,8 @@ async def _events(
         quiet = 0.0
         while not await request.is_disconnected():
             changes = await models.changes_since(who.workspace_id, position, BATCH)
-            groups = (
-                set()
-                if who.role == "admin"
-                else set(await models.member_group_ids(who.workspace_id, who.member_id))
-            )
+            # Read per batch, not per stream: an admin may add or remove the member meanwhile.
+            groups = await groups_of(models, who) if changes else None
             for change in changes:
                 position = change["seq"]
                 if _visible(who, groups, change):
@@ -138,8 +141,8 @@ async def _events(
             tracker.closed(who, models)
 
 
-def _visible(who: Caller, groups: set[UUID], change: dict[str, Any]) -> bool:
-    if who.role == "admin":
+def _visible(who: Caller, groups: set[UUID] | None, change: dict[str, Any]) -> bool:
+    if groups is None:  # an admin
         return True
     if change.get("member_id") == who.member_id:
         return True
