@@ -1,0 +1,108 @@
+"""py-spy on a running process, and a short reading of what it recorded.
+
+``py-spy record`` samples a live process by its pid (no restart, no code change): once
+on-CPU only (where the process computes), once with ``--idle`` (where its threads wait:
+database round trips, thread hand-offs, Kafka acks). Each is saved as collapsed stacks
+under ``.local/bench/`` (``frame;frame;frame count`` lines: the input of ``flamegraph.pl``,
+and a format speedscope opens as it is).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Hotspot:
+    function: str
+    self_share: float  # share of samples where it is the innermost frame
+    total_share: float  # share of samples where it is on the stack
+
+
+@dataclass(frozen=True)
+class Profile:
+    process: str
+    pid: int
+    mode: str  # "cpu" or "wall" (idle included)
+    samples: int
+    collapsed: Path
+    self_top: list[Hotspot]
+    total_top: list[Hotspot]
+
+
+def py_spy() -> str:
+    found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(found).exists():
+        raise RuntimeError("py-spy is not installed (make install brings it from PyPI)")
+    return found
+
+
+async def record(process: str, pid: int, seconds: float, out_dir: Path, *, idle: bool) -> Profile:
+    mode = "wall" if idle else "cpu"
+    collapsed = out_dir / f"profile-{process}-{mode}.txt"
+    arguments = [
+        py_spy(),
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(max(int(seconds), 1)),
+        "--rate",
+        "100",
+        "--format",
+        "raw",
+        "--output",
+        str(collapsed),
+        # Sample without pausing the process: a little less exact, far less intrusive.
+        "--nonblocking",
+    ]
+    if idle:
+        arguments.append("--idle")
+    child = await asyncio.create_subprocess_exec(
+        *arguments, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await child.communicate()
+    if child.returncode != 0 or not collapsed.exists():
+        raise RuntimeError(f"py-spy failed: {out.decode(errors='replace')[-1000:]}")
+    stacks = read_collapsed(collapsed.read_text())
+    self_top, total_top = hotspots(stacks)
+    return Profile(process, pid, mode, sum(stacks.values()), collapsed, self_top, total_top)
+
+
+def read_collapsed(text: str) -> Counter[tuple[str, ...]]:
+    """``frame;frame;frame count`` lines (outermost first) into stack -> samples."""
+    stacks: Counter[tuple[str, ...]] = Counter()
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            stacks[tuple(stack.split(";"))] += int(count)
+    return stacks
+
+
+def hotspots(
+    stacks: Counter[tuple[str, ...]], top: int = 12
+) -> tuple[list[Hotspot], list[Hotspot]]:
+    """The functions with the most samples as the innermost frame, and on the stack."""
+    total = sum(stacks.values())
+    if total == 0:
+        return [], []
+    own: Counter[str] = Counter()
+    anywhere: Counter[str] = Counter()
+    for stack, count in stacks.items():
+        if not stack:
+            continue
+        own[stack[-1]] += count
+        for frame in set(stack):
+            anywhere[frame] += count
+    shares = {name: (own[name] / total, anywhere[name] / total) for name in anywhere}
+    by_self = sorted(own, key=lambda n: -own[n])[:top]
+    by_total = sorted(anywhere, key=lambda n: -anywhere[n])[:top]
+    return (
+        [Hotspot(n, *shares[n]) for n in by_self],
+        [Hotspot(n, *shares[n]) for n in by_total],
+    )
