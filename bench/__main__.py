@@ -27,6 +27,7 @@ from bench.scenarios import (
     ongoing_run,
     start_for_handoff,
     start_for_ongoing,
+    started,
     sweep,
 )
 from bench.stats import memory_trend
@@ -123,11 +124,11 @@ async def finish(system: System, opts: Options) -> None:
 
 async def raw_sweep(opts: Options, infra: Infrastructure, run_dir: Path, report: Report) -> None:
     async def new_system() -> System:
-        system = RawPipeline(infra, run_dir)
-        await start_for_ongoing(system, opts, run_dir)
-        return system
+        return await started(
+            RawPipeline(infra, run_dir), opts, lambda s: start_for_ongoing(s, opts, run_dir)
+        )
 
-    result, system = await sweep(
+    _, system = await sweep(
         name="raw",
         scenario="ongoing",
         rates=opts.rates,
@@ -136,8 +137,8 @@ async def raw_sweep(opts: Options, infra: Infrastructure, run_dir: Path, report:
         new_system=new_system,
         run_one=lambda s, r, i: ongoing_run(s, r, i, opts, run_dir),
         say=say,
+        into=report.sweeps,
     )
-    report.sweeps.append(result)
     await finish(system, opts)
 
 
@@ -145,11 +146,13 @@ async def ongoing(
     opts: Options, infra: Infrastructure, run_dir: Path, graph: GraphStub, report: Report
 ) -> None:
     async def new_system() -> System:
-        system = Switchboard(infra, run_dir, graph.base_url)
-        await start_for_ongoing(system, opts, run_dir)
-        return system
+        return await started(
+            Switchboard(infra, run_dir, graph.base_url),
+            opts,
+            lambda s: start_for_ongoing(s, opts, run_dir),
+        )
 
-    result, system = await sweep(
+    _, system = await sweep(
         name="switchboard",
         scenario="ongoing",
         rates=opts.rates,
@@ -158,8 +161,8 @@ async def ongoing(
         new_system=new_system,
         run_one=lambda s, r, i: ongoing_run(s, r, i, opts, run_dir),
         say=say,
+        into=report.sweeps,
     )
-    report.sweeps.append(result)
     try:
         if "rebuild" in opts.parts and isinstance(system, Switchboard):
             say("== projection rebuild (on the system the sweep filled)")
@@ -175,9 +178,11 @@ async def handoffs(
     opts: Options, infra: Infrastructure, run_dir: Path, graph: GraphStub, report: Report
 ) -> None:
     async def new_system() -> System:
-        system = Switchboard(infra, run_dir, graph.base_url)
+        return await started(Switchboard(infra, run_dir, graph.base_url), opts, handoff_start)
+
+    async def handoff_start(system: System) -> None:
+        assert isinstance(system, Switchboard)
         await start_for_handoff(system)
-        return system
 
     # Every run gets a group, agents and contacts of its own: number them across rates.
     counter = iter(range(10_000))
@@ -186,7 +191,7 @@ async def handoffs(
         assert isinstance(system, Switchboard)
         return await handoff_run(system, rate, next(counter), opts, run_dir)
 
-    result, system = await sweep(
+    _, system = await sweep(
         name="switchboard",
         scenario="handoff",
         rates=opts.handoff_rates,
@@ -195,8 +200,8 @@ async def handoffs(
         new_system=new_system,
         run_one=run_one,
         say=say,
+        into=report.sweeps,
     )
-    report.sweeps.append(result)
     await finish(system, opts)
 
 

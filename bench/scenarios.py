@@ -189,6 +189,18 @@ def channel_of(system: System, what: str) -> str:
     return f"bench_{tag}_{what}"
 
 
+async def started(system: System, opts: Options, prepare: Hook) -> System:
+    """``prepare`` a system; stop it (and remove its data) if that fails."""
+    try:
+        await prepare(system)
+    except BaseException:
+        await system.stop()
+        if not opts.keep:
+            await system.cleanup()
+        raise
+    return system
+
+
 async def start_for_ongoing(system: System, opts: Options, work_dir: Path) -> None:
     """Start the system, install the arrival trigger, open ``--contacts`` conversations."""
     await system.start()
@@ -452,52 +464,63 @@ async def sweep(
     new_system: NewSystem,
     run_one: RunOne,
     say: Callable[[str], None],
+    into: list[Sweep],
 ) -> tuple[Sweep, System]:
     """Every rate ``opts.runs`` times, lowest first, on a system kept while it drains.
 
-    Returns the sweep and the system as the last run left it (the caller stops it).
+    The sweep goes into ``into`` at once, so the runs done before a failure are reported.
+    Returns it and the system as the last run left it (the caller stops it).
     """
     result = Sweep(name, scenario, p99_limit)
+    into.append(result)
     system = await new_system()
-    dirty = False
-    for rate in rates:
-        saturated_at = next(
-            (
-                lower
-                for lower in sorted(result.runs)
-                if lower < rate
-                and saturated([run.figures for run in result.runs[lower]], target_rate=lower)
-            ),
-            None,
-        )
-        if opts.skip_saturated and saturated_at is not None:
-            drained = median_drained(result.runs[saturated_at])
-            result.skipped[rate] = (
-                f"not run: at {saturated_at:g}/s it drained only {drained:.0f}/s"
-                " (--no-skip runs it anyway)"
+    try:
+        dirty = False
+        for rate in rates:
+            saturated_at = next(
+                (
+                    lower
+                    for lower in sorted(result.runs)
+                    if lower < rate
+                    and saturated([run.figures for run in result.runs[lower]], target_rate=lower)
+                ),
+                None,
             )
-            say(f"  {name} {scenario} {rate:g}/s: {result.skipped[rate]}")
-            continue
-        for index in range(opts.runs):
-            fresh = False
-            if dirty:
-                say(f"  {name}: the last run left messages in flight; starting a fresh system")
-                await system.stop()
-                if not opts.keep:
-                    await system.cleanup()
-                system = await new_system()
-                fresh = True
-            run = await run_one(system, rate, index)
-            run.fresh_system = fresh
-            result.runs.setdefault(rate, []).append(run)
-            f = run.figures
-            say(
-                f"  {name} {scenario} {rate:g}/s run {index + 1}: sent {f.send_rate:.0f}/s,"
-                f" drained {f.drained}/{f.scheduled} at {f.drained_rate:.0f}/s,"
-                f" p50 {fmt_seconds(f.latency.p50)} p99 {fmt_seconds(f.latency.p99)}"
-                + ("" if run.verdict.sustained else f"  [{'; '.join(run.verdict.reasons)}]")
-            )
-            dirty = f.drained < f.accepted or any(True for _ in dead_processes(system))
+            if opts.skip_saturated and saturated_at is not None:
+                drained = median_drained(result.runs[saturated_at])
+                result.skipped[rate] = (
+                    f"not run: at {saturated_at:g}/s it drained only {drained:.0f}/s"
+                    " (--no-skip runs it anyway)"
+                )
+                say(f"  {name} {scenario} {rate:g}/s: {result.skipped[rate]}")
+                continue
+            for index in range(opts.runs):
+                fresh = False
+                if dirty:
+                    say(f"  {name}: the last run left messages in flight; starting a fresh system")
+                    await system.stop()
+                    if not opts.keep:
+                        await system.cleanup()
+                    system = await new_system()
+                    fresh = True
+                run = await run_one(system, rate, index)
+                run.fresh_system = fresh
+                result.runs.setdefault(rate, []).append(run)
+                f = run.figures
+                say(
+                    f"  {name} {scenario} {rate:g}/s run {index + 1}: sent {f.send_rate:.0f}/s,"
+                    f" drained {f.drained}/{f.scheduled} at {f.drained_rate:.0f}/s,"
+                    f" p50 {fmt_seconds(f.latency.p50)} p99 {fmt_seconds(f.latency.p99)}"
+                    + ("" if run.verdict.sustained else f"  [{'; '.join(run.verdict.reasons)}]")
+                )
+                dirty = f.drained < f.accepted or any(True for _ in dead_processes(system))
+    except BaseException:
+        # Never leave a system running behind a failure (it would hold ports, connections
+        # and CPU for whatever runs next).
+        await system.stop()
+        if not opts.keep:
+            await system.cleanup()
+        raise
     return result, system
 
 
