@@ -389,12 +389,67 @@ async def prepare_agents(system: Switchboard, conversations_planned: int, index:
             {"flow_id": flow["flow_id"]},
         )
         deadline = time.monotonic() + SETUP_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
+        while True:
             roster = await api.call("GET", f"/api/groups/{group}/roster", admin)
             if sum(1 for m in roster["members"] if m["status"] == "available") == agents:
-                return agents
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the {agents} agents of group {group} are not all available")
             await asyncio.sleep(0.5)
-    raise RuntimeError(f"the {agents} agents of group {group} did not all show as available")
+        await probe_handoff(system, api, index)
+    return agents
+
+
+async def probe_handoff(system: Switchboard, api: Api, index: int) -> None:
+    """One conversation through the whole flow before the clock starts.
+
+    The API answers once the read models show the flow chosen, but each service learns it
+    from the directory's events at its own pace, and a conversation runs the flow active at
+    its start, in Meta's whole-second timestamps. So: wait for the next second, then a probe
+    customer must get the bot's question and, after tapping, an agent.
+    """
+    await asyncio.sleep(1.0 - time.time() % 1.0 + 0.01)
+    contact = f"56{index:03d}0000000"
+    stamp = int(time.time())
+    first = sign(
+        system.secret,
+        text_message(system.phone_number_id, contact, f"wamid.probe.{index}.a", "hola", stamp),
+    )
+    tap = sign(
+        system.secret,
+        button_reply(
+            system.phone_number_id,
+            contact,
+            f"wamid.probe.{index}.b",
+            button_id="talk",
+            title="Hablar con un asesor",
+            timestamp=stamp,
+        ),
+    )
+    admin = system.admin_token
+    for body in (first, tap):
+        async with api.session.post(
+            system.url + "/webhooks/whatsapp",
+            data=body.body,
+            headers={"Content-Type": "application/json", "X-Hub-Signature-256": body.signature},
+        ) as response:
+            if response.status != 200:
+                raise RuntimeError(f"the probe's webhook got {response.status}")
+    deadline = time.monotonic() + SETUP_TIMEOUT_SECONDS
+    lines: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        found = await api.call("GET", f"/api/conversations?contact={contact}", admin)
+        if found["conversations"]:
+            conversation = found["conversations"][0]
+            if conversation.get("assignment_state") == "assigned":
+                return
+            history = await api.call(
+                "GET", f"/api/conversations/{conversation['conversation_id']}/history", admin
+            )
+            lines = history["history"]
+        await asyncio.sleep(0.5)
+    said = [f"{line['author_kind']}: {line['text']}" for line in lines]
+    raise RuntimeError(f"the probe conversation was not assigned to an agent; its history: {said}")
 
 
 async def handoff_run(
