@@ -10,6 +10,7 @@ and a format speedscope opens as it is).
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import sys
 from collections import Counter
@@ -33,6 +34,7 @@ class Profile:
     collapsed: Path
     self_top: list[Hotspot]
     total_top: list[Hotspot]
+    own_top: list[Hotspot]  # switchboard's own functions, by share of samples on the stack
 
 
 def py_spy() -> str:
@@ -71,17 +73,55 @@ async def record(process: str, pid: int, seconds: float, out_dir: Path, *, idle:
         raise RuntimeError(f"py-spy failed: {out.decode(errors='replace')[-1000:]}")
     stacks = read_collapsed(collapsed.read_text())
     self_top, total_top = hotspots(stacks)
-    return Profile(process, pid, mode, sum(stacks.values()), collapsed, self_top, total_top)
+    return Profile(
+        process,
+        pid,
+        mode,
+        sum(stacks.values()),
+        collapsed,
+        self_top,
+        total_top,
+        own_code(stacks),
+    )
+
+
+LINE_NUMBER = re.compile(r":\d+\)$")
+OWN_CODE = ("services/", "projections/", "events/")
 
 
 def read_collapsed(text: str) -> Counter[tuple[str, ...]]:
-    """``frame;frame;frame count`` lines (outermost first) into stack -> samples."""
+    """``frame;frame;frame count`` lines (outermost first) into stack -> samples.
+
+    A frame is ``function (file.py:line)``; the line is dropped, so a function counts once
+    whichever of its lines was running.
+    """
     stacks: Counter[tuple[str, ...]] = Counter()
     for line in text.splitlines():
         stack, _, count = line.rpartition(" ")
         if stack and count.isdigit():
-            stacks[tuple(stack.split(";"))] += int(count)
+            frames = tuple(LINE_NUMBER.sub(")", frame) for frame in stack.split(";"))
+            stacks[frames] += int(count)
     return stacks
+
+
+def own_code(stacks: Counter[tuple[str, ...]], top: int = 12) -> list[Hotspot]:
+    """switchboard's functions (``services/``, ``projections/``, ``events/``) by the share
+    of samples they are on the stack for: where the project's own code spends the time."""
+    total = sum(stacks.values())
+    if total == 0:
+        return []
+    anywhere: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    for stack, count in stacks.items():
+        ours = [frame for frame in stack if any(f"({p}" in frame for p in OWN_CODE)]
+        for frame in set(ours):
+            anywhere[frame] += count
+        if stack and stack[-1] in ours:
+            own[stack[-1]] += count
+    return [
+        Hotspot(name, own[name] / total, anywhere[name] / total)
+        for name in sorted(anywhere, key=lambda n: -anywhere[n])[:top]
+    ]
 
 
 def hotspots(

@@ -280,6 +280,9 @@ def profile_lines(profile: ProfileResult | None) -> list[str]:
                 f"    self {h.self_share * 100:5.1f}%  total {h.total_share * 100:5.1f}%"
                 f"  {h.function}"
             )
+        lines.append("   switchboard's own functions, by time on the stack:")
+        for h in p.own_top[:8]:
+            lines.append(f"    total {h.total_share * 100:5.1f}%  {h.function}")
     return lines
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.lags import Backlog, process_of_group, slowest
-from bench.profiling import hotspots, read_collapsed
+from bench.profiling import hotspots, own_code, read_collapsed
 from bench.schedule import Item, conversations, due, split, steady
 
 pytestmark = pytest.mark.unit
@@ -99,7 +99,21 @@ def test_collapsed_stacks_read_into_self_and_total_shares() -> None:
     )
     assert sum(stacks.values()) == 10
     by_self, by_total = hotspots(stacks)
-    assert by_self[0].function == "execute (db.py:9)"
+    assert by_self[0].function == "execute (db.py)"
     assert by_self[0].self_share == pytest.approx(0.6)
-    assert by_total[0].function == "main (a.py:1)"
+    assert by_total[0].function == "main (a.py)"
     assert by_total[0].total_share == pytest.approx(1.0)
+
+
+def test_a_function_counts_once_whichever_line_ran_and_own_code_is_picked_out() -> None:
+    stacks = read_collapsed(
+        "run (asyncio/base.py:1);handle (services/inbound/handlers.py:40);"
+        "execute (psycopg/cursor.py:9) 6\n"
+        "run (asyncio/base.py:1);handle (services/inbound/handlers.py:52);"
+        "decide (services/inbound/decide.py:7) 4\n"
+    )
+    mine = own_code(stacks)
+    assert [h.function for h in mine][:1] == ["handle (services/inbound/handlers.py)"]
+    assert mine[0].total_share == pytest.approx(1.0)
+    decide = next(h for h in mine if h.function.startswith("decide"))
+    assert decide.self_share == pytest.approx(0.4)
