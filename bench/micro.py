@@ -50,7 +50,7 @@ from events.envelope import Actor, Envelope
 BATCH = 500
 PARTITIONS = 6
 RELAY_START_TIMEOUT_SECONDS = 60.0
-HOP_TIMEOUT_SECONDS = 120.0
+HOP_TIMEOUT_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -148,12 +148,29 @@ async def wait_offsets(kafka: str, topic: str, target: int, within: float) -> fl
 
 
 async def create_topics(kafka: str, names: Sequence[str]) -> None:
+    """Create the topics and wait until every partition has a leader: a producer that
+    meets a topic before its metadata spends seconds retrying, inside the timed window."""
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
     await admin.start()
     try:
         await admin.create_topics(
             [NewTopic(name, PARTITIONS, 1, topic_configs={"retention.ms": "-1"}) for name in names]
         )
+        deadline = time.monotonic() + RELAY_START_TIMEOUT_SECONDS
+        while True:
+            described = await admin.describe_topics(list(names))
+            led = [
+                t
+                for t in described
+                if t["error_code"] == 0
+                and len(t["partitions"]) == PARTITIONS
+                and all(p["leader"] >= 0 for p in t["partitions"])
+            ]
+            if len(led) == len(names):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics {list(names)} have no leaders yet")
+            await asyncio.sleep(0.1)
     finally:
         await admin.close()
 

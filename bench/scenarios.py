@@ -544,8 +544,7 @@ async def sweep(
             if opts.skip_saturated and saturated_at is not None:
                 drained = median_drained(result.runs[saturated_at])
                 result.skipped[rate] = (
-                    f"not run: at {saturated_at:g}/s it drained only {drained:.0f}/s"
-                    " (--no-skip runs it anyway)"
+                    f"not run: {saturated_at:g}/s already drained only {drained:.0f}/s"
                 )
                 say(f"  {name} {scenario} {rate:g}/s: {result.skipped[rate]}")
                 continue

@@ -157,8 +157,21 @@ def rate_sustained(runs: Sequence[RunFigures], *, p99_limit: float) -> Verdict:
     good = sum(1 for v in verdicts if v.sustained)
     if good * 2 > len(runs):
         return Verdict(True)
-    reasons = sorted({reason for v in verdicts for reason in v.reasons})
-    return Verdict(False, (f"{len(runs) - good} of {len(runs)} runs not sustained", *reasons))
+    kinds = sorted({_kind(reason) for v in verdicts for reason in v.reasons})
+    return Verdict(False, (f"{len(runs) - good} of {len(runs)} runs not sustained", *kinds))
+
+
+def _kind(reason: str) -> str:
+    """A run's reason without its numbers (each run's own figures are in the JSON)."""
+    for marker, kind in (
+        ("sent ", "send rate not met"),
+        ("not accepted", "requests refused or failed"),
+        ("never reached", "messages not in the read model in time"),
+        ("p99 ", "p99 over the limit"),
+    ):
+        if marker in reason:
+            return kind
+    return reason
 
 
 # Below this share of its target, a rate is clearly above capacity: higher rates would only

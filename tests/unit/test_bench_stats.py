@@ -131,7 +131,7 @@ def test_a_rate_is_sustained_when_most_of_its_runs_are() -> None:
         [figures_with(0.1), figures_with(0.3), figures_with(0.4)], p99_limit=0.25
     )
     assert not verdict.sustained
-    assert verdict.reasons[0] == "2 of 3 runs not sustained"
+    assert verdict.reasons == ("2 of 3 runs not sustained", "p99 over the limit")
     assert not rate_sustained([figures_with(0.1), figures_with(0.3)], p99_limit=0.25).sustained
     assert not rate_sustained([], p99_limit=0.25).sustained
 
