@@ -10,6 +10,7 @@ and a format speedscope opens as it is).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import shutil
 import sys
@@ -72,6 +73,8 @@ async def record(process: str, pid: int, seconds: float, out_dir: Path, *, idle:
     if child.returncode != 0 or not collapsed.exists():
         raise RuntimeError(f"py-spy failed: {out.decode(errors='replace')[-1000:]}")
     stacks = read_collapsed(collapsed.read_text())
+    if idle:
+        stacks = busy_threads(stacks)
     self_top, total_top = hotspots(stacks)
     return Profile(
         process,
@@ -102,6 +105,30 @@ def read_collapsed(text: str) -> Counter[tuple[str, ...]]:
             frames = tuple(LINE_NUMBER.sub(")", frame) for frame in stack.split(";"))
             stacks[frames] += int(count)
     return stacks
+
+
+# Threads that only wait for work to arrive (a pool's housekeeping, an idle worker of a
+# thread pool): with ``--idle`` they fill most samples and say nothing about the work.
+IDLE_LOOPS = ("ConnectionPool.worker", "Scheduler.run")
+WAITS = ("Condition.wait", "Event.wait")
+
+
+def busy_threads(stacks: Counter[tuple[str, ...]]) -> Counter[tuple[str, ...]]:
+    """The stacks without idle background threads: those waiting in a pool's housekeeping
+    loop, or an idle worker thread waiting on its queue (the event loop's own wait in
+    ``select`` stays: it shows how long the loop had nothing to do)."""
+    kept: Counter[tuple[str, ...]] = Counter()
+    for stack, count in stacks.items():
+        waiting = bool(stack) and stack[-1].startswith(WAITS)
+        housekeeping = any(frame.startswith(IDLE_LOOPS) for frame in stack)
+        idle_worker = any(
+            frame.startswith("WorkerThread.run") and following.startswith("Queue.get")
+            for frame, following in itertools.pairwise(stack)
+        )
+        if waiting and (housekeeping or idle_worker):
+            continue
+        kept[stack] += count
+    return kept
 
 
 def own_code(stacks: Counter[tuple[str, ...]], top: int = 12) -> list[Hotspot]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.lags import Backlog, process_of_group, slowest
-from bench.profiling import hotspots, own_code, read_collapsed
+from bench.profiling import busy_threads, hotspots, own_code, read_collapsed
 from bench.schedule import Item, conversations, due, split, steady
 
 pytestmark = pytest.mark.unit
@@ -117,3 +117,21 @@ def test_a_function_counts_once_whichever_line_ran_and_own_code_is_picked_out() 
     assert mine[0].total_share == pytest.approx(1.0)
     decide = next(h for h in mine if h.function.startswith("decide"))
     assert decide.self_share == pytest.approx(0.4)
+
+
+def test_idle_background_threads_are_left_out_of_the_wall_clock_profile() -> None:
+    stacks = read_collapsed(
+        "Thread.run (threading.py:1);ConnectionPool.worker (psycopg_pool/pool.py:2);"
+        "Queue.get (queue.py:3);Condition.wait (threading.py:4) 50\n"
+        "Thread.run (threading.py:1);WorkerThread.run (anyio/_asyncio.py:5);"
+        "Queue.get (queue.py:3);Condition.wait (threading.py:4) 30\n"
+        "Thread.run (threading.py:1);WorkerThread.run (anyio/_asyncio.py:6);"
+        "append (services/store.py:7);Connection.wait (psycopg/connection.py:8) 15\n"
+        "run_forever (asyncio/base_events.py:9);EpollSelector.select (selectors.py:10) 5\n"
+    )
+    busy = busy_threads(stacks)
+    assert sum(busy.values()) == 20
+    assert {stack[-1] for stack in busy} == {
+        "Connection.wait (psycopg/connection.py)",
+        "EpollSelector.select (selectors.py)",
+    }
