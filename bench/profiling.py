@@ -73,8 +73,9 @@ async def record(process: str, pid: int, seconds: float, out_dir: Path, *, idle:
     if child.returncode != 0 or not collapsed.exists():
         raise RuntimeError(f"py-spy failed: {out.decode(errors='replace')[-1000:]}")
     stacks = read_collapsed(collapsed.read_text())
-    if idle:
-        stacks = busy_threads(stacks)
+    # py-spy's idle detection misses some waits (``--nonblocking`` samples without
+    # pausing), so idle background threads are left out of both modes.
+    stacks = busy_threads(stacks)
     self_top, total_top = hotspots(stacks)
     return Profile(
         process,
@@ -90,6 +91,7 @@ async def record(process: str, pid: int, seconds: float, out_dir: Path, *, idle:
 
 LINE_NUMBER = re.compile(r":\d+\)$")
 OWN_CODE = ("services/", "projections/", "events/")
+ENTRY_POINT = "(services/cli.py)"  # on every stack of the main thread: says nothing
 
 
 def read_collapsed(text: str) -> Counter[tuple[str, ...]]:
@@ -140,7 +142,11 @@ def own_code(stacks: Counter[tuple[str, ...]], top: int = 12) -> list[Hotspot]:
     anywhere: Counter[str] = Counter()
     own: Counter[str] = Counter()
     for stack, count in stacks.items():
-        ours = [frame for frame in stack if any(f"({p}" in frame for p in OWN_CODE)]
+        ours = [
+            frame
+            for frame in stack
+            if any(f"({p}" in frame for p in OWN_CODE) and ENTRY_POINT not in frame
+        ]
         for frame in set(ours):
             anywhere[frame] += count
         if stack and stack[-1] in ours:

@@ -274,7 +274,8 @@ def profile_lines(profile: ProfileResult | None) -> list[str]:
         f"Profile of {profile.process} at {profile.rate:g}/s ({profile.chosen_because})",
     ]
     for p in profile.profiles:
-        what = "on-CPU" if p.mode == "cpu" else "wall clock, idle pool and worker threads left out"
+        what = "on-CPU" if p.mode == "cpu" else "wall clock"
+        what += ", idle pool and worker threads left out"
         lines.append(f"  {what} ({p.samples} samples; all stacks in {p.collapsed}):")
         for h in p.self_top[:8]:
             lines.append(
