@@ -46,6 +46,7 @@ from events.directory import (
 )
 from events.flows import ActiveFlowChosen, ChooseActiveFlow, FlowPublished, PublishFlow
 from services.flows.definition import FlowInvalid, parse_flow
+from services.text_rules import control_character_problem
 
 DEFAULT_ADMIN_CAPACITY = 10
 MIN_CAPACITY, MAX_CAPACITY = 1, 100
@@ -218,8 +219,11 @@ def decide_create_workspace(
                 f"{number.owner}",
             )
         ]
-    if not command.name.strip():
-        return [_reject(command, command_id, "a workspace needs a non-empty name")]
+    problem = _name_problem(command.name.strip(), "workspace") or _name_problem(
+        command.admin_name.strip(), "admin"
+    )
+    if problem:
+        return [_reject(command, command_id, problem)]
     if not valid_time_zone(command.time_zone):
         return [_reject(command, command_id, f"unknown time zone {command.time_zone!r}")]
     return [
@@ -488,7 +492,12 @@ def decide_set_notification_settings(
 
 
 def _name_problem(name: str, what: str) -> str | None:
-    return None if name else f"a {what} needs a non-empty name"
+    """Empty, or holding a control character: a name must be storable and showable
+    everywhere (a NUL, for one, cannot be stored by any read model)."""
+    if not name:
+        return f"a {what} needs a non-empty name"
+    problem = control_character_problem(name)
+    return f"a {what}'s name {problem}" if problem else None
 
 
 def _group_name_problem(

@@ -41,6 +41,8 @@ from pydantic import (
     field_validator,
 )
 
+from services.flows.text_check import first_text_problem
+
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DURATION = re.compile(r"^(\d+)\s*(s|m|h)$")
@@ -253,6 +255,9 @@ def parse_flow(
     them; running an already published version does not (a group deleted since must not
     break conversations that started before).
     """
+    text_problem = first_text_problem(document)
+    if text_problem is not None:
+        raise FlowInvalid(*text_problem)
     raw_blocks = document.get("blocks")
     if isinstance(raw_blocks, list):
         for raw in raw_blocks:
