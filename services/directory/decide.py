@@ -33,12 +33,14 @@ from events.directory import (
     GroupMemberRemoved,
     GroupRenamed,
     MemberAdded,
+    MemberCredentialIssued,
     MemberDeactivated,
     MemberUpdated,
     NotificationSettingsChanged,
     RemoveGroupMember,
     RenameGroup,
     Role,
+    RotateMemberToken,
     SetAgentStatus,
     SetNotificationSettings,
     UpdateMember,
@@ -86,6 +88,9 @@ class WorkspaceState:
     name: str = ""
     member_states: Mapping[UUID, MemberState] = field(default_factory=_no_members)
     group_states: Mapping[UUID, GroupState] = field(default_factory=_no_groups)
+    # Members whose token hash was issued as a MemberCredentialIssued (those added by a
+    # member_added v1 before it were not, until carried over).
+    credentialed: frozenset[UUID] = frozenset()
 
     @property
     def members(self) -> frozenset[UUID]:
@@ -142,6 +147,8 @@ def evolve_workspace(state: WorkspaceState, event: Payload) -> WorkspaceState:
             before = state.member_states.get(member_id)
             active = before.active if before is not None else True
             return _with_member(state, member_id, MemberState(name, role, capacity, active))
+        case MemberCredentialIssued(member_id=member_id):
+            return replace(state, credentialed=state.credentialed | {member_id})
         case MemberDeactivated(member_id=member_id) if member_id in state.member_states:
             member = state.member_states[member_id]
             return _with_member(state, member_id, replace(member, active=False))
@@ -239,7 +246,12 @@ def decide_create_workspace(
             name=command.admin_name,
             role="admin",
             capacity=DEFAULT_ADMIN_CAPACITY,
+        ),
+        MemberCredentialIssued(
+            workspace_id=command.workspace_id,
+            member_id=command.admin_member_id,
             token_hash=command.admin_token_hash,
+            reason="added",
         ),
     ]
 
@@ -330,8 +342,48 @@ def decide_add_member(
             name=name,
             role=command.role,
             capacity=command.capacity,
+        ),
+        MemberCredentialIssued(
+            workspace_id=command.workspace_id,
+            member_id=command.member_id,
             token_hash=command.token_hash,
+            reason="added",
+        ),
+    ]
+
+
+def decide_rotate_member_token(
+    command: RotateMemberToken, command_id: UUID, workspace: WorkspaceState
+) -> list[Payload]:
+    """A new token for an active member; its previous one stops working."""
+    problem = _member_problem(command.member_id, workspace)
+    if problem:
+        return [_reject(command, command_id, problem)]
+    return [
+        MemberCredentialIssued(
+            workspace_id=command.workspace_id,
+            member_id=command.member_id,
+            token_hash=command.token_hash,
+            reason="rotated",
         )
+    ]
+
+
+def carry_over_credentials(
+    workspace: WorkspaceState, legacy_hashes: Mapping[UUID, str]
+) -> list[MemberCredentialIssued]:
+    """Credentials for the members a ``member_added`` v1 added (``legacy_hashes``: their
+    token hashes, read from those records), unless issued since: their tokens keep working
+    once ``member_added`` no longer carries the hash."""
+    return [
+        MemberCredentialIssued(
+            workspace_id=workspace.workspace_id,
+            member_id=member_id,
+            token_hash=token_hash,
+            reason="carried_over",
+        )
+        for member_id, token_hash in sorted(legacy_hashes.items())
+        if member_id in workspace.member_states and member_id not in workspace.credentialed
     ]
 
 

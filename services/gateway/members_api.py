@@ -16,6 +16,7 @@ from events.directory import (
     AgentStatus,
     DeactivateMember,
     Role,
+    RotateMemberToken,
     SetAgentStatus,
     SetNotificationSettings,
     UpdateMember,
@@ -25,6 +26,7 @@ from services.gateway.dependencies import (
     Publisher,
     admin,
     caller,
+    first,
     outcome_of,
     publisher,
     read_models,
@@ -44,6 +46,7 @@ from services.gateway.responses import (
     Members,
     NotificationsSet,
     StatusSet,
+    TokenRotated,
 )
 from services.settings import Settings
 
@@ -131,6 +134,10 @@ async def add_member(
     )
     command_id = await send_command(bus, config, who, command)
     outcome = await outcome_of(models, command_id)
+    # The member and its credential reach the read models from two topics: answer 201 once
+    # the token works, as the caller will use it next.
+    if outcome is not None and outcome["outcome"] == "accepted":
+        await first(lambda: models.caller(token))
     created = MemberCreated(
         command_id=command_id,
         member_id=member_id,
@@ -205,6 +212,40 @@ async def deactivate_member(
     await _member(models, who, member_id)
     command = DeactivateMember(workspace_id=who.workspace_id, member_id=member_id)
     return await verdict(bus, config, models, who, command, 200, MemberDeactivated)
+
+
+@router.post(
+    "/api/members/{member_id}/token",
+    response_model=TokenRotated,
+    responses={
+        202: {"model": TokenRotated, "description": "Sent; not decided within the wait."},
+        **problem_responses(403, 404),
+    },
+)
+async def rotate_token(
+    member_id: UUID,
+    who: Annotated[Caller, Depends(caller)],
+    models: Models,
+    bus: Bus,
+    config: Config,
+) -> JSONResponse:
+    """A new token for the member (an admin's, or the member's own); the previous one stops
+    working once this answers 200. Shown once, like the first."""
+    if who.role != "admin" and who.member_id != member_id:
+        raise HTTPException(403, "only an admin or the member itself rotates its token")
+    await _member(models, who, member_id)
+    token = secrets.token_urlsafe(32)
+    command = RotateMemberToken(
+        workspace_id=who.workspace_id, member_id=member_id, token_hash=token_hash(token)
+    )
+    command_id = await send_command(bus, config, who, command)
+    outcome = await outcome_of(models, command_id)
+    rotated = TokenRotated(command_id=command_id, member_id=member_id, token=token)
+    if outcome is None:
+        return typed(rotated.model_copy(update={"detail": "accepted; not decided yet"}), 202)
+    if outcome["outcome"] == "rejected":
+        raise HTTPException(422, outcome["reason"])
+    return typed(rotated)
 
 
 @router.get("/api/me", response_model=Member)

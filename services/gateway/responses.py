@@ -94,6 +94,18 @@ class MemberCreated(BaseModel):
     detail: str | None = Field(default=None, description="on 202: not decided yet")
 
 
+class TokenRotated(BaseModel):
+    """The member's new token, shown this once; the previous one no longer works (200).
+    202: not decided within the wait (``detail``); the new token works once it is."""
+
+    model_config = _examples({"command_id": COMMAND, "member_id": ANA, "token": "q8Zr1..."})
+
+    command_id: UUID
+    member_id: UUID
+    token: str
+    detail: str | None = Field(default=None, description="on 202: not decided yet")
+
+
 class MemberChanged(BaseModel):
     model_config = _examples(
         {"command_id": COMMAND, "member_id": ANA, "name": "Ana M.", "role": "agent", "capacity": 7}

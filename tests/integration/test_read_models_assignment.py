@@ -181,7 +181,6 @@ async def world(settings: Settings) -> AsyncIterator[World]:
                         name=name,
                         role=role,  # type: ignore[arg-type]
                         capacity=3,
-                        token_hash=uuid.uuid4().hex,
                     )
                 )
             for group, name in ((VENTAS, "Ventas"), (SOPORTE, "Soporte")):
@@ -189,6 +188,13 @@ async def world(settings: Settings) -> AsyncIterator[World]:
             for group, member in ((VENTAS, ANA), (VENTAS, BETO), (SOPORTE, BETO)):
                 await world.directory(
                     GroupMemberAdded(workspace_id=WS, group_id=group, member_id=member)
+                )
+            # The directory's topic is not the decisions' one: wait until the rosters show,
+            # so what the tests read does not depend on which topic the projector reads first.
+            for group, size in ((VENTAS, 2), (SOPORTE, 1)):
+                await world.until(
+                    lambda group=group: world.models.roster(WS, group),  # type: ignore[misc]
+                    lambda roster, size=size: len(roster) == size,  # type: ignore[misc]
                 )
             yield world
         finally:

@@ -113,7 +113,6 @@ def acme() -> WorkspaceState:
             name="Ana",
             role="admin",
             capacity=10,
-            token_hash="a" * 64,
         ),
         GroupCreated(workspace_id=WORKSPACE, group_id=GROUP, name="Ventas"),
     ):
