@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi_offline import FastAPIOffline
 from psycopg_pool import AsyncConnectionPool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from events.catalogue import WHATSAPP_INBOUND
 from projections.queries import ReadModels
@@ -25,7 +26,12 @@ from services.gateway import (
 )
 from services.gateway.dependencies import Publisher, read_models
 from services.gateway.openapi import described_openapi
-from services.gateway.problems import Problem, invalid_request, problem_responses
+from services.gateway.problems import (
+    PROBLEM_CONTENT,
+    http_problem,
+    invalid_request,
+    problem_responses,
+)
 from services.gateway.responses import WebhookAccepted
 from services.gateway.webhook import (
     WebhookError,
@@ -73,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
         swagger_ui_parameters={"validatorUrl": None},
     )
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, http_problem)
 
     @app.get(
         "/webhooks/whatsapp",
@@ -83,7 +90,11 @@ def create_app(settings: Settings) -> FastAPI:
                 "description": "The challenge, echoed",
                 "content": {"text/plain": {"schema": {"type": "string"}, "example": "1158201444"}},
             },
-            **problem_responses(400, 403, 422),
+            **problem_responses(400, 422),
+            403: {
+                "content": PROBLEM_CONTENT,
+                "description": "`hub.verify_token` does not match `WHATSAPP_VERIFY_TOKEN`.",
+            },
         },
     )
     async def verify_webhook(
@@ -173,11 +184,11 @@ WEBHOOK_BODY = {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WhatsAppWebhook"}}},
 }
 WEBHOOK_UNSIGNED = {
-    "model": Problem,
+    "content": PROBLEM_CONTENT,
     "description": "`X-Hub-Signature-256` is missing or does not match the body.",
 }
 WEBHOOK_UNAVAILABLE = {
-    "model": Problem,
+    "content": PROBLEM_CONTENT,
     "description": "Kafka did not acknowledge every record: nothing is lost, Meta retries.",
     "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}},
 }

@@ -40,7 +40,7 @@ from services.gateway.dependencies import (
     settings,
     visible_conversation,
 )
-from services.gateway.inputs import Identifier, Note, ReplyText
+from services.gateway.inputs import Identifier, Note, ReplyText, known_query_only
 from services.gateway.problems import problem_responses
 from services.gateway.responses import (
     CommandAccepted,
@@ -54,7 +54,11 @@ from services.gateway.responses import (
 )
 from services.settings import Settings
 
-router = APIRouter(tags=["conversations"], responses=problem_responses(401, 422, 503))
+router = APIRouter(
+    tags=["conversations"],
+    responses=problem_responses(401, 422, 503),
+    dependencies=[Depends(known_query_only)],
+)
 
 Models = Annotated[ReadModels, Depends(read_models)]
 Bus = Annotated[Publisher, Depends(publisher)]

@@ -28,7 +28,7 @@ from services.gateway.dependencies import (
     typed,
     verdict,
 )
-from services.gateway.inputs import Name
+from services.gateway.inputs import Name, known_query_only
 from services.gateway.problems import problem_responses
 from services.gateway.responses import (
     CommandPending,
@@ -44,7 +44,11 @@ from services.gateway.responses import (
 )
 from services.settings import Settings
 
-router = APIRouter(tags=["groups"], responses=problem_responses(401, 422, 503))
+router = APIRouter(
+    tags=["groups"],
+    responses=problem_responses(401, 422, 503),
+    dependencies=[Depends(known_query_only)],
+)
 
 Models = Annotated[ReadModels, Depends(read_models)]
 Bus = Annotated[Publisher, Depends(publisher)]

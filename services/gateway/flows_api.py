@@ -28,7 +28,7 @@ from services.gateway.dependencies import (
     settings,
     verdict,
 )
-from services.gateway.inputs import Identifier
+from services.gateway.inputs import Identifier, known_query_only
 from services.gateway.problems import problem_responses
 from services.gateway.responses import (
     ActiveFlowChosen,
@@ -39,7 +39,11 @@ from services.gateway.responses import (
 )
 from services.settings import Settings
 
-router = APIRouter(tags=["flows"], responses=problem_responses(401, 422, 503))
+router = APIRouter(
+    tags=["flows"],
+    responses=problem_responses(401, 422, 503),
+    dependencies=[Depends(known_query_only)],
+)
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 # A flow is a few kilobytes; the demo flow is 3. Larger bodies are refused before parsing
 # (a YAML document can also expand through aliases).

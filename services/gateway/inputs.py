@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from fastapi import Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, StringConstraints
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
@@ -84,3 +87,31 @@ Note = Annotated[str, StringConstraints(max_length=MAX_NOTE), NoControlCharacter
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_IDENTIFIER), NoControlCharacters()
 ]
+
+
+async def known_query_only(request: Request) -> None:
+    """Refuse a query parameter the route does not take (a typo such as ``?contacts=`` would
+    otherwise be ignored in silence), as request bodies refuse unknown fields."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if not isinstance(dependant, Dependant):
+        return
+    unknown = sorted(set(request.query_params) - _query_names(dependant))
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ("query", name),
+                    "msg": "this route takes no such query parameter",
+                }
+                for name in unknown
+            ]
+        )
+
+
+def _query_names(dependant: Dependant) -> frozenset[str]:
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return frozenset(names)

@@ -35,7 +35,7 @@ from services.gateway.dependencies import (
     typed,
     verdict,
 )
-from services.gateway.inputs import Name
+from services.gateway.inputs import Name, known_query_only
 from services.gateway.problems import problem_responses
 from services.gateway.responses import (
     CommandPending,
@@ -50,7 +50,11 @@ from services.gateway.responses import (
 )
 from services.settings import Settings
 
-router = APIRouter(tags=["members"], responses=problem_responses(401, 422, 503))
+router = APIRouter(
+    tags=["members"],
+    responses=problem_responses(401, 422, 503),
+    dependencies=[Depends(known_query_only)],
+)
 
 MAX_CAPACITY = 100
 ADMIN_ONLY = problem_responses(403)

@@ -2,7 +2,8 @@
 
 The webhook route reads raw bytes (its signature covers them) and the stream writes Server-Sent
 Events, so neither body comes from a typed parameter or return value; their schemas are added
-to the components here and referenced from the routes' descriptions.
+to the components here and referenced from the routes' descriptions, as is ``Problem``, the
+error body every route references by name.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from services.gateway.problems import Problem
 from services.gateway.responses import StreamChange
 from services.gateway.webhook_body import WhatsAppWebhook
 
-EXTRA_SCHEMAS: tuple[type[BaseModel], ...] = (WhatsAppWebhook, StreamChange)
+EXTRA_SCHEMAS: tuple[type[BaseModel], ...] = (Problem, WhatsAppWebhook, StreamChange)
 
 
 def described_openapi(app: FastAPI) -> dict[str, Any]:

@@ -11,9 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 
 
 class FieldProblem(BaseModel):
@@ -63,14 +65,33 @@ async def invalid_request(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(body.model_dump(mode="json"), status_code=422)
 
 
+async def http_problem(request: Request, error: Exception) -> Response:
+    """FastAPI's own answers, except one: a JSON body that is not even UTF-8 gets FastAPI's
+    vague 400 "There was an error parsing the body"; it is malformed JSON like any other, so
+    it answers 422 ``json_invalid`` saying so, as a body with a JSON syntax error does."""
+    assert isinstance(error, HTTPException)
+    if error.status_code == 400 and isinstance(error.__cause__, UnicodeDecodeError):
+        problem = FieldProblem(
+            loc=["body"],
+            field="body",
+            msg=f"not valid JSON (not UTF-8): {error.__cause__}",
+            type="json_invalid",
+        )
+        body = Problem(detail=f"body: {problem.msg}", errors=[problem])
+        return JSONResponse(body.model_dump(mode="json"), status_code=422)
+    return await http_exception_handler(request, error)
+
+
 def _field_problem(item: Any) -> FieldProblem:
     loc = [part if isinstance(part, int) else str(part) for part in item.get("loc", ())]
-    return FieldProblem(
-        loc=loc,
-        field=".".join(str(part) for part in loc),
-        msg=str(item.get("msg", "")),
-        type=str(item.get("type", "value_error")),
-    )
+    kind = str(item.get("type", "value_error"))
+    message = str(item.get("msg", ""))
+    if kind == "json_invalid":
+        # FastAPI says "JSON decode error" at ("body", position); say what and where.
+        reason = (item.get("ctx") or {}).get("error", "")
+        where = f" at character {loc[1]}" if len(loc) > 1 else ""
+        loc, message = ["body"], f"not valid JSON: {reason}{where}".replace(": at", " at")
+    return FieldProblem(loc=loc, field=".".join(str(part) for part in loc), msg=message, type=kind)
 
 
 WHAT = {
@@ -87,11 +108,17 @@ WHAT = {
 }
 
 
+PROBLEM_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
 def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for these error statuses, each with the ``Problem`` body."""
+    """OpenAPI ``responses`` for these error statuses, each with the ``Problem`` body.
+
+    The content is spelled out (not FastAPI's ``model``): FastAPI would file a model under
+    the route's own media type, and errors are JSON even where success is plain text."""
     found: dict[int | str, dict[str, Any]] = {}
     for code in codes:
-        response: dict[str, Any] = {"model": Problem, "description": WHAT[code]}
+        response: dict[str, Any] = {"content": PROBLEM_CONTENT, "description": WHAT[code]}
         if code == 401:
             response["headers"] = {
                 "WWW-Authenticate": {

@@ -29,12 +29,13 @@ from services.gateway.dependencies import (
     read_models,
     send_command,
 )
+from services.gateway.inputs import known_query_only
 from services.gateway.problems import problem_responses
 from services.gateway.responses import ANA, STREAM_CHANGE_EXAMPLE
 from services.settings import Settings
 
 log = structlog.get_logger(__name__)
-router = APIRouter(tags=["stream"])
+router = APIRouter(tags=["stream"], dependencies=[Depends(known_query_only)])
 
 POLL_SECONDS = 0.5
 KEEP_ALIVE_SECONDS = 15.0

@@ -270,3 +270,37 @@ async def _send_around_the_api(
     finally:
         await producer.stop()
     return command_id
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content", "field", "kind"),
+    [
+        (
+            "GET",
+            "/api/conversations?contact=57&contacts=58",
+            None,
+            "query.contacts",
+            "extra_forbidden",
+        ),
+        ("GET", "/api/members?limit=5", None, "query.limit", "extra_forbidden"),
+        ("POST", "/api/groups", b'{"name": "Ventas"', "body", "json_invalid"),
+        ("POST", "/api/groups", b"\xff\xfe\x00{", "body", "json_invalid"),
+        (
+            "POST",
+            "/api/groups",
+            b'{"name": "Ventas", "colour": "red"}',
+            "body.colour",
+            "extra_forbidden",
+        ),
+    ],
+)
+async def test_unknown_parameters_and_unreadable_bodies_are_refused_naming_them(
+    system: System, method: str, path: str, content: bytes | None, field: str, kind: str
+) -> None:
+    response = await system.client.request(
+        method, path, content=content, headers={**system.auth, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["detail"].startswith(f"{field}: ")
+    assert [(error["field"], error["type"]) for error in problem["errors"]] == [(field, kind)]
