@@ -26,6 +26,12 @@ from events.flows import (
     FLOW_DIRECTORY_EVENTS,
     FLOW_EVENTS,
     HAND_OFF_REQUESTS,
+    AnswerCaptured,
+    FlowPublished,
+    PublishFlow,
+    upcast_answer_captured_v1,
+    upcast_flow_published_v1,
+    upcast_publish_flow_v1,
 )
 from events.operations import InboundRecordUnrouted, RecordDeadLettered
 from events.outbound import OUTBOUND_EVENTS, OUTBOUND_REQUESTS
@@ -170,4 +176,7 @@ def build_registry() -> Registry:
     """Every payload class of the catalogue, with the upcasters of older versions."""
     registry = Registry(payload for topic in TOPICS for payload in topic.carries)
     registry.add_upcaster(CustomerMessageReceived.event_type, 1, upcast_customer_message_v1)
+    registry.add_upcaster(AnswerCaptured.event_type, 1, upcast_answer_captured_v1)
+    registry.add_upcaster(FlowPublished.event_type, 1, upcast_flow_published_v1)
+    registry.add_upcaster(PublishFlow.event_type, 1, upcast_publish_flow_v1)
     return registry

@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 
 from events.directory import WorkspaceCreated
 from events.envelope import Envelope
-from events.flows import ActiveFlowChosen, FlowPublished
+from events.flows import ActiveFlowChosen, FlowPublished, upcast_flow_definition_v1
 from services.flows.decide import ActiveFlow
 from services.store import EVENTS_TABLE, TRACKING_TABLE, AlreadyTracked
 
@@ -32,6 +32,10 @@ VIEW_TABLES = (
         flow_id uuid NOT NULL, PRIMARY KEY (phone_number_id, chosen_at, event_id))""",
     """CREATE TABLE IF NOT EXISTS {s}.workspace_zones (
         workspace_id uuid PRIMARY KEY, time_zone text NOT NULL)""",
+    # The FlowPublished schema version a row's definition was written in: rows written
+    # before version 2 (grammar v1) are read through the same upcaster as the events.
+    """ALTER TABLE {s}.flow_versions
+        ADD COLUMN IF NOT EXISTS schema_version smallint NOT NULL DEFAULT 1""",
 )
 
 
@@ -70,11 +74,17 @@ class FlowsRecorder(PostgresProcessRecorder):
 
     def definition(self, flow_id: UUID, version: int) -> dict[str, Any] | None:
         row = self._one(
-            "SELECT definition FROM {s}.flow_versions WHERE flow_id = %s AND version = %s",
+            "SELECT definition, schema_version FROM {s}.flow_versions"
+            " WHERE flow_id = %s AND version = %s",
             flow_id,
             version,
         )
-        return None if row is None else dict(row["definition"])
+        if row is None:
+            return None
+        definition = dict(row["definition"])
+        if row["schema_version"] < 2:
+            definition = upcast_flow_definition_v1(definition)
+        return definition
 
     def time_zone(self, workspace_id: UUID) -> str | None:
         row = self._one(
@@ -90,10 +100,17 @@ class FlowsRecorder(PostgresProcessRecorder):
                     case FlowPublished(flow_id=flow_id, version=version, definition=definition):
                         cursor.execute(
                             self._sql(
-                                "INSERT INTO {s}.flow_versions VALUES (%s, %s, %s, %s)"
+                                "INSERT INTO {s}.flow_versions (flow_id, version, definition,"
+                                " published_at, schema_version) VALUES (%s, %s, %s, %s, %s)"
                                 " ON CONFLICT DO NOTHING"
                             ),
-                            (flow_id, version, Jsonb(definition), envelope.occurred_at),
+                            (
+                                flow_id,
+                                version,
+                                Jsonb(definition),
+                                envelope.occurred_at,
+                                FlowPublished.schema_version,
+                            ),
                         )
                     case ActiveFlowChosen(phone_number_id=number, flow_id=flow_id):
                         cursor.execute(
