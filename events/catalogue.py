@@ -16,7 +16,9 @@ from events.codec import Registry
 from events.conversation import (
     CONVERSATION_COMMANDS,
     CONVERSATION_EVENTS,
+    ConversationStarted,
     CustomerMessageReceived,
+    upcast_conversation_started_v1,
     upcast_customer_message_v1,
 )
 from events.directory import DIRECTORY_COMMANDS, DIRECTORY_EVENTS
@@ -176,6 +178,7 @@ def build_registry() -> Registry:
     """Every payload class of the catalogue, with the upcasters of older versions."""
     registry = Registry(payload for topic in TOPICS for payload in topic.carries)
     registry.add_upcaster(CustomerMessageReceived.event_type, 1, upcast_customer_message_v1)
+    registry.add_upcaster(ConversationStarted.event_type, 1, upcast_conversation_started_v1)
     registry.add_upcaster(AnswerCaptured.event_type, 1, upcast_answer_captured_v1)
     registry.add_upcaster(FlowPublished.event_type, 1, upcast_flow_published_v1)
     registry.add_upcaster(PublishFlow.event_type, 1, upcast_publish_flow_v1)

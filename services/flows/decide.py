@@ -104,6 +104,15 @@ def evolve(state: RunState, event: Payload) -> RunState:
             return state
 
 
+def arrival(started: ConversationStarted) -> datetime:
+    """When the conversation's first message reached switchboard: what decides which flow
+    version it runs (the version active then). Meta's timestamp is whole seconds and may be
+    long past (a delivery retried for hours), so comparing it with the precise instant a flow
+    was chosen left customers who wrote in that second, or whose message came late, without
+    a flow. A version 1 record did not say; its message time stands in."""
+    return started.received_at or started.started_at
+
+
 def start(started: ConversationStarted, active: ActiveFlow | None, time_zone: str) -> list[Payload]:
     """A new conversation: fix the flow version it will run (None when the number has none)."""
     return [

@@ -58,7 +58,12 @@ class FlowsRecorder(PostgresProcessRecorder):
             return row
 
     def active_flow(self, phone_number_id: str, at: datetime) -> ActiveFlow | None:
-        """The flow chosen for the number as of ``at``, at its latest version as of ``at``."""
+        """The flow chosen for the number as of ``at``, at its latest version as of ``at``.
+
+        Choices and versions are dated by the directory's events, which carry the instant the
+        gateway received the admin's command; ``at`` is the instant the gateway received the
+        conversation's first message (``decide.arrival``): both clocks are the gateway's.
+        """
         row = self._one(
             "SELECT c.flow_id, (SELECT max(v.version) FROM {s}.flow_versions v"
             " WHERE v.flow_id = c.flow_id AND v.published_at <= %s) AS version"

@@ -26,8 +26,8 @@ from tests.webhooks import Text, messages_webhook, signed_headers
 
 pytestmark = pytest.mark.integration
 NUMBER = "480112093300001"
-# Conversations run the flow active at their start (event time): customers write in 2027.
-MONDAY_10_UTC = int(datetime(2027, 3, 1, 10, 0, tzinfo=UTC).timestamp())
+# Conversations run the flow active when they arrive, whenever Meta says they were written.
+MONDAY_10_UTC = int(datetime(2026, 11, 23, 10, 0, tzinfo=UTC).timestamp())
 
 
 def routing_flow(group: str, specific: str) -> dict[str, Any]:

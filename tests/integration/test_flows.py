@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -23,10 +24,11 @@ from tests.webhooks import Text, messages_webhook, signed_headers
 
 pytestmark = pytest.mark.integration
 NUMBER = "480112093385611"
-# Conversations run the flow active when they start (event time), so the customers of these
-# tests write in the future, after the flow was published.
-TUESDAY_10_BOGOTA = int(datetime(2027, 11, 23, 15, 0, tzinfo=UTC).timestamp())
-TUESDAY_19_BOGOTA = int(datetime(2027, 11, 24, 0, 0, tzinfo=UTC).timestamp())
+# A conversation runs the flow that was active when its first message *arrived*; its
+# conditions read the time the message was *written*. These customers wrote on a Tuesday in
+# 2026, before the flow was chosen (deliveries that come late), and still get it.
+TUESDAY_10_BOGOTA = int(datetime(2026, 11, 24, 15, 0, tzinfo=UTC).timestamp())
+TUESDAY_19_BOGOTA = int(datetime(2026, 11, 25, 0, 0, tzinfo=UTC).timestamp())
 
 
 class Bot:
@@ -197,15 +199,62 @@ async def test_another_workspace_cannot_choose_this_flow(bot: Bot) -> None:
     assert "does not exist here" in response.json()["detail"]
 
 
-async def test_a_conversation_that_started_before_the_flow_was_chosen_is_handed_off(
-    bot: Bot,
+async def test_the_flow_runs_for_what_arrives_after_it_is_chosen_whenever_it_was_written(
+    settings: Settings,
 ) -> None:
-    who = customer()
-    last_year = int(datetime(2025, 11, 24, 15, 0, tzinfo=UTC).timestamp())
-    await bot.post(who, "w.old", "hola", last_year)
-    lines = await bot.history(who, 2)
-    assert lines[1]["kind"] == "system"
-    assert "no active flow" in lines[1]["text"]
+    """Which flow runs is decided by arrival: a message written in the very second the flow
+    was chosen, or an hour before but delivered late, runs it; one that arrived before does
+    not (and is handed to the workspace queue rather than left in silence)."""
+    number = "480112093300077"
+    async with consumers(settings), gateway_client(settings) as client:
+        workspace = await create_workspace(
+            settings, name="Late", phone_number_id=number, time_zone="America/Bogota"
+        )
+        auth = {"Authorization": f"Bearer {workspace['admin_token']}"}
+        bot = Bot(settings, client, workspace, await create_group(client, auth, "Billing"))
+
+        async def post(who: str, wamid: str, at: int) -> None:
+            body = messages_webhook(number, [Text(who, wamid, "hola", at)])
+            response = await client.post(
+                "/webhooks/whatsapp", content=body, headers=signed_headers(TEST_APP_SECRET, body)
+            )
+            assert response.status_code == 200, response.text
+
+        early, same_second, late = customer(), customer(), customer()
+        written = int(time.time())
+        await post(early, "w.early", written)
+        before = await bot.history(early, 2)
+        assert before[1]["kind"] == "system"
+        assert "no active flow" in before[1]["text"]
+
+        published = await client.post(
+            "/api/flows", json=support_flow(bot.group, time_zone=None), headers=auth
+        )
+        assert published.status_code == 201, published.text
+        choosing = time.time()  # the choice is dated after this instant, to the microsecond
+        chosen = await client.put(
+            f"/api/numbers/{number}/flow",
+            json={"flow_id": published.json()["flow_id"]},
+            headers=auth,
+        )
+        assert chosen.status_code == 200, chosen.text
+        # Meta's whole second of the choice: earlier than the choice itself.
+        await post(same_second, "w.same", int(choosing))
+        await post(late, "w.late", written - 3600)
+        for who in (same_second, late):
+            lines = await bot.history(who, 3)
+            assert [(line["author_kind"], line["text"]) for line in lines] == [
+                ("customer", "hola"),
+                ("bot", "Hola Valentina Ruiz"),
+                ("bot", "¿En qué te ayudamos?"),
+            ]
+        # The early conversation keeps what it started with: no flow, agents have it.
+        await post(early, "w.early.2", written + 5)
+        lines = await eventually(
+            lambda: bot.history(early, 2),
+            lambda found: sum(line["author_kind"] == "customer" for line in found) == 2,
+        )
+        assert [line for line in lines if line["author_kind"] == "bot"] == [before[1]]
 
 
 async def test_a_flow_naming_a_group_that_does_not_exist_is_refused(bot: Bot) -> None:

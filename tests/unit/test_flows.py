@@ -28,7 +28,7 @@ from events.flows import (
     upcast_flow_definition_v1,
 )
 from events.outbound import OutboundMessageQueued
-from services.flows.decide import ActiveFlow, RunState, decide, evolve, start
+from services.flows.decide import ActiveFlow, RunState, arrival, decide, evolve, start
 from services.flows.definition import FlowDefinition, FlowInvalid, parse_flow
 from tests.flow_samples import support_flow
 
@@ -558,3 +558,25 @@ def test_a_run_stored_under_v1_goes_on_as_it_would_have() -> None:
     branch = next(e for e in events if isinstance(e, ConditionEvaluated))
     assert (branch.rule, branch.next_block) == (0, "agent")
     assert texts(events) == ["Te paso con Facturación, Ana"]
+
+
+# -- the flow version a conversation runs is chosen by its arrival --------------------------
+
+
+def test_the_version_is_chosen_by_arrival_the_branches_by_the_message_time() -> None:
+    written = datetime(2026, 11, 24, 15, 0, 0, tzinfo=UTC)  # Meta: whole seconds
+    started = ConversationStarted(
+        conversation_id=CONVERSATION,
+        phone_number_id="4801",
+        display_phone_number="57300",
+        contact_wa_id="5731",
+        contact_name="Valentina",
+        started_at=written,
+        received_at=written + timedelta(milliseconds=700),
+    )
+    assert arrival(started) == written + timedelta(milliseconds=700)
+    # A record written before arrivals were recorded (v1) is chosen by its message time.
+    v1 = v1_record(started.model_dump(mode="json", exclude={"received_at"}), "conversation.started")
+    assert isinstance(v1, ConversationStarted)
+    assert v1.received_at is None
+    assert arrival(v1) == written
