@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from events.assignment import ASSIGNMENT_COMMANDS, ASSIGNMENT_EVENTS
+from events.assignment import (
+    ASSIGNMENT_COMMANDS,
+    ASSIGNMENT_EVENTS,
+    ConversationAssigned,
+    ConversationQueued,
+    upcast_conversation_assigned_v1,
+    upcast_conversation_queued_v1,
+)
 from events.base import Payload
 from events.codec import Registry
 from events.conversation import (
@@ -182,4 +189,6 @@ def build_registry() -> Registry:
     registry.add_upcaster(AnswerCaptured.event_type, 1, upcast_answer_captured_v1)
     registry.add_upcaster(FlowPublished.event_type, 1, upcast_flow_published_v1)
     registry.add_upcaster(PublishFlow.event_type, 1, upcast_publish_flow_v1)
+    registry.add_upcaster(ConversationQueued.event_type, 1, upcast_conversation_queued_v1)
+    registry.add_upcaster(ConversationAssigned.event_type, 1, upcast_conversation_assigned_v1)
     return registry

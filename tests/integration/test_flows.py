@@ -115,7 +115,9 @@ async def test_billing_in_office_hours_is_handed_to_the_group(bot: Bot) -> None:
     lines = await bot.history(who, 6)
     assert [line["text"] for line in lines[3:5]] == ["Facturación", "Te comunico con un asesor"]
     assert lines[5]["kind"] == "system"
-    assert str(bot.group) in lines[5]["text"]
+    assert lines[5]["text"] == (
+        "handed to agents: group Billing, rotation available (flow block 'agent')"
+    )
 
     [hand_off] = await eventually(
         lambda: topic_records(bot.settings, HAND_OFF_REQUESTS_TOPIC), lambda found: len(found) == 1
