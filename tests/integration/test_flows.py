@@ -9,12 +9,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import yaml
+from psycopg.sql import SQL, Identifier
+from psycopg.types.json import Jsonb
 
 from events.catalogue import FLOW_EVENTS_TOPIC, HAND_OFF_REQUESTS_TOPIC, OUTBOUND_MESSAGES_TOPIC
 from events.flows import ConditionEvaluated, HandOffRequested
 from events.outbound import OutboundMessageQueued
+from services.flows.definition import (
+    ConditionBlock,
+    ConnectToAgentBlock,
+    VariableClause,
+    parse_flow,
+)
+from services.flows.views import FlowsRecorder
+from services.postgres import open_recorder
 from services.settings import Settings
 from services.workspaces import create_workspace
 from tests.conftest import TEST_APP_SECRET
@@ -274,3 +285,40 @@ async def test_groups_are_listed_and_names_are_unique(bot: Bot) -> None:
     again = await bot.client.post("/api/groups", json={"name": "billing"}, headers=bot.auth)
     assert again.status_code == 422
     assert "already exists" in again.json()["detail"]
+
+
+def test_a_version_stored_by_an_older_release_runs_as_it_meant(settings: Settings) -> None:
+    """The flows view of a release before grammar v2 holds definitions whose conditions
+    compare titles: after the upgrade (a column added in place) they are read as v2."""
+    schema = settings.schema("flows")
+    flow_id = uuid.uuid4()
+    v1 = support_flow(uuid.uuid4())
+    v1["blocks"][2]["rules"][0]["if"][0] = {"variable": "topic", "equals": "Facturación"}
+    v1["blocks"][3]["text"] = "Te paso con {{topic}}"
+    with psycopg.connect(settings.database().conninfo(), autocommit=True) as connection:
+        connection.execute(SQL("CREATE SCHEMA {}").format(Identifier(schema)))
+        connection.execute(
+            SQL(
+                "CREATE TABLE {}.flow_versions (flow_id uuid NOT NULL, version integer NOT NULL,"
+                " definition jsonb NOT NULL, published_at timestamptz NOT NULL,"
+                " PRIMARY KEY (flow_id, version))"
+            ).format(Identifier(schema))
+        )
+        connection.execute(
+            SQL("INSERT INTO {}.flow_versions VALUES (%s, 1, %s, now())").format(
+                Identifier(schema)
+            ),
+            (flow_id, Jsonb(v1)),
+        )
+    recorder = open_recorder(settings, "flows", FlowsRecorder)
+    try:
+        definition = recorder.definition(flow_id, 1)
+    finally:
+        recorder.datastore.close()
+    assert definition is not None
+    flow = parse_flow(definition)
+    route, agent = flow.block("route"), flow.block("agent")
+    assert isinstance(route, ConditionBlock)
+    assert isinstance(agent, ConnectToAgentBlock)
+    assert route.rules[0].conditions[0] == VariableClause(variable="topic", equals="billing")
+    assert agent.text == "Te paso con {{topic.title}}"
