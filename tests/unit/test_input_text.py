@@ -30,7 +30,8 @@ from services.directory.decide import (
     decide_update_member,
     evolve_workspace,
 )
-from services.flows.definition import FlowInvalid, parse_flow
+from services.flows.definition import FlowInvalid
+from services.flows.publishing import check_publishable
 from services.gateway.inputs import Identifier, Name, Note, ReplyText
 from services.text_rules import control_character_problem, first_control_character
 from tests.flow_samples import support_flow
@@ -196,10 +197,11 @@ def test_a_flow_with_a_control_character_is_refused_naming_the_block(
     document: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(FlowInvalid) as refused:
-        parse_flow(document)
+        check_publishable(document, members=None, groups=None)
     assert message in str(refused.value)
 
 
 def test_a_flow_keeps_line_breaks_in_its_texts() -> None:
-    flow = parse_flow(_with(support_flow(GROUP), "greet", text="Hola\n\t{{contact.name}}"))
+    document = _with(support_flow(GROUP), "greet", text="Hola\n\t{{contact.name}}")
+    flow = check_publishable(document, members=None, groups=None)
     assert flow.block("greet").text == "Hola\n\t{{contact.name}}"  # type: ignore[union-attr]
