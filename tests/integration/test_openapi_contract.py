@@ -47,7 +47,11 @@ from tests.conftest import TEST_APP_SECRET, new_isolated_env
 from tests.harness import consumers, free_port
 from tests.webhooks import Text, messages_webhook, signed_headers
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # Raised from inside schemathesis's own strategies, not from this test.
+    pytest.mark.filterwarnings("ignore:Do not use the `random` module:FutureWarning"),
+]
 EXAMPLES = 25
 NUMBER = "480155550001"
 CHECKS = [
