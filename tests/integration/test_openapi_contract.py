@@ -315,6 +315,16 @@ def test_the_stream_is_as_documented(seeded: Seeded) -> None:
     assert first[2].startswith('data: {"member_id": "') or first[2].startswith(
         'data: {"member_id":'
     )
+    # A Last-Event-ID that is not an ASCII number is ignored ("²" passed str.isdigit and
+    # crashed int(): a 500).
+    odd = [(k.encode(), v.encode()) for k, v in headers.items()]
+    odd.append((b"Last-Event-ID", "²".encode("latin-1")))
+    with (
+        httpx.Client(base_url=seeded.url, timeout=10) as client,
+        client.stream("GET", "/api/stream", headers=odd) as response,
+    ):
+        assert response.status_code == 200
+        assert next(response.iter_lines()).startswith("id: ")
     with httpx.Client(base_url=seeded.url, timeout=10) as client:
         refused = client.get("/api/stream")
         assert refused.status_code == 401
