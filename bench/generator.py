@@ -26,6 +26,7 @@ from bench.webhooks import SignedBody
 
 # A request that has no answer by then is a failure (status 0), not a hang.
 REQUEST_TIMEOUT_SECONDS = 30.0
+KEEPALIVE_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Sent:
     started: float | None
     finished: float | None
     status: int  # 0: transport error or time-out; -1: never sent (its predecessor failed)
+    error: str | None = None  # the transport error's kind, for a status 0
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,11 @@ def run_sender(plan: SenderPlan, pipe: Connection) -> None:
 
 
 async def _run(plan: SenderPlan, pipe: Connection) -> None:
-    connector = aiohttp.TCPConnector(limit=plan.connections, force_close=False)
+    # uvicorn closes a connection idle for 5 s; reusing one it is closing at that moment
+    # fails the request (ServerDisconnectedError), a client artefact: let idle ones go first.
+    connector = aiohttp.TCPConnector(
+        limit=plan.connections, force_close=False, keepalive_timeout=KEEPALIVE_SECONDS
+    )
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         # Open the connections before the clock starts.
@@ -164,11 +170,11 @@ async def _run(plan: SenderPlan, pipe: Connection) -> None:
 
 async def _fire(
     session: aiohttp.ClientSession, plan: SenderPlan, t0: float
-) -> list[tuple[float, float | None, float | None, int]]:
+) -> list[tuple[float, float | None, float | None, int, str | None]]:
     items = plan.items
     offsets = [item.offset for item in items]
-    results: list[tuple[float, float | None, float | None, int]] = [
-        (t0 + item.offset, None, None, -1) for item in items
+    results: list[tuple[float, float | None, float | None, int, str | None]] = [
+        (t0 + item.offset, None, None, -1, None) for item in items
     ]
     waited_on = {item.after for item in items if item.after is not None}
     accepted: dict[int, asyncio.Future[bool]] = {
@@ -183,7 +189,7 @@ async def _fire(
                 return  # its predecessor was refused: sending it would break the order
             body = plan.bodies[item.body]
             started = time.monotonic()
-            status = 0
+            status, error = 0, None
             try:
                 async with session.post(
                     plan.url,
@@ -195,9 +201,9 @@ async def _fire(
                 ) as response:
                     await response.read()
                     status = response.status
-            except (aiohttp.ClientError, TimeoutError):
-                status = 0
-            results[n] = (t0 + item.offset, started, time.monotonic(), status)
+            except (aiohttp.ClientError, TimeoutError) as problem:
+                status, error = 0, type(problem).__name__
+            results[n] = (t0 + item.offset, started, time.monotonic(), status, error)
             ok = 200 <= status < 300
         finally:
             if n in accepted:

@@ -154,7 +154,7 @@ async def measure(
         figures=figures,
         verdict=run_verdict(figures, p99_limit=p99_limit),
         http_p99=percentile(answered, 99) if answered else math.inf,
-        statuses=dict(Counter(str(s.status) for s in sent)),
+        statuses=dict(Counter(f"{s.status} {s.error}" if s.error else str(s.status) for s in sent)),
         peak_rss_mb=sampler.peak_rss(),
         cpu_cores=sampler.cpu_share(),
         backlogs=backlogs,
@@ -566,6 +566,7 @@ async def sweep(
                     f" drained {f.drained}/{f.scheduled} at {f.drained_rate:.0f}/s,"
                     f" p50 {fmt_seconds(f.latency.p50)} p99 {fmt_seconds(f.latency.p99)}"
                     + ("" if run.verdict.sustained else f"  [{'; '.join(run.verdict.reasons)}]")
+                    + ("" if set(run.statuses) == {"200"} else f" answers: {run.statuses}")
                 )
                 dirty = f.drained < f.accepted or any(True for _ in dead_processes(system))
     except BaseException:
