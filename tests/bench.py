@@ -71,7 +71,7 @@ def bench_inbound(settings: Settings) -> tuple[float, float]:
         for record in split_webhook(
             messages_webhook(NUMBER, [Text(f"57{n % 100:04d}", f"wamid.bench.{n}", f"m{n}")]),
             received_at=datetime.now(UTC),
-        )
+        ).inbound
     ]
     started = time.perf_counter()
     for offset, envelope in enumerate(envelopes):
@@ -105,7 +105,7 @@ async def bench_publish(settings: Settings) -> tuple[float, float]:
         for record in split_webhook(
             messages_webhook(NUMBER, [Text(f"57{n % 100:04d}", f"wamid.pub.{n}", f"m{n}")]),
             received_at=datetime.now(UTC),
-        )
+        ).inbound
     ]
     producer = idempotent_producer(settings, client_id="bench")
     await producer.start()
