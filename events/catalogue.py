@@ -99,7 +99,7 @@ CONVERSATION_EVENTS_TOPIC = Topic(
 )
 CONVERSATION_COMMANDS_TOPIC = Topic(
     name="conversation.commands",
-    key="'{phone_number_id}:{contact wa_id}' (same partitioning as whatsapp.inbound)",
+    key="'{phone_number_id}:{contact id}' (same partitioning as whatsapp.inbound)",
     partitions=6,
     carries=CONVERSATION_COMMANDS,
     description="Requests to the inbound service: close a conversation.",

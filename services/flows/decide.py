@@ -57,6 +57,14 @@ def run_id(conversation_id: UUID) -> UUID:
     return uuid5(RUN_NAMESPACE, str(conversation_id))
 
 
+def arrival(started: ConversationStarted) -> datetime:
+    """When the conversation's first message reached the gateway: which flow version runs
+    is the one active then (a message's own timestamp is whole seconds, may lag or, clamped,
+    equal its arrival). Conversations started before v2 of the event have only their
+    message time."""
+    return started.received_at or started.started_at
+
+
 @dataclass(frozen=True)
 class ActiveFlow:
     flow_id: UUID

@@ -23,10 +23,11 @@ from tests.webhooks import Text, messages_webhook, signed_headers
 
 pytestmark = pytest.mark.integration
 NUMBER = "480112093385611"
-# Conversations run the flow active when they start (event time), so the customers of these
-# tests write in the future, after the flow was published.
-TUESDAY_10_BOGOTA = int(datetime(2027, 11, 23, 15, 0, tzinfo=UTC).timestamp())
-TUESDAY_19_BOGOTA = int(datetime(2027, 11, 24, 0, 0, tzinfo=UTC).timestamp())
+# Conversations run the flow active when their first message arrives, while conditions read
+# the message's own time (a time in the future is the arrival: issue 8, item 11), so the
+# customers of these tests wrote on a past Tuesday.
+TUESDAY_10_BOGOTA = int(datetime(2025, 11, 25, 15, 0, tzinfo=UTC).timestamp())
+TUESDAY_19_BOGOTA = int(datetime(2025, 11, 26, 0, 0, tzinfo=UTC).timestamp())
 
 
 class Bot:
@@ -197,15 +198,19 @@ async def test_another_workspace_cannot_choose_this_flow(bot: Bot) -> None:
     assert "does not exist here" in response.json()["detail"]
 
 
-async def test_a_conversation_that_started_before_the_flow_was_chosen_is_handed_off(
+async def test_a_message_stamped_before_the_flow_was_chosen_runs_it_by_arrival(
     bot: Bot,
 ) -> None:
+    """Issue 8, item 11: a message that arrives late (or whose whole-second timestamp is the
+    second the flow was chosen in) used to get no flow and be queued without a word."""
     who = customer()
-    last_year = int(datetime(2025, 11, 24, 15, 0, tzinfo=UTC).timestamp())
+    last_year = int(datetime(2024, 11, 24, 15, 0, tzinfo=UTC).timestamp())
     await bot.post(who, "w.old", "hola", last_year)
-    lines = await bot.history(who, 2)
-    assert lines[1]["kind"] == "system"
-    assert "no active flow" in lines[1]["text"]
+    lines = await bot.history(who, 3)
+    assert [(line["author_kind"], line["text"]) for line in lines[:2]] == [
+        ("customer", "hola"),
+        ("bot", "Hola Valentina Ruiz"),
+    ]
 
 
 async def test_a_flow_naming_a_group_that_does_not_exist_is_refused(bot: Bot) -> None:

@@ -23,7 +23,7 @@ from events.flows import (
     QuestionAsked,
 )
 from events.outbound import OutboundMessageQueued
-from services.flows.decide import ActiveFlow, RunState, decide, evolve, start
+from services.flows.decide import ActiveFlow, RunState, arrival, decide, evolve, start
 from services.flows.definition import FlowDefinition, FlowInvalid, parse_flow
 from tests.flow_samples import support_flow
 
@@ -372,3 +372,19 @@ def test_groups_and_members_are_checked_when_given() -> None:
     with pytest.raises(FlowInvalid, match=r"group .* does not exist") as raised:
         parse_flow(support_flow(GROUP), members=[], groups=[UUID(int=1)])
     assert raised.value.block == "agent"
+
+
+def test_the_flow_version_is_the_one_active_when_the_first_message_arrived() -> None:
+    """Issue 8, item 11: not the message's whole-second (or lagging) timestamp."""
+    sent = datetime(2025, 11, 24, 10, tzinfo=UTC)
+    started = ConversationStarted(
+        conversation_id=CONVERSATION,
+        phone_number_id="4801",
+        display_phone_number="57300",
+        contact_wa_id="5731",
+        contact_name="Valentina",
+        started_at=sent,
+        received_at=sent + timedelta(seconds=3),
+    )
+    assert arrival(started) == sent + timedelta(seconds=3)
+    assert arrival(started.model_copy(update={"received_at": None})) == sent
