@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from events.assignment import ASSIGNMENT_COMMANDS, ASSIGNMENT_EVENTS
+from events.assignment import (
+    ASSIGNMENT_COMMANDS,
+    ASSIGNMENT_EVENTS,
+    ConversationAssigned,
+    ConversationQueued,
+    upcast_conversation_assigned_v1,
+    upcast_conversation_queued_v1,
+)
 from events.base import Payload
 from events.business import BUSINESS_EVENTS
 from events.codec import Registry
@@ -20,9 +27,10 @@ from events.conversation import (
     ConversationStarted,
     CustomerMessageReceived,
     MessageStatusUpdated,
+    upcast_conversation_started_v1,
+    upcast_conversation_started_v2,
     upcast_customer_message_v1,
     upcast_customer_message_v2,
-    upcast_started_v1,
     upcast_status_v1,
 )
 from events.directory import DIRECTORY_COMMANDS, DIRECTORY_EVENTS
@@ -32,6 +40,12 @@ from events.flows import (
     FLOW_DIRECTORY_EVENTS,
     FLOW_EVENTS,
     HAND_OFF_REQUESTS,
+    AnswerCaptured,
+    FlowPublished,
+    PublishFlow,
+    upcast_answer_captured_v1,
+    upcast_flow_published_v1,
+    upcast_publish_flow_v1,
 )
 from events.operations import InboundRecordUnrouted, RecordDeadLettered
 from events.outbound import OUTBOUND_EVENTS, OUTBOUND_REQUESTS
@@ -202,7 +216,13 @@ def build_registry() -> Registry:
     registry = Registry(payload for topic in TOPICS for payload in topic.carries)
     registry.add_upcaster(CustomerMessageReceived.event_type, 1, upcast_customer_message_v1)
     registry.add_upcaster(CustomerMessageReceived.event_type, 2, upcast_customer_message_v2)
-    registry.add_upcaster(ConversationStarted.event_type, 1, upcast_started_v1)
+    registry.add_upcaster(ConversationStarted.event_type, 1, upcast_conversation_started_v1)
+    registry.add_upcaster(ConversationStarted.event_type, 2, upcast_conversation_started_v2)
     registry.add_upcaster(MessageStatusUpdated.event_type, 1, upcast_status_v1)
     registry.add_upcaster(WhatsAppMessageReceived.event_type, 1, upcast_message_received_v1)
+    registry.add_upcaster(AnswerCaptured.event_type, 1, upcast_answer_captured_v1)
+    registry.add_upcaster(FlowPublished.event_type, 1, upcast_flow_published_v1)
+    registry.add_upcaster(PublishFlow.event_type, 1, upcast_publish_flow_v1)
+    registry.add_upcaster(ConversationQueued.event_type, 1, upcast_conversation_queued_v1)
+    registry.add_upcaster(ConversationAssigned.event_type, 1, upcast_conversation_assigned_v1)
     return registry

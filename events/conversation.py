@@ -23,17 +23,19 @@ CloseReason = Literal["agent", "flow_ended", "expired", "admin"]
 
 
 class ConversationStarted(Payload):
-    """The first message of a contact on a number since its last conversation closed.
+    """A customer's message (or the business app's echo) opened a conversation.
 
-    Version 2 adds what Meta tells of the contact besides its id and profile name
-    (``contact_user_id``, ``contact_username``, ``contact_country_code``) and
-    ``received_at``, when the gateway received the message that started it
-    (``started_at`` is the message's own time, never later than that). Defaults let
-    tests build one by hand; decoded v1 events are upcast with None and ``started_at``.
+    ``started_at`` is the message's own time (Meta's timestamp, whole seconds, possibly
+    long before it reached us, never later than its arrival); version 2 adds
+    ``received_at``, when the gateway received it (None when read from a version 1 record,
+    which did not say). What a conversation runs is decided by arrival: a flow chosen
+    before the message arrived applies to it. Version 3 adds what Meta tells of the contact
+    besides its id and profile name: ``contact_user_id`` (its BSUID), ``contact_username``,
+    ``contact_country_code`` (None when read from older versions, or not sent).
     """
 
     event_type = "conversation.started"
-    schema_version = 2
+    schema_version = 3
 
     conversation_id: Id
     phone_number_id: str
@@ -41,10 +43,10 @@ class ConversationStarted(Payload):
     contact_wa_id: str
     contact_name: str | None
     started_at: Instant
+    received_at: Instant | None = None
     contact_user_id: str | None = None
     contact_username: str | None = None
     contact_country_code: str | None = None
-    received_at: Instant | None = None
 
 
 class CustomerMessageReceived(Payload):
@@ -60,7 +62,7 @@ class CustomerMessageReceived(Payload):
     ``referral``, a group message's ``group_id``, message-level ``errors`` (an
     ``unsupported`` message, error 131051), and ``received_at``: when the gateway received
     it. ``sent_at`` is Meta's timestamp, clamped to ``received_at`` when it lies in the
-    future. Older versions are upcast with None, [] and ``sent_at``.
+    future. Older versions are upcast with None and [] (no arrival time was recorded).
     """
 
     event_type = "conversation.customer_message_received"
@@ -172,14 +174,18 @@ class CloseConversation(Payload):
     reason: CloseReason
 
 
-def upcast_started_v1(data: JsonObject) -> JsonObject:
-    """v1 had no contact details besides the name, and no arrival time."""
+def upcast_conversation_started_v1(data: JsonObject) -> JsonObject:
+    """v1 did not record when the gateway received the first message."""
+    return {**data, "received_at": None}
+
+
+def upcast_conversation_started_v2(data: JsonObject) -> JsonObject:
+    """v2 had no contact details besides the id and the profile name."""
     return {
         **data,
         "contact_user_id": None,
         "contact_username": None,
         "contact_country_code": None,
-        "received_at": data["started_at"],
     }
 
 
@@ -191,7 +197,7 @@ def upcast_customer_message_v2(data: JsonObject) -> JsonObject:
         "referral": None,
         "group_id": None,
         "errors": [],
-        "received_at": data["sent_at"],
+        "received_at": None,  # not recorded before v3
     }
 
 

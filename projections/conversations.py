@@ -8,6 +8,7 @@ whatever order the topics are read in. The API numbers them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -104,6 +105,10 @@ class HistoryEntry:
     edited_at: datetime | None = None
     previous: list[dict[str, Any]] | None = None
     revoked_at: datetime | None = None
+    # Ids the text mentions, and what they name ("group" or "member"): the history API shows
+    # their names (projections/naming.py). Names are not written here: a rebuild reads the
+    # topics in any order, and a line must not depend on whether its names were read first.
+    refs: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -252,14 +257,24 @@ def history_entry(envelope: Envelope, row: ConversationRow | None) -> HistoryEnt
                 errors=status.errors,
             )
         case HandOffRequested() as hand_off:
+            where = (
+                f"group {hand_off.group_id}"
+                if hand_off.group_id is not None
+                else "the workspace queue"
+            )
+            named = f", member {hand_off.member_id}" if hand_off.member_id is not None else ""
             return line(
                 hand_off.conversation_id,
                 hand_off.requested_at,
                 RANK_SYSTEM,
                 kind="system",
                 author_kind="bot",
-                text=f"handed to agents: group {hand_off.group_id or 'default'},"
-                f" rotation {hand_off.rotation} ({hand_off.reason})",
+                text=f"handed to agents: {where}, rotation {hand_off.rotation}{named}"
+                f" ({hand_off.reason})",
+                content=hand_off.model_dump(
+                    mode="json", include={"group_id", "rotation", "member_id", "reason"}
+                ),
+                refs=refs(groups=[hand_off.group_id], members=[hand_off.member_id]),
             )
         case FlowFailed() as failed:
             return line(
@@ -341,6 +356,15 @@ def edited_line(current: LineVersion, edit: LineEdit) -> LineVersion:
     )
 
 
+def refs(
+    *, groups: Iterable[UUID | None] = (), members: Iterable[UUID | None] = ()
+) -> dict[str, str] | None:
+    """The ``refs`` of a line that mentions these groups and members (None: none)."""
+    found = {str(g): "group" for g in groups if g is not None}
+    found.update({str(m): "member" for m in members if m is not None})
+    return found or None
+
+
 def delivery_update(envelope: Envelope) -> DeliveryUpdate | None:
     """The dispatcher's word on a message (or a retry asked for it), in the order it spoke."""
     workspace = envelope.workspace_id
@@ -410,6 +434,7 @@ class _Line:
         context: dict[str, Any] | None = None,
         referral: dict[str, Any] | None = None,
         group_id: str | None = None,
+        refs: dict[str, str] | None = None,
     ) -> HistoryEntry:
         return HistoryEntry(
             conversation_id=conversation_id,
@@ -435,4 +460,5 @@ class _Line:
             context=context,
             referral=referral,
             group_id=group_id,
+            refs=refs,
         )

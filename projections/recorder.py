@@ -66,7 +66,7 @@ from services.store import EVENTS_TABLE, RELAY_TRACKING, TRACKING_TABLE, Already
 
 # Bump when a read model's tables change shape: the projector then drops the read models
 # and rebuilds them from offset zero (they are views; the events are the truth).
-READ_MODEL_VERSION = 6
+READ_MODEL_VERSION = 7
 
 TABLES = (
     "applied_events",
@@ -128,6 +128,7 @@ SCHEMA_STATEMENTS = (
         content jsonb,
         status text,
         errors jsonb,
+        refs jsonb,
         reply_to text,
         forwarded boolean NOT NULL DEFAULT false,
         frequently_forwarded boolean NOT NULL DEFAULT false,
@@ -218,6 +219,7 @@ SCHEMA_STATEMENTS = (
         rotation text,
         claim_only boolean NOT NULL DEFAULT false,
         queued_at timestamptz,
+        queue_arrival integer,
         assigned_at timestamptz,
         updated_at timestamptz NOT NULL)""",
     """CREATE INDEX IF NOT EXISTS conversation_assignments_queued
@@ -263,7 +265,7 @@ CONVERSATION_COLUMNS = (
     "contact_country_code",
 )
 HISTORY_COLUMNS = tuple(HistoryEntry.__dataclass_fields__)
-HISTORY_JSON = frozenset({"content", "errors", "context", "referral", "previous"})
+HISTORY_JSON = frozenset({"content", "errors", "refs", "context", "referral", "previous"})
 
 
 @dataclass(frozen=True)
