@@ -19,13 +19,22 @@ from events.conversation import (
     CustomerMessageReceived,
     upcast_customer_message_v1,
 )
-from events.directory import DIRECTORY_COMMANDS, DIRECTORY_EVENTS
+from events.directory import (
+    DIRECTORY_COMMANDS,
+    DIRECTORY_EVENTS,
+    BusinessNumberConnected,
+    CreateWorkspace,
+    upcast_create_workspace_v1,
+    upcast_number_connected_v1,
+)
 from events.expiry import EXPIRY_EVENTS
 from events.flows import (
     FLOW_DIRECTORY_COMMANDS,
     FLOW_DIRECTORY_EVENTS,
     FLOW_EVENTS,
     HAND_OFF_REQUESTS,
+    FlowRunStarted,
+    upcast_run_started_v1,
 )
 from events.operations import InboundRecordUnrouted, RecordDeadLettered
 from events.outbound import OUTBOUND_EVENTS, OUTBOUND_REQUESTS
@@ -170,4 +179,7 @@ def build_registry() -> Registry:
     """Every payload class of the catalogue, with the upcasters of older versions."""
     registry = Registry(payload for topic in TOPICS for payload in topic.carries)
     registry.add_upcaster(CustomerMessageReceived.event_type, 1, upcast_customer_message_v1)
+    registry.add_upcaster(CreateWorkspace.event_type, 1, upcast_create_workspace_v1)
+    registry.add_upcaster(BusinessNumberConnected.event_type, 1, upcast_number_connected_v1)
+    registry.add_upcaster(FlowRunStarted.event_type, 1, upcast_run_started_v1)
     return registry

@@ -20,7 +20,7 @@ from events.conversation import (
     MessageStatusUpdated,
 )
 from events.envelope import Envelope
-from events.flows import ExpirationRequested, FlowFailed, HandOffRequested
+from events.flows import ExpirationRequested, FlowFailed, HandOffRequested, HandOffWithheld
 from events.outbound import (
     OutboundMessageFailed,
     OutboundMessageQueued,
@@ -184,6 +184,17 @@ def history_entry(envelope: Envelope, row: ConversationRow | None) -> HistoryEnt
                 author_kind="bot",
                 text=f"handed to agents: group {hand_off.group_id or 'default'},"
                 f" rotation {hand_off.rotation} ({hand_off.reason})",
+            )
+        case HandOffWithheld() as withheld:
+            then = f"going on at {withheld.fallback!r}" if withheld.fallback else "no fallback"
+            return line(
+                withheld.conversation_id,
+                withheld.withheld_at,
+                RANK_SYSTEM,
+                kind="system",
+                author_kind="bot",
+                text=f"not handed to agents at {withheld.block_id}: {withheld.reason}; {then}",
+                content=withheld.model_dump(mode="json", include={"block_id", "fallback"}),
             )
         case FlowFailed() as failed:
             return line(

@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--time-zone", default="UTC", help="IANA name, e.g. America/Bogota")
     create.add_argument("--admin-name", default="Admin")
     create.add_argument(
+        "--agent-conversations",
+        action="store_true",
+        help="let flows hand the number's conversations to agents at once"
+        " (otherwise an admin turns it on: PUT /api/numbers/{id}/agent-conversations)",
+    )
+    create.add_argument(
         "--wait", type=float, default=60.0, help="seconds to wait until it is usable"
     )
     create.set_defaults(action=_create_workspace)
@@ -181,6 +187,7 @@ def _create_workspace(settings: Settings, args: argparse.Namespace) -> int:
                 phone_number_id=args.phone_number_id,
                 time_zone=args.time_zone,
                 admin_name=args.admin_name,
+                agent_conversations=args.agent_conversations,
                 wait_seconds=args.wait,
             )
         )

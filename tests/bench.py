@@ -52,7 +52,9 @@ def bench_inbound(settings: Settings) -> tuple[float, float]:
     store = EventStore(recorder, registry)
     workspace = uuid4()
     route = Envelope.wrap(
-        BusinessNumberConnected(workspace_id=workspace, phone_number_id=NUMBER),
+        BusinessNumberConnected(
+            workspace_id=workspace, phone_number_id=NUMBER, agent_conversations=True
+        ),
         event_id=uuid4(),
         stream_id=str(workspace),
         workspace_id=workspace,

@@ -10,6 +10,7 @@ from events.base import Payload
 from events.directory import (
     AddGroupMember,
     AddMember,
+    AgentConversationsSet,
     AgentStatusChanged,
     BusinessNumberConnected,
     CommandRejected,
@@ -20,6 +21,7 @@ from events.directory import (
     NotificationSettingsChanged,
     RemoveGroupMember,
     RenameGroup,
+    SetAgentConversations,
     SetAgentStatus,
     SetNotificationSettings,
     UpdateMember,
@@ -42,6 +44,7 @@ from services.directory.decide import (
     decide_publish_flow,
     decide_remove_group_member,
     decide_rename_group,
+    decide_set_agent_conversations,
     decide_set_agent_status,
     decide_set_notification_settings,
     decide_update_member,
@@ -156,6 +159,16 @@ class DirectoryHandler(StoreBackedHandler):
                     ),
                     self._load(command.flow_id, FlowState(command.flow_id), evolve_flow),
                 )
+            case SetAgentConversations():
+                return decide_set_agent_conversations(
+                    command,
+                    envelope.event_id,
+                    self._load(
+                        number_stream(command.phone_number_id),
+                        NumberState(command.phone_number_id),
+                        evolve_number,
+                    ),
+                )
             case ChooseActiveFlow():
                 return decide_choose_active_flow(
                     command,
@@ -195,6 +208,7 @@ class DirectoryHandler(StoreBackedHandler):
             case (
                 BusinessNumberConnected(phone_number_id=number)
                 | ActiveFlowChosen(phone_number_id=number)
+                | AgentConversationsSet(phone_number_id=number)
             ):
                 return number_stream(number)
             case FlowPublished(flow_id=flow_id):

@@ -9,7 +9,7 @@ replay queues the same messages.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -27,6 +27,7 @@ from events.flows import (
     FlowFailed,
     FlowRunStarted,
     HandOffRequested,
+    HandOffWithheld,
     QuestionAsked,
 )
 from events.outbound import OutboundMessageQueued, ReplyOption
@@ -74,6 +75,33 @@ class RunState:
     messages: int = 0
 
 
+@dataclass(frozen=True)
+class SwitchChange:
+    """One change of a number's agent-conversations switch, as the flows service's view
+    holds it: ``connected`` (its value when the number joined a workspace) or ``set``."""
+
+    at: datetime
+    kind: Literal["connected", "set"]
+    enabled: bool
+
+
+def agent_conversations_as_of(changes: Sequence[SwitchChange], at: datetime) -> bool:
+    """Whether the number's connect-to-agent blocks may hand off at ``at``.
+
+    ``changes`` come oldest first. The last change at or before ``at`` holds. Before any:
+    the value the number was connected with, or on when the first change known is an
+    admin's (a number connected before the switch existed handed off). No change known at
+    all (the caller has waited for its view to catch up): connected before this view
+    existed, when every number handed off: on.
+    """
+    earlier = [change for change in changes if change.at <= at]
+    if earlier:
+        return earlier[-1].enabled
+    if changes and changes[0].kind == "connected":
+        return changes[0].enabled
+    return True
+
+
 class FlowRuntimeError(Exception):
     """The flow cannot go on from a block (a missing variable, a bad substitution...)."""
 
@@ -102,8 +130,15 @@ def evolve(state: RunState, event: Payload) -> RunState:
             return state
 
 
-def start(started: ConversationStarted, active: ActiveFlow | None, time_zone: str) -> list[Payload]:
-    """A new conversation: fix the flow version it will run (None when the number has none)."""
+def start(
+    started: ConversationStarted,
+    active: ActiveFlow | None,
+    time_zone: str,
+    *,
+    agent_conversations: bool,
+) -> list[Payload]:
+    """A new conversation: fix the flow version it will run (None when the number has none)
+    and whether its connect-to-agent blocks may hand off (the number's switch at the start)."""
     return [
         FlowRunStarted(
             conversation_id=started.conversation_id,
@@ -114,6 +149,7 @@ def start(started: ConversationStarted, active: ActiveFlow | None, time_zone: st
             contact_name=started.contact_name,
             time_zone=time_zone,
             conversation_started_at=started.started_at,
+            agent_conversations=agent_conversations,
         )
     ]
 
@@ -183,6 +219,8 @@ class _Run:
                 return None
             case ConditionBlock():
                 return self.evaluate(block)
+            case ConnectToAgentBlock() if not self.started.agent_conversations:
+                return self.withhold(block)
             case ConnectToAgentBlock():
                 if block.text:
                     self.say(self.substitute(block.text))
@@ -231,6 +269,26 @@ class _Run:
                 )
                 return None
         raise AssertionError(f"unhandled block {block!r}")
+
+    def withhold(self, block: ConnectToAgentBlock) -> str | None:
+        """No hand-off while the number's agent conversations are off: the block's fallback,
+        or a failure there (the flow's error path, else the workspace's queue)."""
+        reason = (
+            f"agent conversations are off on business number {self.started.phone_number_id}"
+            " (an admin turns them on)"
+        )
+        self.emit(
+            HandOffWithheld(
+                conversation_id=self.started.conversation_id,
+                block_id=block.id,
+                reason=reason,
+                fallback=block.fallback,
+                withheld_at=self.at,
+            )
+        )
+        if block.fallback is not None:
+            return block.fallback
+        return self.fail(block, f"{reason}, and the block has no fallback")
 
     # -- questions -----------------------------------------------------------------------
 

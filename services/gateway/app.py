@@ -19,6 +19,7 @@ from services.gateway import (
     directory_api,
     flows_api,
     members_api,
+    numbers_api,
     stream_api,
 )
 from services.gateway.dependencies import Publisher, read_models
@@ -107,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(directory_api.router)
     app.include_router(flows_api.router)
     app.include_router(stream_api.router)
+    app.include_router(numbers_api.router)
 
     @app.get("/healthz", tags=["operations"])
     async def health(models: Annotated[ReadModels, Depends(read_models)]) -> Response:

@@ -71,7 +71,11 @@ class Bot:
 async def bot(settings: Settings) -> AsyncIterator[Bot]:
     async with consumers(settings), gateway_client(settings) as client:
         workspace = await create_workspace(
-            settings, name="Acme", phone_number_id=NUMBER, time_zone="America/Bogota"
+            settings,
+            name="Acme",
+            phone_number_id=NUMBER,
+            time_zone="America/Bogota",
+            agent_conversations=True,
         )
         auth = {"Authorization": f"Bearer {workspace['admin_token']}"}
         group = await create_group(client, auth, "Billing")

@@ -55,7 +55,14 @@ def message(
 class Run:
     """A conversation's run, driven message by message as the flows consumer drives it."""
 
-    def __init__(self, document: dict[str, Any], at: datetime, *, time_zone: str = "UTC") -> None:
+    def __init__(
+        self,
+        document: dict[str, Any],
+        at: datetime,
+        *,
+        time_zone: str = "UTC",
+        agent_conversations: bool = True,
+    ) -> None:
         self.flow: FlowDefinition | None = parse_flow(document)
         self.state = RunState(CONVERSATION)
         started = ConversationStarted(
@@ -66,7 +73,14 @@ class Run:
             contact_name="Valentina",
             started_at=at,
         )
-        self.apply(start(started, ActiveFlow(UUID(int=9), 1), time_zone))
+        self.apply(
+            start(
+                started,
+                ActiveFlow(UUID(int=9), 1),
+                time_zone,
+                agent_conversations=agent_conversations,
+            )
+        )
 
     def apply(self, events: list[Payload]) -> list[Payload]:
         self.state = reduce(evolve, events, self.state)
@@ -304,6 +318,7 @@ def test_no_active_flow_hands_off_rather_than_staying_silent() -> None:
                 contact_name=None,
                 time_zone="UTC",
                 conversation_started_at=OFFICE_HOURS,
+                agent_conversations=True,
             )
         ],
         RunState(CONVERSATION),
