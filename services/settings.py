@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlparse
 
 DEFAULT_KAFKA = "127.0.0.1:19092"
 DEFAULT_DATABASE = "postgresql://switchboard:switchboard@127.0.0.1:55432/switchboard"
+DEFAULT_GRAPH_API = "https://graph.facebook.com/v21.0"
 
 
 class SettingsError(ValueError):
@@ -62,8 +63,11 @@ class Settings:
     http_port: int = 8000
     whatsapp_app_secret: str = ""
     whatsapp_verify_token: str = ""
-    whatsapp_api_base_url: str = "https://graph.facebook.com/v21.0"
+    whatsapp_api_base_url: str = DEFAULT_GRAPH_API
     whatsapp_access_token: str = ""
+    # How long after a member's last live stream ended it is set offline (a reload, a
+    # dropped connection that comes back within it, keeps the status).
+    presence_grace_seconds: float = 60.0
     publish_timeout_seconds: float = 5.0
     relay_poll_seconds: float = 0.05
     # The dispatcher: attempts per round of sending (a retry request starts a new round),
@@ -90,10 +94,9 @@ class Settings:
             http_port=_int(env, "SWITCHBOARD_HTTP_PORT", 8000),
             whatsapp_app_secret=env.get("WHATSAPP_APP_SECRET", ""),
             whatsapp_verify_token=env.get("WHATSAPP_VERIFY_TOKEN", ""),
-            whatsapp_api_base_url=env.get(
-                "WHATSAPP_API_BASE_URL", "https://graph.facebook.com/v21.0"
-            ),
+            whatsapp_api_base_url=env.get("WHATSAPP_API_BASE_URL") or DEFAULT_GRAPH_API,
             whatsapp_access_token=env.get("WHATSAPP_ACCESS_TOKEN", ""),
+            presence_grace_seconds=_float(env, "SWITCHBOARD_PRESENCE_GRACE_SECONDS", 60.0),
             publish_timeout_seconds=_float(env, "SWITCHBOARD_PUBLISH_TIMEOUT", 5.0),
             relay_poll_seconds=_float(env, "SWITCHBOARD_RELAY_POLL_SECONDS", 0.05),
             dispatch_max_attempts=_int(env, "SWITCHBOARD_DISPATCH_MAX_ATTEMPTS", 5),
@@ -118,6 +121,11 @@ class Settings:
             raise SettingsError(
                 "SWITCHBOARD_EXPIRY_MAX_AGE_SECONDS must be more than 0,"
                 f" got {settings.expiry_max_age_seconds}"
+            )
+        if settings.presence_grace_seconds < 0:
+            raise SettingsError(
+                "SWITCHBOARD_PRESENCE_GRACE_SECONDS must be 0 or more,"
+                f" got {settings.presence_grace_seconds}"
             )
         return settings
 

@@ -23,6 +23,7 @@ from services.gateway import (
     stream_api,
 )
 from services.gateway.dependencies import Publisher, read_models
+from services.gateway.presence import Presence
 from services.gateway.webhook import (
     WebhookError,
     signature_valid,
@@ -50,11 +51,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.publisher = Publisher(producer, settings.publish_timeout_seconds)
         app.state.settings = settings
         app.state.read_models = ReadModels(pool, settings.schema("projections"))
-        app.state.sessions = stream_api.Sessions(app.state.publisher, settings)
+        app.state.presence = Presence(pool, app.state.read_models, app.state.publisher, settings)
+        await app.state.presence.start()
         try:
             yield
         finally:
-            await app.state.sessions.drain()
+            await app.state.presence.stop()
             await producer.stop()
             await pool.close()
 
