@@ -10,6 +10,7 @@ from typing import Annotated
 import structlog
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from psycopg_pool import AsyncConnectionPool
 
 from events.catalogue import WHATSAPP_INBOUND
@@ -53,6 +54,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.read_models = ReadModels(pool, settings.schema("projections"))
         app.state.presence = Presence(pool, app.state.read_models, app.state.publisher, settings)
         await app.state.presence.start()
+        if settings.sandbox:
+            from services.gateway.sandbox.phones import Phones
+            from services.gateway.sandbox.routes import Sandbox
+
+            app.state.sandbox = Sandbox(Phones(pool, settings), settings)
+            await app.state.sandbox.phones.create()
         try:
             yield
         finally:
@@ -111,6 +118,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(flows_api.router)
     app.include_router(stream_api.router)
     app.include_router(numbers_api.router)
+    if settings.sandbox:
+        # Development only: absent (404) unless SWITCHBOARD_SANDBOX=1.
+        from services.gateway.sandbox.routes import STATIC, graph, phone
+
+        app.include_router(graph)
+        app.include_router(phone)
+        app.mount("/sandbox/static", StaticFiles(directory=STATIC), name="sandbox-static")
 
     @app.get("/healthz", tags=["operations"])
     async def health(models: Annotated[ReadModels, Depends(read_models)]) -> Response:
