@@ -95,6 +95,17 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--fixtures", default=None, help="folder of webhook JSON samples")
     demo.set_defaults(action=_demo)
 
+    setup = commands.add_parser(
+        "demo-setup",
+        help="create (or check) the demo workspace, its two agents, group and flow; print"
+        " where to go and the sign-in tokens",
+    )
+    setup.add_argument("--url", default=None, help="gateway base URL (default: this config)")
+    setup.add_argument("--phone-number-id", required=True, help="the demo business number")
+    setup.add_argument("--state", default=".local/demo-workspace.json", help="remembered here")
+    setup.add_argument("--flow", default="deploy/demo-flow.yaml", help="the demo flow")
+    setup.set_defaults(action=_demo_setup)
+
     asyncapi = commands.add_parser("asyncapi", help="print the AsyncAPI document of the consumers")
     asyncapi.set_defaults(action=_asyncapi)
     return parser
@@ -229,6 +240,30 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
         phone_number_id=args.phone_number_id,
         fixtures=Path(args.fixtures) if args.fixtures else None,
     )
+
+
+def _demo_setup(settings: Settings, args: argparse.Namespace) -> int:
+    import httpx
+
+    from services.demo_setup import DemoSetup, DemoSetupFailed, sign_in_sheet
+    from services.workspaces import WorkspaceRejected
+
+    url = (args.url or f"http://{settings.http_host}:{settings.http_port}").rstrip("/")
+
+    async def setup() -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            demo = DemoSetup(
+                settings, client, Path(args.state), args.phone_number_id, Path(args.flow)
+            )
+            return await demo.ensure()
+
+    try:
+        state = asyncio.run(setup())
+    except (DemoSetupFailed, WorkspaceRejected, TimeoutError, httpx.HTTPError) as error:
+        print(f"switchboard: the demo could not be set up: {error}", file=sys.stderr)
+        return 1
+    print(sign_in_sheet(state, url, sandbox=settings.sandbox))
+    return 0
 
 
 def _asyncapi(settings: Settings, args: argparse.Namespace) -> int:
