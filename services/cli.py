@@ -243,12 +243,15 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _demo_setup(settings: Settings, args: argparse.Namespace) -> int:
+    import logging
+
     import httpx
 
     from services.demo_setup import DemoSetup, DemoSetupFailed, sign_in_sheet
     from services.workspaces import WorkspaceRejected
 
     url = (args.url or f"http://{settings.http_host}:{settings.http_port}").rstrip("/")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per call is noise here
 
     async def setup() -> dict[str, Any]:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
