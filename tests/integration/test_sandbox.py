@@ -31,7 +31,15 @@ from services.gateway.sandbox.meta import display_number
 from services.settings import Settings, sandbox_access_token
 from services.workspaces import create_workspace
 from tests.conftest import TEST_APP_SECRET
-from tests.harness import ROOT, consumers, eventually, free_port, gateway_client, topic_records
+from tests.harness import (
+    ROOT,
+    consumers,
+    eventually,
+    free_port,
+    gateway_client,
+    query,
+    topic_records,
+)
 from tests.integration.test_stream import served
 
 pytestmark = pytest.mark.integration
@@ -331,16 +339,27 @@ async def test_the_graph_api_stand_in_answers_as_meta(isolated_env: dict[str, st
         details = invalid.json()["error"]["error_data"]["details"]
         assert details == "text is required for a message of type 'text'"
 
-        # A customer who never wrote: accepted (as Meta does), then failed with 131047.
+        # A customer who last wrote to the sandbox 25 hours ago: accepted (as Meta does),
+        # then failed with 131047.
+        await query(
+            system.settings,
+            "sandbox",
+            "INSERT INTO {s}.phone_messages (version, wamid, phone_number_id, contact_wa_id,"
+            " direction, message, status, created_at) VALUES"
+            " (nextval('{s}.phone_versions'), 'wamid.old', %s,"
+            " '573100000001', 'from_customer', '{{}}', 'delivered', now() - interval '25 hours')",
+            NUMBER,
+        )
         sent = await client.post(graph, json={**text, "text": {"body": "hola"}}, headers=token)
         assert sent.status_code == 200, sent.text
         answer = sent.json()
         assert answer["contacts"] == [{"input": "573100000001", "wa_id": "573100000001"}]
         wamid = answer["messages"][0]["id"]
         rows = await eventually(
-            lambda: system.phone("573100000001"), lambda rows: rows[0]["status"] == "failed"
+            lambda: system.phone("573100000001"),
+            lambda rows: [r["status"] for r in rows] == ["delivered", "failed"],
         )
-        assert rows[0]["wamid"] == wamid
+        assert rows[1]["wamid"] == wamid
         records = await topic_records(system.settings, WHATSAPP_INBOUND)
         [failed] = [
             r.payload.status
@@ -349,6 +368,14 @@ async def test_the_graph_api_stand_in_answers_as_meta(isolated_env: dict[str, st
         ]
         assert failed["status"] == "failed"
         assert failed["errors"][0]["code"] == 131047
+
+        # A customer the sandbox never saw write (its messages reached switchboard another
+        # way): delivered, the window being switchboard's to keep.
+        other = {**text, "to": "573100000002", "text": {"body": "hola"}}
+        assert (await client.post(graph, json=other, headers=token)).status_code == 200
+        await eventually(
+            lambda: system.phone("573100000002"), lambda rows: rows[0]["status"] == "delivered"
+        )
 
 
 async def test_no_sandbox_route_answers_when_sandbox_mode_is_off(settings: Settings) -> None:

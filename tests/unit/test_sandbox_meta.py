@@ -271,9 +271,12 @@ def test_statuses_are_metas_statuses_webhooks(status: str) -> None:
 
 
 def test_outside_the_window_a_free_form_message_fails_with_131047() -> None:
-    assert not meta.window_open(None, AT)
-    assert not meta.window_open(AT - timedelta(hours=25), AT)
-    assert meta.window_open(AT - timedelta(hours=23), AT)
+    assert meta.window_closed(AT - timedelta(hours=25), AT)
+    assert meta.window_closed(AT - timedelta(hours=24), AT)
+    assert not meta.window_closed(AT - timedelta(hours=23), AT)
+    # A customer who reached switchboard without the sandbox: its window is not the
+    # sandbox's to know.
+    assert not meta.window_closed(None, AT)
     document = meta.status_webhook(
         "4801", "wamid.SBX1", "failed", "5731", AT, errors=[meta.re_engagement_error()]
     )

@@ -233,9 +233,12 @@ def display_number(phone_number_id: str) -> str:
     return "1555" + digits.rjust(7, "0")
 
 
-def window_open(last_customer_message: datetime | None, now: datetime) -> bool:
-    """Free-form messages reach a customer who wrote within the last 24 hours."""
-    return last_customer_message is not None and now - last_customer_message < SERVICE_WINDOW
+def window_closed(last_customer_message: datetime | None, now: datetime) -> bool:
+    """Whether a free-form message fails with 131047: the customer last wrote to the sandbox
+    more than 24 hours ago. A customer the sandbox never saw write is one whose messages
+    reached switchboard another way (signed webhooks posted directly, ``make demo``): the
+    sandbox cannot know its window and delivers (switchboard's dispatcher keeps its own)."""
+    return last_customer_message is not None and now - last_customer_message >= SERVICE_WINDOW
 
 
 def needs_window(outgoing: Outgoing) -> bool:

@@ -148,10 +148,10 @@ async def _statuses_after_send(
     box: Sandbox, request: Request, phone_number_id: str, sent: meta.Outgoing, wamid: str
 ) -> None:
     """Meta's statuses of an accepted message: sent, then delivered to the phone; or failed
-    with 131047 when the customer has not written for 24 hours (a free-form message)."""
+    with 131047 when the customer last wrote more than 24 hours ago (a free-form message)."""
     now = await box.phones.now()
     last = await box.phones.last_customer_message_at(phone_number_id, sent.wa_id)
-    closed = meta.needs_window(sent) and not meta.window_open(last, now)
+    closed = meta.needs_window(sent) and meta.window_closed(last, now)
     steps: list[tuple[str, list[dict[str, Any]] | None]] = (
         [("failed", [meta.re_engagement_error()])]
         if closed
