@@ -10,21 +10,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from events.assignment import ASSIGNMENT_COMMANDS, ASSIGNMENT_EVENTS
+from events.assignment import (
+    ASSIGNMENT_COMMANDS,
+    ASSIGNMENT_EVENTS,
+    ConversationAssigned,
+    ConversationQueued,
+    upcast_conversation_assigned_v1,
+    upcast_conversation_queued_v1,
+)
 from events.base import Payload
 from events.codec import Registry
 from events.conversation import (
     CONVERSATION_COMMANDS,
     CONVERSATION_EVENTS,
+    ConversationStarted,
     CustomerMessageReceived,
+    upcast_conversation_started_v1,
     upcast_customer_message_v1,
 )
 from events.directory import (
+    CREDENTIAL_EVENTS,
     DIRECTORY_COMMANDS,
     DIRECTORY_EVENTS,
     BusinessNumberConnected,
     CreateWorkspace,
+    MemberAdded,
     upcast_create_workspace_v1,
+    upcast_member_added_v1,
     upcast_number_connected_v1,
 )
 from events.expiry import EXPIRY_EVENTS
@@ -33,7 +45,13 @@ from events.flows import (
     FLOW_DIRECTORY_EVENTS,
     FLOW_EVENTS,
     HAND_OFF_REQUESTS,
+    AnswerCaptured,
+    FlowPublished,
     FlowRunStarted,
+    PublishFlow,
+    upcast_answer_captured_v1,
+    upcast_flow_published_v1,
+    upcast_publish_flow_v1,
     upcast_run_started_v1,
 )
 from events.operations import InboundRecordUnrouted, RecordDeadLettered
@@ -51,6 +69,9 @@ class Topic:
     carries: tuple[type[Payload], ...]
     description: str
     retention_ms: int = KEEP_FOREVER
+    # Carries credentials (token hashes): only the services named in ``description`` read
+    # it, and a cluster with authorization grants READ on it to their principals alone.
+    restricted: bool = False
 
     def qualified(self, prefix: str) -> str:
         return f"{prefix}{self.name}"
@@ -89,14 +110,27 @@ DIRECTORY_COMMANDS_TOPIC = Topic(
     key="workspace id",
     partitions=3,
     carries=DIRECTORY_COMMANDS + FLOW_DIRECTORY_COMMANDS,
-    description="Admin commands for workspaces, numbers, members and flows.",
+    description="Admin commands for workspaces, numbers, members and flows. Restricted:"
+    " written by the gateway and the CLI, read by the directory alone (adding a member,"
+    " creating a workspace and rotating a token carry the new token's hash).",
+    restricted=True,
 )
 DIRECTORY_EVENTS_TOPIC = Topic(
     name="directory.events",
     key="workspace id",
     partitions=3,
     carries=DIRECTORY_EVENTS + FLOW_DIRECTORY_EVENTS,
-    description="Workspaces, business numbers, members and published flows as they change.",
+    description="Workspaces, business numbers, members and published flows as they change."
+    " No credentials: analytics may read it.",
+)
+DIRECTORY_CREDENTIALS_TOPIC = Topic(
+    name="directory.credentials",
+    key="workspace id",
+    partitions=3,
+    carries=CREDENTIAL_EVENTS,
+    description="Members' token hashes as the directory issues them (added, rotated, carried"
+    " over). Restricted: read by the projector alone, which authenticates for the gateway.",
+    restricted=True,
 )
 FLOW_EVENTS_TOPIC = Topic(
     name="flow.events",
@@ -157,6 +191,7 @@ TOPICS: tuple[Topic, ...] = (
     CONVERSATION_COMMANDS_TOPIC,
     DIRECTORY_COMMANDS_TOPIC,
     DIRECTORY_EVENTS_TOPIC,
+    DIRECTORY_CREDENTIALS_TOPIC,
     FLOW_EVENTS_TOPIC,
     HAND_OFF_REQUESTS_TOPIC,
     ASSIGNMENT_EVENTS_TOPIC,
@@ -182,4 +217,11 @@ def build_registry() -> Registry:
     registry.add_upcaster(CreateWorkspace.event_type, 1, upcast_create_workspace_v1)
     registry.add_upcaster(BusinessNumberConnected.event_type, 1, upcast_number_connected_v1)
     registry.add_upcaster(FlowRunStarted.event_type, 1, upcast_run_started_v1)
+    registry.add_upcaster(MemberAdded.event_type, 1, upcast_member_added_v1)
+    registry.add_upcaster(ConversationStarted.event_type, 1, upcast_conversation_started_v1)
+    registry.add_upcaster(AnswerCaptured.event_type, 1, upcast_answer_captured_v1)
+    registry.add_upcaster(FlowPublished.event_type, 1, upcast_flow_published_v1)
+    registry.add_upcaster(PublishFlow.event_type, 1, upcast_publish_flow_v1)
+    registry.add_upcaster(ConversationQueued.event_type, 1, upcast_conversation_queued_v1)
+    registry.add_upcaster(ConversationAssigned.event_type, 1, upcast_conversation_assigned_v1)
     return registry

@@ -39,6 +39,7 @@ from projections.conversations import (
 )
 from projections.directory import (
     ActiveFlowRow,
+    CredentialRow,
     DirectoryRow,
     FlowVersionRow,
     GroupDeletion,
@@ -62,7 +63,7 @@ from services.store import EVENTS_TABLE, RELAY_TRACKING, TRACKING_TABLE, Already
 
 # Bump when a read model's tables change shape: the projector then drops the read models
 # and rebuilds them from offset zero (they are views; the events are the truth).
-READ_MODEL_VERSION = 6
+READ_MODEL_VERSION = 8
 
 TABLES = (
     "applied_events",
@@ -71,6 +72,7 @@ TABLES = (
     "workspaces",
     "business_numbers",
     "members",
+    "member_credentials",
     "command_outcomes",
     "flow_versions",
     "active_flows",
@@ -118,7 +120,8 @@ SCHEMA_STATEMENTS = (
         reply_id text,
         content jsonb,
         status text,
-        errors jsonb)""",
+        errors jsonb,
+        refs jsonb)""",
     """CREATE INDEX IF NOT EXISTS conversation_history_in_order
         ON {s}.conversation_history (conversation_id, occurred_at, rank, seq, event_id)""",
     """CREATE INDEX IF NOT EXISTS conversation_history_by_wamid
@@ -141,13 +144,18 @@ SCHEMA_STATEMENTS = (
         name text NOT NULL,
         role text NOT NULL,
         capacity integer NOT NULL,
-        token_hash text NOT NULL UNIQUE,
         active boolean NOT NULL DEFAULT true,
         status text NOT NULL DEFAULT 'offline',
         status_changed_at timestamptz,
         desktop_notifications boolean NOT NULL DEFAULT true,
         sound_notifications boolean NOT NULL DEFAULT true)""",
     """CREATE INDEX IF NOT EXISTS members_by_workspace ON {s}.members (workspace_id, name)""",
+    # From directory.credentials (restricted): what authenticates a member's token.
+    """CREATE TABLE IF NOT EXISTS {s}.member_credentials (
+        member_id uuid PRIMARY KEY,
+        workspace_id uuid NOT NULL,
+        token_hash text NOT NULL UNIQUE,
+        issued_at timestamptz NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS {s}.command_outcomes (
         command_id uuid PRIMARY KEY,
         command_type text NOT NULL,
@@ -197,6 +205,7 @@ SCHEMA_STATEMENTS = (
         rotation text,
         claim_only boolean NOT NULL DEFAULT false,
         queued_at timestamptz,
+        queue_arrival integer,
         assigned_at timestamptz,
         updated_at timestamptz NOT NULL)""",
     """CREATE INDEX IF NOT EXISTS conversation_assignments_queued
@@ -398,16 +407,17 @@ class ProjectionRecorder(PostgresProcessRecorder):
             self._sql(
                 "INSERT INTO {s}.conversation_history (event_id, conversation_id, occurred_at,"
                 " rank, seq, kind, author_kind, author_id, author_name, message_id, wamid,"
-                " message_type, text, reply_id, content, status, errors) VALUES"
+                " message_type, text, reply_id, content, status, errors, refs) VALUES"
                 " (%(event_id)s, %(conversation_id)s, %(occurred_at)s, %(rank)s, %(seq)s,"
                 " %(kind)s, %(author_kind)s, %(author_id)s, %(author_name)s, %(message_id)s,"
                 " %(wamid)s, %(message_type)s, %(text)s, %(reply_id)s, %(content)s,"
-                " %(status)s, %(errors)s) ON CONFLICT (event_id) DO NOTHING"
+                " %(status)s, %(errors)s, %(refs)s) ON CONFLICT (event_id) DO NOTHING"
             ),
             {
                 **entry.__dict__,
                 "content": Jsonb(entry.content) if entry.content is not None else None,
                 "errors": Jsonb(entry.errors) if entry.errors is not None else None,
+                "refs": Jsonb(entry.refs) if entry.refs is not None else None,
             },
         )
 
@@ -583,11 +593,17 @@ class ProjectionRecorder(PostgresProcessRecorder):
                 )
             case MemberRow():
                 statement = (
-                    "INSERT INTO {s}.members (member_id, workspace_id, name, role, capacity,"
-                    " token_hash) VALUES (%(member_id)s, %(workspace_id)s, %(name)s, %(role)s,"
-                    " %(capacity)s, %(token_hash)s) ON CONFLICT (member_id) DO UPDATE SET"
-                    " name = EXCLUDED.name, role = EXCLUDED.role, capacity = EXCLUDED.capacity,"
-                    " token_hash = EXCLUDED.token_hash"
+                    "INSERT INTO {s}.members (member_id, workspace_id, name, role, capacity)"
+                    " VALUES (%(member_id)s, %(workspace_id)s, %(name)s, %(role)s,"
+                    " %(capacity)s) ON CONFLICT (member_id) DO UPDATE SET"
+                    " name = EXCLUDED.name, role = EXCLUDED.role, capacity = EXCLUDED.capacity"
+                )
+            case CredentialRow():
+                statement = (
+                    "INSERT INTO {s}.member_credentials VALUES (%(member_id)s,"
+                    " %(workspace_id)s, %(token_hash)s, %(issued_at)s) ON CONFLICT (member_id)"
+                    " DO UPDATE SET token_hash = EXCLUDED.token_hash,"
+                    " issued_at = EXCLUDED.issued_at"
                 )
             case OutcomeRow():
                 statement = (

@@ -14,6 +14,7 @@ from services.consumer import Delivery, StoreBackedHandler
 from services.flows.decide import (
     RunState,
     agent_conversations_as_of,
+    arrival,
     decide,
     evolve,
     run_id,
@@ -76,8 +77,8 @@ class FlowRunHandler(StoreBackedHandler):
         if isinstance(event, ConversationStarted):
             if state.started is not None:
                 return []  # the start was seen before (a re-sent event)
-            # The number's flow and agent-conversations switch as of the conversation's start.
-            at = event.started_at
+            # The number's flow and agent-conversations switch as of the conversation's arrival.
+            at = arrival(event)
             active = self.recorder.active_flow(event.phone_number_id, at)
             switches = self.recorder.agent_conversation_switches(event.phone_number_id)
             zone = self.recorder.time_zone(workspace_id) or "UTC"

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from projections.queries import ReadModels
 from services.gateway.dependencies import read_models
+from services.gateway.inputs import NoControlCharacters, NotBlank
 from services.gateway.sandbox import meta
 from services.gateway.sandbox.phones import FROM_CUSTOMER, TO_CUSTOMER, Phones
 from services.gateway.webhook import sign
@@ -186,14 +187,18 @@ class Contact(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     wa_id: str = Field(pattern=r"^[0-9]{6,20}$", description="the customer's WhatsApp number")
-    name: str = Field(min_length=1, max_length=100)
+    name: Annotated[str, NoControlCharacters()] = Field(min_length=1, max_length=100)
 
 
 class Reply(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    to: str = Field(min_length=1, description="the wamid of the business's message")
-    id: str = Field(min_length=1, description="the id of the button or list row chosen")
+    to: Annotated[str, NoControlCharacters()] = Field(
+        min_length=1, max_length=256, description="the wamid of the business's message"
+    )
+    id: Annotated[str, NoControlCharacters()] = Field(
+        min_length=1, max_length=256, description="the id of the button or list row chosen"
+    )
 
 
 class CustomerMessage(BaseModel):
@@ -203,7 +208,9 @@ class CustomerMessage(BaseModel):
 
     phone_number_id: str = Field(pattern=DIGITS)
     contact: Contact
-    text: str | None = Field(default=None, min_length=1, max_length=4096)
+    text: Annotated[str, NoControlCharacters(free_text=True), NotBlank()] | None = Field(
+        default=None, min_length=1, max_length=4096
+    )
     reply: Reply | None = None
 
     @model_validator(mode="after")
