@@ -27,7 +27,12 @@ from events.flows import (
     FLOW_EVENTS,
     HAND_OFF_REQUESTS,
 )
-from events.operations import InboundRecordUnrouted, RecordDeadLettered
+from events.operations import (
+    DEAD_LETTER_EVENTS,
+    InboundRecordUnrouted,
+    RecordDeadLettered,
+    upcast_record_dead_lettered_v1,
+)
 from events.outbound import OUTBOUND_EVENTS, OUTBOUND_REQUESTS
 from events.whatsapp import RAW_RECORDS
 
@@ -135,10 +140,11 @@ EXPIRY_EVENTS_TOPIC = Topic(
 )
 DEAD_LETTERS = Topic(
     name="operations.dead_letters",
-    key="the original record's key",
+    key="the original record's key (a stored event's stream id; a deadline's conversation id)",
     partitions=1,
-    carries=(RecordDeadLettered,),
-    description="Records a consumer could not handle, with the consumer and the reason.",
+    carries=DEAD_LETTER_EVENTS,
+    description="Records a consumer could not handle, stored events the relay could not"
+    " publish and deadlines the expiry timer could not fire, each with the reason.",
 )
 
 TOPICS: tuple[Topic, ...] = (
@@ -170,4 +176,5 @@ def build_registry() -> Registry:
     """Every payload class of the catalogue, with the upcasters of older versions."""
     registry = Registry(payload for topic in TOPICS for payload in topic.carries)
     registry.add_upcaster(CustomerMessageReceived.event_type, 1, upcast_customer_message_v1)
+    registry.add_upcaster(RecordDeadLettered.event_type, 1, upcast_record_dead_lettered_v1)
     return registry

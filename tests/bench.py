@@ -30,8 +30,9 @@ from services.gateway.dependencies import Publisher
 from services.gateway.webhook import split_webhook
 from services.inbound.handlers import DirectoryViewHandler, InboundHandler
 from services.inbound.routes import InboundRecorder
-from services.kafka import ensure_topics, idempotent_producer
+from services.kafka import ensure_topics
 from services.postgres import create_tables, open_datastore
+from services.producer import HealingProducer
 from services.settings import Settings
 from services.store import EventStore
 from tests.webhooks import Text, messages_webhook
@@ -107,7 +108,7 @@ async def bench_publish(settings: Settings) -> tuple[float, float]:
             received_at=datetime.now(UTC),
         )
     ]
-    producer = idempotent_producer(settings, client_id="bench")
+    producer = HealingProducer.for_settings(settings, client_id="bench")
     await producer.start()
     try:
         publisher = Publisher(producer, timeout=10)

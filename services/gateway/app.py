@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated
 
+import psycopg
 import structlog
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from psycopg_pool import AsyncConnectionPool
 
@@ -21,14 +23,23 @@ from services.gateway import (
     members_api,
     stream_api,
 )
-from services.gateway.dependencies import Publisher, read_models
+from services.gateway.body import read_bounded
+from services.gateway.dependencies import (
+    RETRY_AFTER_SECONDS,
+    Publisher,
+    publish_refused,
+)
 from services.gateway.webhook import (
     WebhookError,
     signature_valid,
     split_webhook,
 )
-from services.kafka import ensure_topics, idempotent_producer
+from services.kafka import ensure_topics
+from services.producer import HealingProducer, PublishFailed
 from services.settings import Settings
+
+# How long /healthz waits for each of the database and Kafka before calling it down.
+HEALTH_TIMEOUT_SECONDS = 2.0
 
 log = structlog.get_logger(__name__)
 
@@ -40,12 +51,20 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ensure_topics(settings)
-        producer = idempotent_producer(settings, client_id="switchboard-gateway")
+        producer = HealingProducer.for_settings(settings, client_id="switchboard-gateway")
         await producer.start()
         pool = AsyncConnectionPool(
-            settings.database().conninfo(), min_size=1, max_size=10, open=False, timeout=10
+            settings.database().conninfo(),
+            min_size=1,
+            max_size=10,
+            open=False,
+            timeout=10,
+            # A connection the database dropped (a restart) is replaced before it is lent,
+            # rather than failing the request that gets it.
+            check=AsyncConnectionPool.check_connection,
         )
         await pool.open(wait=True, timeout=30)
+        app.state.producer = producer
         app.state.publisher = Publisher(producer, settings.publish_timeout_seconds)
         app.state.settings = settings
         app.state.read_models = ReadModels(pool, settings.schema("projections"))
@@ -82,8 +101,9 @@ def create_app(settings: Settings) -> FastAPI:
         request: Request,
         x_hub_signature_256: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
-        """Meta's webhook: 200 once Kafka holds every record; 503 if it cannot (Meta retries)."""
-        body = await request.body()
+        """Meta's webhook: 200 once Kafka holds every record; 503 if it cannot yet (Meta
+        retries); 413 for a body over the size bound or a record too large for Kafka."""
+        body = await read_bounded(request, settings.webhook_max_body_bytes)
         if not signature_valid(settings.whatsapp_app_secret, body, x_hub_signature_256):
             raise HTTPException(401, "missing or wrong X-Hub-Signature-256")
         try:
@@ -93,13 +113,9 @@ def create_app(settings: Settings) -> FastAPI:
         publisher: Publisher = request.app.state.publisher
         try:
             await publisher.publish(WHATSAPP_INBOUND.qualified(settings.topic_prefix), records)
-        except Exception as error:  # any broker failure: Meta retries, nothing is lost
-            log.warning("webhook not accepted: Kafka unavailable", error=repr(error))
-            return JSONResponse(
-                {"detail": "the message bus is unavailable; retry later"},
-                status_code=503,
-                headers={"Retry-After": "5"},
-            )
+        except PublishFailed as error:  # 503 when it may pass (Meta retries), else 413/400
+            log.warning("webhook not accepted", error=repr(error), permanent=error.permanent)
+            raise publish_refused(error) from None
         return JSONResponse({"accepted": len(records)})
 
     app.include_router(conversations_api.router)
@@ -108,9 +124,44 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(flows_api.router)
     app.include_router(stream_api.router)
 
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(psycopg.InterfaceError)
+    async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
+        """A read or a wait on the read models while the database is away (restarting, no
+        free connection in time): the request may be retried, it is not the server's bug."""
+        log.warning("database unavailable", path=request.url.path, error=repr(error))
+        return JSONResponse(
+            {"detail": "the database is unavailable; retry later"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
     @app.get("/healthz", tags=["operations"])
-    async def health(models: Annotated[ReadModels, Depends(read_models)]) -> Response:
-        await models.ping()
-        return PlainTextResponse("ok")
+    async def health(request: Request) -> JSONResponse:
+        """200 when the database and Kafka both answer; 503 naming what does not."""
+        models: ReadModels = request.app.state.read_models
+        producer: HealingProducer = request.app.state.producer
+        database, kafka = await asyncio.gather(
+            _database_problem(models), producer.broker_problem(HEALTH_TIMEOUT_SECONDS)
+        )
+        checks = {
+            "database": "up" if database is None else f"down: {database}",
+            "kafka": "up" if kafka is None else f"down: {kafka}",
+        }
+        if database is None and kafka is None:
+            return JSONResponse({"status": "ok", **checks})
+        return JSONResponse(
+            {"status": "unavailable", **checks},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
     return app
+
+
+async def _database_problem(models: ReadModels) -> str | None:
+    try:
+        await asyncio.wait_for(models.ping(), HEALTH_TIMEOUT_SECONDS)
+    except Exception as error:
+        return f"{type(error).__name__}: {error}".strip()
+    return None
