@@ -12,6 +12,7 @@ from faststream import FastStream
 from events.catalogue import (
     ASSIGNMENT_EVENTS_TOPIC,
     CONVERSATION_EVENTS_TOPIC,
+    DIRECTORY_CREDENTIALS_TOPIC,
     DIRECTORY_EVENTS_TOPIC,
     FLOW_EVENTS_TOPIC,
     HAND_OFF_REQUESTS_TOPIC,
@@ -32,6 +33,7 @@ from services.store import EventStore
 PROJECTED_TOPICS = (
     CONVERSATION_EVENTS_TOPIC,
     DIRECTORY_EVENTS_TOPIC,
+    DIRECTORY_CREDENTIALS_TOPIC,  # restricted: the projector authenticates for the gateway
     FLOW_EVENTS_TOPIC,
     HAND_OFF_REQUESTS_TOPIC,
     ASSIGNMENT_EVENTS_TOPIC,

@@ -64,8 +64,9 @@ class ReadModels:
 
     async def caller(self, token: str) -> Caller | None:
         rows = await self._all(
-            "SELECT member_id, workspace_id, role, name FROM {s}.members"
-            " WHERE token_hash = %s AND active",
+            "SELECT m.member_id, m.workspace_id, m.role, m.name FROM {s}.member_credentials c"
+            " JOIN {s}.members m ON m.member_id = c.member_id"
+            " AND m.workspace_id = c.workspace_id WHERE c.token_hash = %s AND m.active",
             (token_hash(token),),
         )
         return Caller(**rows[0]) if rows else None

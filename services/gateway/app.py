@@ -11,8 +11,11 @@ from typing import Annotated
 import psycopg
 import structlog
 from fastapi import FastAPI, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi_offline import FastAPIOffline
 from psycopg_pool import AsyncConnectionPool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from events.catalogue import WHATSAPP_INBOUND
 from projections.queries import ReadModels
@@ -24,11 +27,15 @@ from services.gateway import (
     stream_api,
 )
 from services.gateway.body import read_bounded
-from services.gateway.dependencies import (
-    RETRY_AFTER_SECONDS,
-    Publisher,
-    publish_refused,
+from services.gateway.dependencies import RETRY_AFTER_SECONDS, Publisher, publish_refused
+from services.gateway.openapi import described_openapi
+from services.gateway.problems import (
+    PROBLEM_CONTENT,
+    http_problem,
+    invalid_request,
+    problem_responses,
 )
+from services.gateway.responses import Health, WebhookAccepted
 from services.gateway.webhook import (
     WebhookError,
     signature_valid,
@@ -38,10 +45,10 @@ from services.kafka import ensure_topics
 from services.producer import HealingProducer, PublishFailed
 from services.settings import Settings
 
+log = structlog.get_logger(__name__)
+
 # How long /healthz waits for each of the database and Kafka before calling it down.
 HEALTH_TIMEOUT_SECONDS = 2.0
-
-log = structlog.get_logger(__name__)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -76,14 +83,47 @@ def create_app(settings: Settings) -> FastAPI:
             await producer.stop()
             await pool.close()
 
-    app = FastAPI(
+    # /docs and /redoc with their scripts and styles served from the fastapi-offline
+    # package (no CDN: the pages work offline); Swagger UI's online validator badge off.
+    app: FastAPI = FastAPIOffline(
         title="switchboard",
         version="0.1.0",
-        description="WhatsApp conversations through chatbot flows to human agents.",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},
     )
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, http_problem)
 
-    @app.get("/webhooks/whatsapp", response_class=PlainTextResponse, tags=["webhook"])
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(psycopg.InterfaceError)
+    async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
+        """A read or a wait on the read models while the database is away (restarting, no
+        free connection in time): the request may be retried, it is not the server's bug."""
+        log.warning("database unavailable", path=request.url.path, error=repr(error))
+        return JSONResponse(
+            {"detail": "the database is unavailable; retry later"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    @app.get(
+        "/webhooks/whatsapp",
+        response_class=PlainTextResponse,
+        tags=["webhook"],
+        responses={
+            200: {
+                "description": "The challenge, echoed",
+                "content": {"text/plain": {"schema": {"type": "string"}, "example": "1158201444"}},
+            },
+            **problem_responses(400, 422),
+            403: {
+                "content": PROBLEM_CONTENT,
+                "description": "`hub.verify_token` does not match `WHATSAPP_VERIFY_TOKEN`.",
+            },
+        },
+    )
     async def verify_webhook(
         mode: Annotated[str | None, Query(alias="hub.mode")] = None,
         token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
@@ -96,13 +136,25 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(403, "hub.verify_token does not match WHATSAPP_VERIFY_TOKEN")
         return challenge
 
-    @app.post("/webhooks/whatsapp", tags=["webhook"])
+    @app.post(
+        "/webhooks/whatsapp",
+        tags=["webhook"],
+        response_model=WebhookAccepted,
+        responses={
+            **problem_responses(400, 422),
+            401: WEBHOOK_UNSIGNED,
+            413: WEBHOOK_TOO_LARGE,
+            503: WEBHOOK_UNAVAILABLE,
+        },
+        openapi_extra={"requestBody": WEBHOOK_BODY},
+    )
     async def receive_webhook(
         request: Request,
         x_hub_signature_256: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
         """Meta's webhook: 200 once Kafka holds every record; 503 if it cannot yet (Meta
-        retries); 413 for a body over the size bound or a record too large for Kafka."""
+        retries); 413 for a body over the size bound or a record too large for Kafka; 400 for
+        one that cannot be encoded."""
         body = await read_bounded(request, settings.webhook_max_body_bytes)
         if not signature_valid(settings.whatsapp_app_secret, body, x_hub_signature_256):
             raise HTTPException(401, "missing or wrong X-Hub-Signature-256")
@@ -124,19 +176,21 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(flows_api.router)
     app.include_router(stream_api.router)
 
-    @app.exception_handler(psycopg.OperationalError)
-    @app.exception_handler(psycopg.InterfaceError)
-    async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
-        """A read or a wait on the read models while the database is away (restarting, no
-        free connection in time): the request may be retried, it is not the server's bug."""
-        log.warning("database unavailable", path=request.url.path, error=repr(error))
-        return JSONResponse(
-            {"detail": "the database is unavailable; retry later"},
-            status_code=503,
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        )
-
-    @app.get("/healthz", tags=["operations"])
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        response_model=Health,
+        responses={
+            503: {
+                "model": Health,
+                "description": "The database or Kafka does not answer within 2 s (`detail`"
+                " says which); the gateway itself answers.",
+                "headers": {
+                    "Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}
+                },
+            }
+        },
+    )
     async def health(request: Request) -> JSONResponse:
         """200 when the database and Kafka both answer; 503 naming what does not."""
         models: ReadModels = request.app.state.read_models
@@ -144,18 +198,22 @@ def create_app(settings: Settings) -> FastAPI:
         database, kafka = await asyncio.gather(
             _database_problem(models), producer.broker_problem(HEALTH_TIMEOUT_SECONDS)
         )
-        checks = {
-            "database": "up" if database is None else f"down: {database}",
-            "kafka": "up" if kafka is None else f"down: {kafka}",
-        }
-        if database is None and kafka is None:
-            return JSONResponse({"status": "ok", **checks})
+        down = [name for name, problem in (("the database", database), ("Kafka", kafka)) if problem]
+        found = Health(
+            status="unavailable" if down else "ok",
+            database="up" if database is None else f"down: {database}",
+            kafka="up" if kafka is None else f"down: {kafka}",
+            detail=f"{' and '.join(down)} not answering" if down else None,
+        )
+        if not down:
+            return JSONResponse(found.model_dump(mode="json", exclude_none=True))
         return JSONResponse(
-            {"status": "unavailable", **checks},
+            found.model_dump(mode="json"),
             status_code=503,
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 
+    app.openapi = lambda: described_openapi(app)  # type: ignore[method-assign]
     return app
 
 
@@ -165,3 +223,33 @@ async def _database_problem(models: ReadModels) -> str | None:
     except Exception as error:
         return f"{type(error).__name__}: {error}".strip()
     return None
+
+
+DOCS_ASSETS = "/docs-assets"
+API_DESCRIPTION = """WhatsApp conversations through chatbot flows to human agents.
+
+Every `/api` route needs a member's token (`Authorization: Bearer <token>`) and sees only its
+workspace. Every error answers `{"detail": "...", "errors": [...]}` (`errors` for a request
+that did not validate, naming each field). Text that people type (names, ids, replies, notes)
+may hold no control character; free text keeps line breaks and tabs."""
+
+WEBHOOK_BODY = {
+    "description": "Meta's delivery, signed with `X-Hub-Signature-256` over the exact bytes.",
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WhatsAppWebhook"}}},
+}
+WEBHOOK_UNSIGNED = {
+    "content": PROBLEM_CONTENT,
+    "description": "`X-Hub-Signature-256` is missing or does not match the body.",
+}
+WEBHOOK_TOO_LARGE = {
+    "content": PROBLEM_CONTENT,
+    "description": "The body is over `SWITCHBOARD_WEBHOOK_MAX_BODY_BYTES` (refused before it"
+    " is read), or a record is over Kafka's message size: no retry changes that.",
+}
+WEBHOOK_UNAVAILABLE = {
+    "content": PROBLEM_CONTENT,
+    "description": "Kafka is unreachable or did not acknowledge every record in time: nothing"
+    " is lost, Meta retries. (A record Kafka can never take answers 413 or 400 instead.)",
+    "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}},
+}
