@@ -182,9 +182,10 @@ def create_app(settings: Settings) -> FastAPI:
         response_model=Health,
         responses={
             503: {
-                "model": Health,
-                "description": "The database or Kafka does not answer within 2 s (`detail`"
-                " says which); the gateway itself answers.",
+                "content": PROBLEM_CONTENT,
+                "description": "The database or Kafka does not answer within 2 s: `detail` says"
+                " which, and the body also carries `status`, `database` and `kafka` as a 200"
+                " does.",
                 "headers": {
                     "Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}
                 },
@@ -203,12 +204,12 @@ def create_app(settings: Settings) -> FastAPI:
             status="unavailable" if down else "ok",
             database="up" if database is None else f"down: {database}",
             kafka="up" if kafka is None else f"down: {kafka}",
-            detail=f"{' and '.join(down)} not answering" if down else None,
-        )
+        ).model_dump(mode="json")
         if not down:
-            return JSONResponse(found.model_dump(mode="json", exclude_none=True))
+            return JSONResponse(found)
+        # An error body like every other (a Problem: ``detail``), with what was found.
         return JSONResponse(
-            found.model_dump(mode="json"),
+            {"detail": f"{' and '.join(down)} not answering", **found},
             status_code=503,
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )

@@ -511,22 +511,14 @@ class WebhookAccepted(BaseModel):
 
 
 class Health(BaseModel):
-    """What ``/healthz`` found: each dependency ``up`` or ``down: <why>``."""
+    """What ``/healthz`` found: each dependency ``up`` or ``down: <why>`` (a 503 carries the
+    same fields beside its ``detail``)."""
 
-    model_config = _examples(
-        {"status": "ok", "database": "up", "kafka": "up"},
-        {
-            "status": "unavailable",
-            "database": "up",
-            "kafka": "down: KafkaConnectionError: Unable to bootstrap from [('127.0.0.1', 19092)]",
-            "detail": "Kafka not answering",
-        },
-    )
+    model_config = _examples({"status": "ok", "database": "up", "kafka": "up"})
 
     status: Literal["ok", "unavailable"]
     database: str = Field(description="`up`, or `down: ` and why")
     kafka: str = Field(description="`up`, or `down: ` and why")
-    detail: str | None = Field(default=None, description="what does not answer (503 only)")
 
 
 # --- the stream ------------------------------------------------------------------------
