@@ -78,15 +78,19 @@ class Envelope(BaseModel):
         workspace_id: UUID | None,
         occurred_at: Instant,
         actor: Actor,
+        scope: str = "",
     ) -> list[Envelope]:
         """Envelopes for the events this one caused: same correlation, derived ids.
 
         ``stream_of`` names each event's stream (its Kafka key), e.g. its conversation id.
+        ``scope`` names what else makes the cause unique when this envelope's id does not
+        (the workspace a raw webhook record was routed to); it enters every derived id.
         """
+        prefix = f"{scope}/" if scope else ""
         return [
             Envelope.wrap(
                 payload,
-                event_id=uuid5(EVENT_ID_NAMESPACE, f"{self.event_id}/{index}"),
+                event_id=uuid5(EVENT_ID_NAMESPACE, f"{prefix}{self.event_id}/{index}"),
                 stream_id=stream_of(payload),
                 workspace_id=workspace_id,
                 occurred_at=occurred_at,

@@ -13,22 +13,25 @@ import structlog
 from fastapi import FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from events.catalogue import WHATSAPP_INBOUND
+from events.catalogue import WHATSAPP_BUSINESS, WHATSAPP_INBOUND, WHATSAPP_REJECTED
 from projections.queries import ReadModels
 from services.gateway import (
     conversations_api,
     directory_api,
     flows_api,
     members_api,
+    numbers_api,
     stream_api,
 )
 from services.gateway.body import read_bounded
 from services.gateway.dependencies import RETRY_AFTER_SECONDS, Publisher, publish_refused
 from services.gateway.openapi import described_openapi
+from services.gateway.presence import Presence
 from services.gateway.problems import (
     PROBLEM_CONTENT,
     http_problem,
@@ -40,6 +43,7 @@ from services.gateway.webhook import (
     WebhookError,
     signature_valid,
     split_webhook,
+    token_matches,
 )
 from services.kafka import ensure_topics
 from services.producer import HealingProducer, PublishFailed
@@ -75,11 +79,18 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.publisher = Publisher(producer, settings.publish_timeout_seconds)
         app.state.settings = settings
         app.state.read_models = ReadModels(pool, settings.schema("projections"))
-        app.state.sessions = stream_api.Sessions(app.state.publisher, settings)
+        app.state.presence = Presence(pool, app.state.read_models, app.state.publisher, settings)
+        await app.state.presence.start()
+        if settings.sandbox:
+            from services.gateway.sandbox.phones import Phones
+            from services.gateway.sandbox.routes import Sandbox
+
+            app.state.sandbox = Sandbox(Phones(pool, settings), settings)
+            await app.state.sandbox.phones.create()
         try:
             yield
         finally:
-            await app.state.sessions.drain()
+            await app.state.presence.stop()
             await producer.stop()
             await pool.close()
 
@@ -132,7 +143,7 @@ def create_app(settings: Settings) -> FastAPI:
         """Meta's verification handshake: echo the challenge if the token matches."""
         if mode != "subscribe" or challenge is None:
             raise HTTPException(400, "expected hub.mode=subscribe and a hub.challenge")
-        if not settings.whatsapp_verify_token or token != settings.whatsapp_verify_token:
+        if not token_matches(settings.whatsapp_verify_token, token):
             raise HTTPException(403, "hub.verify_token does not match WHATSAPP_VERIFY_TOKEN")
         return challenge
 
@@ -152,29 +163,45 @@ def create_app(settings: Settings) -> FastAPI:
         request: Request,
         x_hub_signature_256: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
-        """Meta's webhook: 200 once Kafka holds every record; 503 if it cannot yet (Meta
-        retries); 413 for a body over the size bound or a record too large for Kafka; 400 for
-        one that cannot be encoded."""
+        """Meta's webhook: 200 once Kafka holds every record (invalid items parked on
+        ``whatsapp.rejected`` with the reason); 400 for a body that is not a webhook; 503 if
+        Kafka cannot take it yet (Meta retries); 413 for a body over the size bound or a record
+        too large for Kafka; 400 for one that cannot be encoded."""
         body = await read_bounded(request, settings.webhook_max_body_bytes)
         if not signature_valid(settings.whatsapp_app_secret, body, x_hub_signature_256):
             raise HTTPException(401, "missing or wrong X-Hub-Signature-256")
         try:
-            records = split_webhook(body, received_at=datetime.now(UTC))
+            split = split_webhook(body, received_at=datetime.now(UTC))
         except WebhookError as error:
             raise HTTPException(400, str(error)) from None
         publisher: Publisher = request.app.state.publisher
+        batches = (
+            (WHATSAPP_INBOUND, split.inbound),
+            (WHATSAPP_BUSINESS, split.business),
+            (WHATSAPP_REJECTED, split.rejected),
+        )
         try:
-            await publisher.publish(WHATSAPP_INBOUND.qualified(settings.topic_prefix), records)
+            for topic, records in batches:
+                if records:
+                    await publisher.publish(topic.qualified(settings.topic_prefix), records)
         except PublishFailed as error:  # 503 when it may pass (Meta retries), else 413/400
             log.warning("webhook not accepted", error=repr(error), permanent=error.permanent)
             raise publish_refused(error) from None
-        return JSONResponse({"accepted": len(records)})
+        return JSONResponse({"accepted": split.accepted, "rejected": len(split.rejected)})
 
     app.include_router(conversations_api.router)
     app.include_router(members_api.router)
     app.include_router(directory_api.router)
     app.include_router(flows_api.router)
     app.include_router(stream_api.router)
+    app.include_router(numbers_api.router)
+    if settings.sandbox:
+        # Development only: absent (404) unless SWITCHBOARD_SANDBOX=1.
+        from services.gateway.sandbox.routes import STATIC, graph, phone
+
+        app.include_router(graph)
+        app.include_router(phone)
+        app.mount("/sandbox/static", StaticFiles(directory=STATIC), name="sandbox-static")
 
     @app.get(
         "/healthz",

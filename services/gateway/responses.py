@@ -306,6 +306,11 @@ class Conversation(BaseModel):
     group_id: UUID | None = None
     assignee_id: UUID | None = None
     assignment_state: str | None = Field(default=None, description="queued, assigned, released")
+    contact_user_id: str | None = Field(
+        default=None, description="the customer's business-scoped user id (BSUID), when sent"
+    )
+    contact_username: str | None = Field(default=None, description="the WhatsApp username")
+    contact_country_code: str | None = None
 
 
 class Conversations(BaseModel):
@@ -357,6 +362,15 @@ HISTORY_LINE_EXAMPLE = {
     "status": None,
     "errors": None,
     "occurred_at": NOW,
+    "reply_to": None,
+    "forwarded": False,
+    "frequently_forwarded": False,
+    "context": None,
+    "referral": None,
+    "group_id": None,
+    "edited_at": None,
+    "previous": None,
+    "revoked_at": None,
 }
 
 
@@ -370,7 +384,9 @@ class HistoryLine(BaseModel):
     position: int
     event_id: UUID
     kind: str = Field(description="message, status, system, assignment, closed")
-    author_kind: str = Field(description="customer, bot, member, meta, system")
+    author_kind: str = Field(
+        description="customer, bot, member, business (its WhatsApp Business app), meta, system"
+    )
     author_id: str | None
     author_name: str | None
     message_id: UUID | None
@@ -382,6 +398,17 @@ class HistoryLine(BaseModel):
     status: str | None
     errors: Any = None
     occurred_at: datetime
+    reply_to: str | None = Field(default=None, description="the wamid the message answers")
+    forwarded: bool = False
+    frequently_forwarded: bool = False
+    context: Any = Field(default=None, description="Meta's context object, as sent")
+    referral: Any = Field(default=None, description="the click-to-WhatsApp ad it came from")
+    group_id: str | None = Field(default=None, description="a group message's group")
+    edited_at: datetime | None = None
+    previous: Any = Field(default=None, description="earlier versions of an edited message")
+    revoked_at: datetime | None = Field(
+        default=None, description="when its author deleted it (text and content then null)"
+    )
 
 
 class History(BaseModel):
@@ -501,13 +528,60 @@ class ActiveFlowChosen(BaseModel):
     flow_id: UUID
 
 
+# --- business numbers ------------------------------------------------------------------
+
+
+NUMBER_EXAMPLE = {
+    "phone_number_id": "480112093385611",
+    "display_phone_number": "573001112233",
+    "active_flow_id": FLOW,
+    "agent_conversations": True,
+}
+
+
+class BusinessNumber(BaseModel):
+    model_config = _examples(NUMBER_EXAMPLE)
+
+    phone_number_id: str = Field(description="Meta's id of the business number")
+    display_phone_number: str | None = Field(
+        description="the number as customers see it, from Meta's webhooks (null until a"
+        " customer wrote)"
+    )
+    active_flow_id: UUID | None = Field(description="the flow new conversations run")
+    agent_conversations: bool = Field(
+        description="whether its flows may hand conversations to agents (off: a connect-to-agent"
+        " block follows its fallback)"
+    )
+
+
+class BusinessNumbers(BaseModel):
+    model_config = _examples({"numbers": [NUMBER_EXAMPLE]})
+
+    numbers: list[BusinessNumber] = Field(description="the workspace's numbers")
+
+
+class AgentConversationsSwitched(BaseModel):
+    model_config = _examples(
+        {"command_id": COMMAND, "phone_number_id": "480112093385611", "agent_conversations": True}
+    )
+
+    command_id: UUID
+    phone_number_id: str
+    agent_conversations: bool
+
+
 # --- the webhook -----------------------------------------------------------------------
 
 
 class WebhookAccepted(BaseModel):
-    model_config = _examples({"accepted": 2})
+    model_config = _examples({"accepted": 2, "rejected": 0})
 
     accepted: int = Field(description="records Kafka acknowledged (one per message, status...)")
+    rejected: int = Field(
+        default=0,
+        description="parts that are not what Meta documents, parked on whatsapp.rejected with"
+        " the reason (the valid items of the delivery were accepted)",
+    )
 
 
 class Health(BaseModel):
@@ -532,12 +606,16 @@ STREAM_CHANGE_EXAMPLE = {
     "member_id": ANA,
     "kind": "assignment.conversation_assigned",
     "occurred_at": NOW,
+    "caused_by": None,
+    "notify_desktop": True,
+    "play_sound": True,
 }
 
 
 class StreamChange(BaseModel):
     """The ``data`` of one ``/api/stream`` event: what changed; read the details from the
-    other routes. The first event (``ready``) carries ``member_id`` and ``after`` instead."""
+    other routes. The first event (``ready``) carries ``member_id`` and ``after`` instead (and
+    both hints false)."""
 
     model_config = _examples(STREAM_CHANGE_EXAMPLE)
 
@@ -548,3 +626,11 @@ class StreamChange(BaseModel):
     member_id: UUID | None
     kind: str = Field(description="the event type (also the SSE ``event`` field)")
     occurred_at: datetime
+    caused_by: UUID | None = Field(
+        description="the member whose own action this was, if any (never notified of it)"
+    )
+    notify_desktop: bool = Field(
+        description="show a desktop notification (the member's setting and the kind of event;"
+        " see the README's notification hints)"
+    )
+    play_sound: bool = Field(description="play the notification sound (likewise)")
