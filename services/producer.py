@@ -37,7 +37,10 @@ from services.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-START_TIMEOUT_SECONDS = 10.0
+# How long one start (bootstrap, then a producer id) may take before the next caller tries
+# anew: a start begun while a restarting broker is not yet serving must not hold the callers
+# back long after it is (one that connected too early can hang until this runs out).
+START_TIMEOUT_SECONDS = 5.0
 # Retried sends of a request: the first through the producer at hand, the second (only for a
 # failure another producer might not have) through a new one.
 SEND_ATTEMPTS = 2
