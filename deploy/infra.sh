@@ -9,6 +9,10 @@
 #   bash deploy/infra.sh env          `export ...` lines for the application: eval "$(bash deploy/infra.sh env)"
 #   bash deploy/infra.sh kafka-stop   stop Kafka alone (Postgres keeps running)
 #   bash deploy/infra.sh kafka-start  start Kafka alone and wait until it answers
+#   bash deploy/infra.sh pg-stop      stop the local PostgreSQL alone (pg_ctl stop -m fast: clients
+#                                     are disconnected, as in a restart); Kafka keeps running
+#   bash deploy/infra.sh pg-start     start the local PostgreSQL alone and wait until it answers
+#                                     (both refuse when SWITCHBOARD_DATABASE_URL names your own server)
 #   bash deploy/infra.sh kafka-tool CLASS [ARGS...]
 #                                     run a Kafka command line tool from the jars, e.g.
 #                                     kafka-tool org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:19092 --list
@@ -562,6 +566,27 @@ cmd_kafka_stop() {
 	stop_kafka
 }
 
+# The outage tests stop and start the database the way an operator restarts it. A server of the
+# user's own (SWITCHBOARD_DATABASE_URL) is never stopped from here.
+refuse_external_pg() {
+	pg_external && die "SWITCHBOARD_DATABASE_URL names a PostgreSQL server of your own; infra.sh $1 only stops and starts the local cluster (unset it, or restart your server yourself)"
+	return 0
+}
+
+cmd_pg_stop() {
+	refuse_external_pg pg-stop
+	take_lock
+	stop_pg
+}
+
+cmd_pg_start() {
+	refuse_external_pg pg-start
+	take_lock
+	local deadline=$(($(now) + TIMEOUT))
+	start_pg "$deadline"
+	wait_for_pg "$deadline"
+}
+
 cmd_status() {
 	local ok=0 pid
 	if pid="$(kafka_pid)"; then
@@ -641,6 +666,8 @@ main() {
 	env) cmd_env ;;
 	kafka-start) cmd_kafka_start ;;
 	kafka-stop) cmd_kafka_stop ;;
+	pg-start) cmd_pg_start ;;
+	pg-stop) cmd_pg_stop ;;
 	kafka-tool) cmd_kafka_tool "$@" ;;
 	help | -h | --help) usage ;;
 	*)

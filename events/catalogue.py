@@ -59,7 +59,12 @@ from events.flows import (
     upcast_publish_flow_v1,
     upcast_run_started_v1,
 )
-from events.operations import InboundRecordUnrouted, RecordDeadLettered
+from events.operations import (
+    DEAD_LETTER_EVENTS,
+    InboundRecordUnrouted,
+    RecordDeadLettered,
+    upcast_record_dead_lettered_v1,
+)
 from events.outbound import OUTBOUND_EVENTS, OUTBOUND_REQUESTS
 from events.whatsapp import (
     RAW_RECORDS,
@@ -206,10 +211,11 @@ EXPIRY_EVENTS_TOPIC = Topic(
 )
 DEAD_LETTERS = Topic(
     name="operations.dead_letters",
-    key="the original record's key",
+    key="the original record's key (a stored event's stream id; a deadline's conversation id)",
     partitions=1,
-    carries=(RecordDeadLettered,),
-    description="Records a consumer could not handle, with the consumer and the reason.",
+    carries=DEAD_LETTER_EVENTS,
+    description="Records a consumer could not handle, stored events the relay could not"
+    " publish and deadlines the expiry timer could not fire, each with the reason.",
 )
 
 TOPICS: tuple[Topic, ...] = (
@@ -258,4 +264,5 @@ def build_registry() -> Registry:
     registry.add_upcaster(PublishFlow.event_type, 1, upcast_publish_flow_v1)
     registry.add_upcaster(ConversationQueued.event_type, 1, upcast_conversation_queued_v1)
     registry.add_upcaster(ConversationAssigned.event_type, 1, upcast_conversation_assigned_v1)
+    registry.add_upcaster(RecordDeadLettered.event_type, 1, upcast_record_dead_lettered_v1)
     return registry

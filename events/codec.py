@@ -9,6 +9,7 @@ consumers turn that into a dead-letter record.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -65,6 +66,63 @@ class Registry:
 
     def __contains__(self, event_type: object) -> bool:
         return event_type in self._classes
+
+
+CONTENT_TYPE = b"application/json"
+
+
+@dataclass(frozen=True)
+class RecordHeader:
+    """What a producer reads from a record without validating its payload: where it goes and
+    the Kafka headers that repeat its type, version and id for filtering without parsing."""
+
+    event_type: str
+    schema_version: int
+    event_id: str
+    stream_id: str
+
+    @classmethod
+    def of(cls, envelope: Envelope) -> RecordHeader:
+        return cls(
+            event_type=envelope.event_type,
+            schema_version=envelope.schema_version,
+            event_id=str(envelope.event_id),
+            stream_id=envelope.stream_id,
+        )
+
+    def kafka_headers(self) -> tuple[tuple[str, bytes], ...]:
+        """The headers every switchboard record carries, whichever process produced it."""
+        return (
+            ("event_type", self.event_type.encode()),
+            ("schema_version", str(self.schema_version).encode()),
+            ("event_id", self.event_id.encode()),
+            ("content-type", CONTENT_TYPE),
+        )
+
+
+def read_header(data: bytes) -> RecordHeader:
+    """The header fields of an encoded record, or :class:`CodecError` saying which is wrong.
+
+    The payload is not validated: a process that only forwards records (the relay) must not
+    refuse a version newer than the classes it knows.
+    """
+    try:
+        raw: Any = orjson.loads(data)
+    except orjson.JSONDecodeError as error:
+        raise CodecError(f"not JSON: {error}") from None
+    if not isinstance(raw, dict):
+        raise CodecError(f"a record is a JSON object, got {type(raw).__name__}")
+    event_type, version = raw.get("event_type"), raw.get("schema_version")
+    event_id, stream_id = raw.get("event_id"), raw.get("stream_id")
+    if not isinstance(event_type, str) or not event_type:
+        raise CodecError("missing or non-string 'event_type'")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CodecError(f"{event_type}: missing or invalid 'schema_version'")
+    if not isinstance(event_id, str) or not event_id:
+        raise CodecError(f"{event_type}: missing or non-string 'event_id'")
+    if not isinstance(stream_id, str):
+        raise CodecError(f"{event_type}: missing or non-string 'stream_id'")
+    return RecordHeader(event_type, version, event_id, stream_id)
 
 
 def encode(envelope: Envelope) -> bytes:

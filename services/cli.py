@@ -188,6 +188,7 @@ def _run_until_signal(work: Coroutine[Any, Any, None]) -> int:
 
 
 def _create_workspace(settings: Settings, args: argparse.Namespace) -> int:
+    from services.producer import PublishFailed
     from services.workspaces import WorkspaceRejected, create_workspace
 
     try:
@@ -202,7 +203,7 @@ def _create_workspace(settings: Settings, args: argparse.Namespace) -> int:
                 wait_seconds=args.wait,
             )
         )
-    except (WorkspaceRejected, TimeoutError, ValueError) as error:
+    except (WorkspaceRejected, PublishFailed, TimeoutError, ValueError) as error:
         print(f"switchboard: workspace not created: {error}", file=sys.stderr)
         return 1
     print(orjson.dumps(created, option=orjson.OPT_INDENT_2).decode())

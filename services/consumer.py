@@ -7,10 +7,13 @@ API is) and this module runs it for each Kafka record:
   the same transaction as the record's effect, so a redelivered record is recognised and
   skipped, and on every partition assignment the consumer seeks to the position Postgres
   holds (Postgres is the truth; Kafka's committed offsets are only a hint);
-* a record that cannot be decoded is dead-lettered at once, with the codec's reason;
+* a record that cannot be decoded (a tombstone, with no value at all, included) is
+  dead-lettered at once, with the reason;
 * a failure of the handler is retried a bounded number of times, then dead-lettered with
-  the reason; a failure of the database itself is retried until it comes back, because no
-  record can be handled (or parked) without it.
+  the reason; a failure that says the infrastructure is away (the database, Kafka, a view
+  still catching up: ``services.outages``), from the handler or from the step before it,
+  is waited out and retried until it passes, and never counts towards parking: a record is
+  parked only for what is wrong with the record.
 
 The handler never lets an exception reach FastStream: records of a partition are handled
 strictly in order, and a nack there would let later records overtake the failed one.
@@ -30,16 +33,18 @@ from uuid import UUID, uuid5
 import anyio.to_thread
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from eventsourcing.persistence import InterfaceError, OperationalError, Tracking
+from eventsourcing.persistence import Tracking
 
 from events.codec import CodecError, Registry, decode
 from events.envelope import Actor, Envelope
 from events.operations import RecordDeadLettered
+from services.outages import database_unavailable, outage_of
 from services.store import AlreadyTracked, EventStore, NewEvent, StreamConflict
 
 log = structlog.get_logger(__name__)
 
 HANDLER_ATTEMPTS = 3
+INFRA_FIRST_BACKOFF_SECONDS = 0.2
 INFRA_BACKOFF_CAP_SECONDS = 5.0
 
 
@@ -51,7 +56,7 @@ class Delivery:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (Kafka allows a record without a value)
     timestamp_ms: int
 
     @property
@@ -65,7 +70,7 @@ class Delivery:
             source_partition=self.partition,
             source_offset=self.offset,
             key=self.key.decode("utf-8", "replace") if self.key is not None else None,
-            value_base64=base64.b64encode(self.value).decode("ascii"),
+            value_base64=None if self.value is None else base64.b64encode(self.value).decode(),
             reason=reason[:2000],
         )
 
@@ -202,6 +207,9 @@ class TrackedRuntime:
         if delivery.offset < self._next_offset.get((delivery.topic, delivery.partition), 0):
             log.debug("record already handled")
             return
+        if delivery.value is None:
+            await self._park(delivery, "tombstone: the record has no value, so no envelope")
+            return
         try:
             envelope = decode(delivery.value, self.registry)
         except CodecError as error:
@@ -216,16 +224,24 @@ class TrackedRuntime:
             causation_id=str(envelope.causation_id) if envelope.causation_id else None,
         )
         failures = 0
+        outage_delay = INFRA_FIRST_BACKOFF_SECONDS
         while True:
             try:
                 if self.before_handle is not None:
                     await self.before_handle(delivery, envelope)
-                await self._database(lambda: self.handler.handle(delivery, envelope))
+                await anyio.to_thread.run_sync(lambda: self.handler.handle(delivery, envelope))
                 break
             except AlreadyTracked:
                 log.info("record was handled before; skipped")
                 break
             except Exception as error:
+                away = outage_of(error)
+                if away is not None:
+                    # Not the record's fault: wait as long as it lasts, never park for it.
+                    log.error(f"{away} unavailable; waiting", error=repr(error), delay=outage_delay)
+                    await asyncio.sleep(outage_delay)
+                    outage_delay = min(outage_delay * 2, INFRA_BACKOFF_CAP_SECONDS)
+                    continue
                 failures += 1
                 log.warning("handling failed", attempt=failures, error=repr(error), exc_info=True)
                 if failures >= self.handler_attempts:
@@ -245,11 +261,13 @@ class TrackedRuntime:
 
     async def _database(self, work: Callable[[], Any]) -> Any:
         """Run blocking store work in a thread; wait out database outages, never skip."""
-        delay = 0.2
+        delay = INFRA_FIRST_BACKOFF_SECONDS
         while True:
             try:
                 return await anyio.to_thread.run_sync(work)
-            except (OperationalError, InterfaceError) as error:
+            except Exception as error:
+                if not database_unavailable(error):
+                    raise
                 log.error("database unavailable; retrying", error=str(error), delay=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, INFRA_BACKOFF_CAP_SECONDS)

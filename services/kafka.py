@@ -1,4 +1,4 @@
-"""Kafka plumbing: topic creation from the catalogue, the idempotent producer, subscribers."""
+"""Kafka plumbing: topic creation from the catalogue, subscribers (producing: ``producer``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import logging
 from collections.abc import Sequence
 
 import structlog
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
@@ -60,18 +59,6 @@ def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:
         message = item[2] if len(item) > 2 else None
         result.append((name, code, message))
     return result
-
-
-def idempotent_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
-    """acks=all with idempotence: a retried send neither duplicates nor reorders a record."""
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id=client_id,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=0,  # a webhook waits for its ack: lingering would only add latency
-        request_timeout_ms=int(settings.publish_timeout_seconds * 1000) + 5000,
-    )
 
 
 def new_broker(settings: Settings, *, client_id: str) -> KafkaBroker:

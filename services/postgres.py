@@ -103,19 +103,23 @@ class advisory_lock:  # noqa: N801 - used as an async context manager, reads as 
         self.holder = holder
         self.connection: psycopg.Connection[tuple[object, ...]] | None = None
 
-    async def __aenter__(self) -> None:
-        self.connection = await anyio.to_thread.run_sync(
-            lambda: psycopg.Connection.connect(self.conninfo, autocommit=True)
+    async def __aenter__(self) -> advisory_lock:
+        connection = await anyio.to_thread.run_sync(
+            lambda: psycopg.Connection.connect(self.conninfo, autocommit=True, connect_timeout=10)
         )
+        self.connection = connection
         waiting_logged = False
-        while True:
-            row = await anyio.to_thread.run_sync(self._try_lock)
-            if row:
-                return
-            if not waiting_logged:
-                log.info(f"another {self.holder} holds the lock; standing by", key=self.key)
-                waiting_logged = True
-            await asyncio.sleep(1.0)
+        try:
+            while not await anyio.to_thread.run_sync(self._try_lock):
+                if not waiting_logged:
+                    log.info(f"another {self.holder} holds the lock; standing by", key=self.key)
+                    waiting_logged = True
+                await asyncio.sleep(1.0)
+        except BaseException:
+            # __aexit__ is not called when __aenter__ fails: close the connection here.
+            await anyio.to_thread.run_sync(connection.close)
+            raise
+        return self
 
     def _try_lock(self) -> bool:
         assert self.connection is not None
@@ -123,6 +127,22 @@ class advisory_lock:  # noqa: N801 - used as an async context manager, reads as 
             "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (self.key,)
         ).fetchone()
         return bool(row and row[0])
+
+    async def held(self) -> bool:
+        """Whether the lock is still ours: it lives as long as its connection, which a
+        database restart ends."""
+        connection = self.connection
+        if connection is None or connection.closed:
+            return False
+
+        def ping() -> bool:
+            try:
+                connection.execute("SELECT 1")
+            except psycopg.Error:
+                return False
+            return True
+
+        return await anyio.to_thread.run_sync(ping)
 
     async def __aexit__(self, *exc: object) -> None:
         if self.connection is not None:

@@ -79,6 +79,8 @@ class Settings:
     # dropped connection that comes back within it, keeps the status).
     presence_grace_seconds: float = 60.0
     publish_timeout_seconds: float = 5.0
+    # Meta's deliveries are a few kilobytes; a larger body is refused before it is read.
+    webhook_max_body_bytes: int = 1024 * 1024
     relay_poll_seconds: float = 0.05
     # The dispatcher: attempts per round of sending (a retry request starts a new round),
     # the first back-off (doubled after each attempt), and the Graph API call's timeout.
@@ -109,6 +111,7 @@ class Settings:
             sandbox=_bool(env, "SWITCHBOARD_SANDBOX"),
             presence_grace_seconds=_float(env, "SWITCHBOARD_PRESENCE_GRACE_SECONDS", 60.0),
             publish_timeout_seconds=_float(env, "SWITCHBOARD_PUBLISH_TIMEOUT", 5.0),
+            webhook_max_body_bytes=_int(env, "SWITCHBOARD_WEBHOOK_MAX_BODY_BYTES", 1024 * 1024),
             relay_poll_seconds=_float(env, "SWITCHBOARD_RELAY_POLL_SECONDS", 0.05),
             dispatch_max_attempts=_int(env, "SWITCHBOARD_DISPATCH_MAX_ATTEMPTS", 5),
             dispatch_backoff_seconds=_float(env, "SWITCHBOARD_DISPATCH_BACKOFF_SECONDS", 0.5),
@@ -127,6 +130,11 @@ class Settings:
             raise SettingsError(
                 "SWITCHBOARD_DISPATCH_BACKOFF_SECONDS must be >= 0 and"
                 " SWITCHBOARD_DISPATCH_TIMEOUT_SECONDS > 0"
+            )
+        if settings.webhook_max_body_bytes < 1:
+            raise SettingsError(
+                "SWITCHBOARD_WEBHOOK_MAX_BODY_BYTES must be at least 1,"
+                f" got {settings.webhook_max_body_bytes}"
             )
         if settings.expiry_max_age_seconds <= 0:
             raise SettingsError(

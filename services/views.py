@@ -18,11 +18,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events.catalogue import Topic
 from services.consumer import tracking_name
+from services.outages import Lagging
 from services.settings import Settings
 
 
-class ViewBehind(TimeoutError):
-    """The view did not catch up in time; the caller retries the record later."""
+class ViewBehind(Lagging, TimeoutError):
+    """The view did not catch up in time; the caller retries the record later (as long as it
+    takes: the view is in the same process and catches up once what holds it back passes)."""
 
 
 class CaughtUp:

@@ -17,12 +17,13 @@ from uuid import uuid4
 from psycopg_pool import AsyncConnectionPool
 
 from events.catalogue import DIRECTORY_COMMANDS_TOPIC
-from events.codec import encode
+from events.codec import RecordHeader, encode
 from events.directory import CreateWorkspace
 from events.envelope import Actor, Envelope
 from projections.queries import ReadModels, token_hash
 from services.directory.decide import valid_time_zone
-from services.kafka import ensure_topics, idempotent_producer
+from services.kafka import ensure_topics
+from services.producer import HealingProducer, KafkaRecord
 from services.settings import Settings
 
 
@@ -74,13 +75,19 @@ async def create_workspace(
         actor=Actor(kind="system", id="switchboard-cli"),
     )
     await ensure_topics(settings)
-    producer = idempotent_producer(settings, client_id="switchboard-cli")
+    producer = HealingProducer.for_settings(settings, client_id="switchboard-cli")
     await producer.start()
     try:
-        await producer.send_and_wait(
-            DIRECTORY_COMMANDS_TOPIC.qualified(settings.topic_prefix),
-            value=encode(envelope),
-            key=envelope.stream_id.encode(),
+        await producer.send_all(
+            [
+                KafkaRecord(
+                    topic=DIRECTORY_COMMANDS_TOPIC.qualified(settings.topic_prefix),
+                    key=envelope.stream_id.encode(),
+                    value=encode(envelope),
+                    headers=RecordHeader.of(envelope).kafka_headers(),
+                )
+            ],
+            within=settings.publish_timeout_seconds,
         )
     finally:
         await producer.stop()

@@ -35,7 +35,7 @@ from typing import TypeVar
 from uuid import UUID, uuid5
 
 import structlog
-from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError, Tracking
+from eventsourcing.persistence import IntegrityError, Tracking
 
 from events.base import Payload
 from events.codec import decode, encode
@@ -67,6 +67,7 @@ from services.dispatcher.decide import (
 )
 from services.dispatcher.graph import GraphApi
 from services.dispatcher.recorder import DispatcherRecorder
+from services.outages import database_unavailable
 from services.store import AlreadyTracked, EventStore, NewEvent, StreamConflict
 
 log = structlog.get_logger(__name__)
@@ -270,7 +271,9 @@ class OutboundHandler(StoreBackedHandler):
         while True:
             try:
                 return work()
-            except (OperationalError, InterfaceError) as error:
+            except Exception as error:
+                if not database_unavailable(error):
+                    raise
                 log.error("database unavailable with a result to record; waiting", error=str(error))
                 self.sleep(delay)
                 delay = min(delay * 2, DATABASE_BACKOFF_CAP_SECONDS)

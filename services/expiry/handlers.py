@@ -8,6 +8,7 @@ impossible, on one replica or several.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import reduce
@@ -18,6 +19,7 @@ from events.conversation import CloseConversation, ConversationClosed, Conversat
 from events.envelope import Actor, Envelope
 from events.expiry import DeadlineSet
 from events.flows import ExpirationRequested
+from events.operations import DeadlineDeadLettered
 from services.consumer import Delivery, StoreBackedHandler
 from services.expiry.decide import DeadlineState, deadline_stream, decide, evolve, fire
 from services.store import EventStore, NewEvent, StoredStream, StreamConflict
@@ -25,6 +27,7 @@ from services.store import EventStore, NewEvent, StoredStream, StreamConflict
 CONFLICT_ATTEMPTS = 5
 EXPIRY = Actor(kind="system", id="expiry")
 FIRING_NAMESPACE = UUID("1c9f4e27-6b3d-4a08-8e5f-d2a7c0b9e361")
+PARKED_NAMESPACE = UUID("7a2d5c18-94e3-4f6b-b0c7-3e8a1f9d2b64")
 
 
 class DeadlineHandler(StoreBackedHandler):
@@ -119,6 +122,23 @@ class DeadlineFirer:
                 continue
             return True
         raise StreamConflict(f"deadline of conversation {conversation} kept changing")
+
+    def park(self, conversation: UUID, due_at: datetime, reason: str, now: datetime) -> None:
+        """Give up a deadline that cannot fire: its dead letter, which also takes it out of
+        the due deadlines (the conversation stays open; an operator reads why)."""
+        event_id = uuid5(PARKED_NAMESPACE, f"{conversation}/{due_at.isoformat()}")
+        envelope = Envelope.wrap(
+            DeadlineDeadLettered(conversation_id=conversation, due_at=due_at, reason=reason[:2000]),
+            event_id=event_id,
+            stream_id=str(conversation),
+            workspace_id=None,
+            occurred_at=now,
+            correlation_id=event_id,
+            causation_id=None,
+            actor=EXPIRY,
+        )
+        with contextlib.suppress(StreamConflict):  # parked before: nothing more to do
+            self.store.append([NewEvent(event_id, 1, envelope)], None)
 
 
 def fold(conversation: UUID, stream: StoredStream) -> DeadlineState:

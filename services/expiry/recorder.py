@@ -3,8 +3,9 @@
 ``deadlines`` holds one row per conversation whose deadline is pending: its due time, indexed,
 so the timer finds the earliest ones with one ``ORDER BY due_at LIMIT n`` query however many
 conversations are open. The rows are derived from the events *inside the transaction that
-stores them* (``_insert_events``): a deadline set, moved, cancelled or fired changes the view
-atomically with the stream and the tracking position, so the view never disagrees with it.
+stores them* (``_insert_events``): a deadline set, moved, cancelled, fired or given up (its
+dead letter) changes the view atomically with the stream and the tracking position, so the
+view never disagrees with it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from events.expiry import ConversationExpired, DeadlineCancelled, DeadlineSet
+from events.operations import DeadlineDeadLettered
 from services.store import EVENTS_TABLE, TRACKING_TABLE
 
 ENDS_DEADLINE = (DeadlineCancelled.event_type, ConversationExpired.event_type)
@@ -50,16 +52,17 @@ class ExpiryRecorder(PostgresProcessRecorder):
             ]
         )
 
-    def due(self, now: datetime, limit: int) -> list[UUID]:
-        """The conversations whose deadline is ``now`` or earlier, earliest first."""
+    def due(self, now: datetime, limit: int) -> list[tuple[UUID, datetime]]:
+        """The conversations whose deadline is ``now`` or earlier, with it, earliest first."""
         with self.datastore.transaction(commit=False) as cursor:
             cursor.execute(
                 SQL(
-                    "SELECT conversation_id FROM {} WHERE due_at <= %s ORDER BY due_at LIMIT %s"
+                    "SELECT conversation_id, due_at FROM {} WHERE due_at <= %s"
+                    " ORDER BY due_at LIMIT %s"
                 ).format(self.deadlines_table),
                 (now, limit),
             )
-            return [UUID(str(row["conversation_id"])) for row in cursor.fetchall()]
+            return [(UUID(str(row["conversation_id"])), row["due_at"]) for row in cursor.fetchall()]
 
     def next_due(self) -> datetime | None:
         """The earliest pending deadline, if any."""
@@ -96,4 +99,13 @@ class ExpiryRecorder(PostgresProcessRecorder):
                 curs.execute(
                     SQL("DELETE FROM {} WHERE conversation_id = %s").format(self.deadlines_table),
                     (UUID(payload["conversation_id"]),),
+                )
+            elif event.topic == DeadlineDeadLettered.event_type:
+                # Given up by the timer: only that deadline, not one set since.
+                payload = orjson.loads(event.state)["payload"]
+                curs.execute(
+                    SQL("DELETE FROM {} WHERE conversation_id = %s AND due_at = %s").format(
+                        self.deadlines_table
+                    ),
+                    (UUID(payload["conversation_id"]), datetime.fromisoformat(payload["due_at"])),
                 )

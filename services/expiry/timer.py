@@ -6,6 +6,11 @@ until that one, or until a handler records an earlier deadline and wakes it. Onl
 replica holding the advisory lock fires; the lock saves work, while the optimistic
 concurrency of each conversation's stream is what guarantees a deadline fires once even if
 two timers ever ran together. This is the one place switchboard reads the wall clock.
+
+The database being away stops the timer until it is back (nothing due is lost: a deadline
+stays in the view until its firing commits). A deadline that fails to fire for any other
+reason (its stream cannot be read, a bug) is tried again a few times, then given up with a
+dead letter, and the timer goes on with the others.
 """
 
 from __future__ import annotations
@@ -14,12 +19,14 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime
 from typing import Protocol
+from uuid import UUID
 
 import anyio.to_thread
 import structlog
 
 from services.expiry.handlers import DeadlineFirer
 from services.expiry.recorder import ExpiryRecorder
+from services.outages import outage_of
 from services.postgres import advisory_lock
 
 log = structlog.get_logger(__name__)
@@ -28,6 +35,8 @@ BATCH = 100
 # slept) is noticed within that time; an indexed LIMIT 1 query that often costs nothing.
 MAX_SLEEP_SECONDS = 30.0
 MAX_BACKOFF_SECONDS = 5.0
+FIRE_ATTEMPTS = 3
+FAILED_FIRE_PAUSE_SECONDS = 0.5
 
 
 class Clock(Protocol):
@@ -60,6 +69,7 @@ class ExpiryTimer:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sleeping_until: datetime | None = None
+        self._failures: dict[UUID, int] = {}  # failed firings of a due deadline, in a row
 
     def deadline_set(self, deadline: datetime) -> None:
         """A handler recorded ``deadline`` (called from a worker thread): wake if it is sooner."""
@@ -76,6 +86,7 @@ class ExpiryTimer:
             try:
                 async with advisory_lock(conninfo, lock_key, holder="expiry timer"):
                     log.info("expiry timer active", key=lock_key)
+                    delay = 0.2
                     await self._fire_forever()
             except Exception as error:
                 # Postgres away (the lock's connection too): nothing fired is lost, a due
@@ -89,8 +100,12 @@ class ExpiryTimer:
             # Cleared before looking, so a deadline recorded after the look still wakes us.
             self._wake.clear()
             self._sleeping_until = None
-            fired, full = await anyio.to_thread.run_sync(self._fire_due)
+            fired, full, failed = await anyio.to_thread.run_sync(self._fire_due)
             self.fired += fired
+            if failed:
+                # The ones that failed are still due: try them again shortly, not at once.
+                await asyncio.sleep(FAILED_FIRE_PAUSE_SECONDS)
+                continue
             if full:
                 continue  # more are due right now
             next_due = await anyio.to_thread.run_sync(self.recorder.next_due)
@@ -101,13 +116,44 @@ class ExpiryTimer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
-    def _fire_due(self) -> tuple[int, bool]:
-        """Fire one batch of due deadlines: how many fired, and whether the batch was full."""
+    def _fire_due(self) -> tuple[int, bool, int]:
+        """Fire one batch of due deadlines: how many fired, whether the batch was full, and
+        how many failed (and were not given up yet)."""
         now = self.clock.now()
         due = self.recorder.due(now, self.batch)
-        fired = 0
-        for conversation in due:
-            if self.firer.fire(conversation, now):
-                fired += 1
-                log.info("conversation expired", conversation_id=str(conversation))
-        return fired, len(due) == self.batch
+        fired = failed = 0
+        for conversation, due_at in due:
+            try:
+                if self.firer.fire(conversation, now):
+                    fired += 1
+                    log.info("conversation expired", conversation_id=str(conversation))
+            except Exception as error:
+                if outage_of(error) is not None:
+                    raise  # the database is away: stop here and wait for it
+                if self._failed(conversation, due_at, error, now):
+                    failed += 1
+                continue
+            self._failures.pop(conversation, None)
+        return fired, len(due) == self.batch, failed
+
+    def _failed(
+        self, conversation: UUID, due_at: datetime, error: Exception, now: datetime
+    ) -> bool:
+        """Count a failed firing; give the deadline up after the last attempt. Whether it
+        stays due (to be tried again)."""
+        attempts = self._failures.get(conversation, 0) + 1
+        log.warning(
+            "a due deadline failed to fire",
+            conversation_id=str(conversation),
+            attempt=attempts,
+            error=repr(error),
+            exc_info=True,
+        )
+        if attempts < FIRE_ATTEMPTS:
+            self._failures[conversation] = attempts
+            return True
+        reason = f"{type(error).__name__}: {error} (after {attempts} attempts)"
+        self.firer.park(conversation, due_at, reason, now)
+        self._failures.pop(conversation, None)
+        log.error("deadline dead-lettered", conversation_id=str(conversation), reason=reason)
+        return False

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated
 
+import psycopg
 import structlog
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
@@ -26,7 +28,8 @@ from services.gateway import (
     numbers_api,
     stream_api,
 )
-from services.gateway.dependencies import Publisher, read_models
+from services.gateway.body import read_bounded
+from services.gateway.dependencies import RETRY_AFTER_SECONDS, Publisher, publish_refused
 from services.gateway.openapi import described_openapi
 from services.gateway.presence import Presence
 from services.gateway.problems import (
@@ -35,17 +38,21 @@ from services.gateway.problems import (
     invalid_request,
     problem_responses,
 )
-from services.gateway.responses import WebhookAccepted
+from services.gateway.responses import Health, WebhookAccepted
 from services.gateway.webhook import (
     WebhookError,
     signature_valid,
     split_webhook,
     token_matches,
 )
-from services.kafka import ensure_topics, idempotent_producer
+from services.kafka import ensure_topics
+from services.producer import HealingProducer, PublishFailed
 from services.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+# How long /healthz waits for each of the database and Kafka before calling it down.
+HEALTH_TIMEOUT_SECONDS = 2.0
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -55,12 +62,20 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ensure_topics(settings)
-        producer = idempotent_producer(settings, client_id="switchboard-gateway")
+        producer = HealingProducer.for_settings(settings, client_id="switchboard-gateway")
         await producer.start()
         pool = AsyncConnectionPool(
-            settings.database().conninfo(), min_size=1, max_size=10, open=False, timeout=10
+            settings.database().conninfo(),
+            min_size=1,
+            max_size=10,
+            open=False,
+            timeout=10,
+            # A connection the database dropped (a restart) is replaced before it is lent,
+            # rather than failing the request that gets it.
+            check=AsyncConnectionPool.check_connection,
         )
         await pool.open(wait=True, timeout=30)
+        app.state.producer = producer
         app.state.publisher = Publisher(producer, settings.publish_timeout_seconds)
         app.state.settings = settings
         app.state.read_models = ReadModels(pool, settings.schema("projections"))
@@ -91,6 +106,18 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(StarletteHTTPException, http_problem)
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(psycopg.InterfaceError)
+    async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
+        """A read or a wait on the read models while the database is away (restarting, no
+        free connection in time): the request may be retried, it is not the server's bug."""
+        log.warning("database unavailable", path=request.url.path, error=repr(error))
+        return JSONResponse(
+            {"detail": "the database is unavailable; retry later"},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
     @app.get(
         "/webhooks/whatsapp",
@@ -125,8 +152,9 @@ def create_app(settings: Settings) -> FastAPI:
         tags=["webhook"],
         response_model=WebhookAccepted,
         responses={
-            **problem_responses(400, 413, 422),
+            **problem_responses(400, 422),
             401: WEBHOOK_UNSIGNED,
+            413: WEBHOOK_TOO_LARGE,
             503: WEBHOOK_UNAVAILABLE,
         },
         openapi_extra={"requestBody": WEBHOOK_BODY},
@@ -137,8 +165,9 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> JSONResponse:
         """Meta's webhook: 200 once Kafka holds every record (invalid items parked on
         ``whatsapp.rejected`` with the reason); 400 for a body that is not a webhook; 503 if
-        Kafka does not acknowledge (Meta retries)."""
-        body = await request.body()
+        Kafka cannot take it yet (Meta retries); 413 for a body over the size bound or a record
+        too large for Kafka; 400 for one that cannot be encoded."""
+        body = await read_bounded(request, settings.webhook_max_body_bytes)
         if not signature_valid(settings.whatsapp_app_secret, body, x_hub_signature_256):
             raise HTTPException(401, "missing or wrong X-Hub-Signature-256")
         try:
@@ -155,13 +184,9 @@ def create_app(settings: Settings) -> FastAPI:
             for topic, records in batches:
                 if records:
                     await publisher.publish(topic.qualified(settings.topic_prefix), records)
-        except Exception as error:  # any broker failure: Meta retries, nothing is lost
-            log.warning("webhook not accepted: Kafka unavailable", error=repr(error))
-            return JSONResponse(
-                {"detail": "the message bus is unavailable; retry later"},
-                status_code=503,
-                headers={"Retry-After": "5"},
-            )
+        except PublishFailed as error:  # 503 when it may pass (Meta retries), else 413/400
+            log.warning("webhook not accepted", error=repr(error), permanent=error.permanent)
+            raise publish_refused(error) from None
         return JSONResponse({"accepted": split.accepted, "rejected": len(split.rejected)})
 
     app.include_router(conversations_api.router)
@@ -181,21 +206,51 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get(
         "/healthz",
         tags=["operations"],
-        response_class=PlainTextResponse,
+        response_model=Health,
         responses={
-            200: {
-                "description": "The gateway answers and reads its database",
-                "content": {"text/plain": {"schema": {"type": "string"}, "example": "ok"}},
-            },
-            **problem_responses(503),
+            503: {
+                "content": PROBLEM_CONTENT,
+                "description": "The database or Kafka does not answer within 2 s: `detail` says"
+                " which, and the body also carries `status`, `database` and `kafka` as a 200"
+                " does.",
+                "headers": {
+                    "Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}
+                },
+            }
         },
     )
-    async def health(models: Annotated[ReadModels, Depends(read_models)]) -> Response:
-        await models.ping()
-        return PlainTextResponse("ok")
+    async def health(request: Request) -> JSONResponse:
+        """200 when the database and Kafka both answer; 503 naming what does not."""
+        models: ReadModels = request.app.state.read_models
+        producer: HealingProducer = request.app.state.producer
+        database, kafka = await asyncio.gather(
+            _database_problem(models), producer.broker_problem(HEALTH_TIMEOUT_SECONDS)
+        )
+        down = [name for name, problem in (("the database", database), ("Kafka", kafka)) if problem]
+        found = Health(
+            status="unavailable" if down else "ok",
+            database="up" if database is None else f"down: {database}",
+            kafka="up" if kafka is None else f"down: {kafka}",
+        ).model_dump(mode="json")
+        if not down:
+            return JSONResponse(found)
+        # An error body like every other (a Problem: ``detail``), with what was found.
+        return JSONResponse(
+            {"detail": f"{' and '.join(down)} not answering", **found},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
     app.openapi = lambda: described_openapi(app)  # type: ignore[method-assign]
     return app
+
+
+async def _database_problem(models: ReadModels) -> str | None:
+    try:
+        await asyncio.wait_for(models.ping(), HEALTH_TIMEOUT_SECONDS)
+    except Exception as error:
+        return f"{type(error).__name__}: {error}".strip()
+    return None
 
 
 DOCS_ASSETS = "/docs-assets"
@@ -215,8 +270,14 @@ WEBHOOK_UNSIGNED = {
     "content": PROBLEM_CONTENT,
     "description": "`X-Hub-Signature-256` is missing or does not match the body.",
 }
+WEBHOOK_TOO_LARGE = {
+    "content": PROBLEM_CONTENT,
+    "description": "The body is over `SWITCHBOARD_WEBHOOK_MAX_BODY_BYTES` (refused before it"
+    " is read), or a record is over Kafka's message size: no retry changes that.",
+}
 WEBHOOK_UNAVAILABLE = {
     "content": PROBLEM_CONTENT,
-    "description": "Kafka did not acknowledge every record: nothing is lost, Meta retries.",
+    "description": "Kafka is unreachable or did not acknowledge every record in time: nothing"
+    " is lost, Meta retries. (A record Kafka can never take answers 413 or 400 instead.)",
     "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}},
 }

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 from uuid import UUID, uuid4
 
-from aiokafka import AIOKafkaProducer
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -17,7 +16,7 @@ from pydantic import BaseModel
 
 from events.base import Payload
 from events.catalogue import DIRECTORY_COMMANDS_TOPIC
-from events.codec import encode
+from events.codec import RecordHeader, encode
 from events.envelope import Actor, Envelope
 from projections.queries import Caller, ReadModels
 from services.conversations import permissions
@@ -29,6 +28,14 @@ from services.conversations.permissions import (
 )
 from services.gateway.responses import CommandPending
 from services.gateway.webhook import OutgoingRecord
+from services.producer import (
+    HealingProducer,
+    KafkaRecord,
+    PublishFailed,
+    RecordRejected,
+    RecordTooLarge,
+    RecordUnencodable,
+)
 from services.settings import Settings
 
 COMMAND_WAIT_SECONDS = 10.0
@@ -49,28 +56,49 @@ bearer = HTTPBearer(
 class Publisher:
     """Publish records and wait for the broker's acknowledgement of every one."""
 
-    def __init__(self, producer: AIOKafkaProducer, timeout: float) -> None:
+    def __init__(self, producer: HealingProducer, timeout: float) -> None:
         self.producer = producer
         self.timeout = timeout
 
     async def publish(self, topic: str, records: list[OutgoingRecord]) -> None:
-        async def send_all() -> None:
-            acks = [
-                await self.producer.send(
-                    topic,
-                    value=encode(record.envelope),
-                    key=record.key.encode(),
-                    headers=[
-                        ("event_type", record.envelope.event_type.encode()),
-                        ("event_id", str(record.envelope.event_id).encode()),
-                        ("content-type", b"application/json"),
-                    ],
-                )
-                for record in records
-            ]
-            await asyncio.gather(*acks)
+        """Every record acknowledged, or :class:`PublishFailed`: ``BrokerUnavailable`` when
+        it may pass, ``RecordTooLarge`` or ``RecordUnencodable`` when it never will."""
+        await self.producer.send_all(
+            [kafka_record(topic, record) for record in records], within=self.timeout
+        )
 
-        await asyncio.wait_for(send_all(), timeout=self.timeout)
+
+def kafka_record(topic: str, record: OutgoingRecord) -> KafkaRecord:
+    try:
+        value = encode(record.envelope)
+    except (TypeError, ValueError) as error:  # e.g. JSON nested deeper than the encoder goes
+        raise RecordUnencodable(
+            f"{record.envelope.event_type} cannot be encoded as JSON: {error}"
+        ) from None
+    return KafkaRecord(
+        topic=topic,
+        key=record.key.encode(),
+        value=value,
+        headers=RecordHeader.of(record.envelope).kafka_headers(),
+    )
+
+
+RETRY_AFTER_SECONDS = 5
+
+
+def publish_refused(error: PublishFailed) -> HTTPException:
+    """A publish that failed, as HTTP: 503 with ``Retry-After`` when trying again may work;
+    413 for a record too large for Kafka and 400 for one that cannot be encoded, which no
+    retry changes."""
+    if isinstance(error, RecordTooLarge):
+        return HTTPException(413, f"too large for the message bus: {error}")
+    if isinstance(error, RecordRejected):
+        return HTTPException(400, f"cannot be published: {error}")
+    return HTTPException(
+        503,
+        "the message bus is unavailable; retry later",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def read_models(request: Request) -> ReadModels:
@@ -204,7 +232,8 @@ async def send_record(
 ) -> UUID:
     """Put a command on ``topic`` under ``key``, as the calling member; the command's id.
 
-    503 if the broker does not acknowledge it: nothing was accepted, the caller retries.
+    503 if the broker does not acknowledge it: nothing was accepted, the caller retries
+    (413/400 for a command Kafka can never take).
     """
     command_id = uuid4()
     envelope = Envelope.wrap(
@@ -219,10 +248,8 @@ async def send_record(
     )
     try:
         await publisher.publish(topic, [OutgoingRecord(key=key, envelope=envelope)])
-    except Exception:
-        raise HTTPException(
-            503, "the message bus is unavailable; retry later", headers={"Retry-After": "5"}
-        ) from None
+    except PublishFailed as error:
+        raise publish_refused(error) from None
     return command_id
 
 

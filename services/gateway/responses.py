@@ -8,7 +8,7 @@ models grow (``additionalProperties``): a client reads what it knows and ignores
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -582,6 +582,17 @@ class WebhookAccepted(BaseModel):
         description="parts that are not what Meta documents, parked on whatsapp.rejected with"
         " the reason (the valid items of the delivery were accepted)",
     )
+
+
+class Health(BaseModel):
+    """What ``/healthz`` found: each dependency ``up`` or ``down: <why>`` (a 503 carries the
+    same fields beside its ``detail``)."""
+
+    model_config = _examples({"status": "ok", "database": "up", "kafka": "up"})
+
+    status: Literal["ok", "unavailable"]
+    database: str = Field(description="`up`, or `down: ` and why")
+    kafka: str = Field(description="`up`, or `down: ` and why")
 
 
 # --- the stream ------------------------------------------------------------------------

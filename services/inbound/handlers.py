@@ -131,6 +131,7 @@ class InboundHandler(StoreBackedHandler):
             self._threads.popitem(last=False)
 
     def _unrouted(self, delivery: Delivery, envelope: Envelope, phone_number_id: str) -> None:
+        assert delivery.value is not None  # it was decoded: tombstones are parked before
         unrouted = InboundRecordUnrouted(
             phone_number_id=phone_number_id,
             reason=f"no workspace owns business number {phone_number_id}",

@@ -10,8 +10,9 @@ import structlog
 from eventsourcing.postgres import PostgresDatastore
 
 from events.catalogue import build_registry
-from services.kafka import ensure_topics, idempotent_producer
+from services.kafka import ensure_topics
 from services.postgres import open_datastore
+from services.producer import HealingProducer
 from services.relay.relay import Relay
 from services.settings import Settings
 from services.store import EventStore
@@ -34,7 +35,7 @@ async def run_relays(settings: Settings, stores: tuple[str, ...] = RELAYED_STORE
     """Relay every store until cancelled; a failing relay stops the process (and is logged)."""
     await ensure_topics(settings)
     registry = build_registry()
-    producer = idempotent_producer(settings, client_id="switchboard-relay")
+    producer = HealingProducer.for_settings(settings, client_id="switchboard-relay")
     await producer.start()
     datastores: list[PostgresDatastore] = []
     try:

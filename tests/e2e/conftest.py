@@ -64,6 +64,25 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def own_infrastructure(env: dict[str, str]) -> list[str]:
+    """The command that stops and starts this session's Kafka and PostgreSQL (``infra.sh``).
+
+    Skips the test unless both are the project's own (``deploy/infra.sh``), since it stops
+    them: give such a test a broker and a database of its own (see the README).
+    """
+    infra = ["bash", str(ROOT / "deploy" / "infra.sh")]
+    exports = subprocess.run([*infra, "env"], capture_output=True, text=True, check=True).stdout
+    own = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in exports.splitlines()
+        if line.startswith("export ")
+    )
+    for name in ("SWITCHBOARD_KAFKA_BOOTSTRAP", "SWITCHBOARD_DATABASE_URL"):
+        if env[name] != own.get(name):
+            pytest.skip(f"{name} is not the project's own server; this test stops and starts it")
+    return infra
+
+
 async def create_workspace_cli(
     env: dict[str, str], name: str, number: str, *, agent_conversations: bool = False
 ) -> dict[str, Any]:

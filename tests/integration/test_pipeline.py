@@ -14,17 +14,19 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from events.catalogue import (
     CONVERSATION_COMMANDS_TOPIC,
     CONVERSATION_EVENTS_TOPIC,
     DEAD_LETTERS,
+    DIRECTORY_COMMANDS_TOPIC,
     WHATSAPP_INBOUND,
     WHATSAPP_REJECTED,
     WHATSAPP_UNROUTED,
+    Topic,
 )
-from events.codec import encode
+from events.codec import decode, encode
 from events.conversation import CloseConversation
 from events.envelope import Actor, Envelope
 from events.operations import InboundRecordUnrouted, RecordDeadLettered
@@ -32,7 +34,15 @@ from events.whatsapp import WebhookItemRejected
 from services.settings import Settings
 from services.workspaces import WorkspaceRejected, create_workspace
 from tests.conftest import TEST_APP_SECRET
-from tests.harness import consumers, eventually, gateway_client, query, topic_records, topic_size
+from tests.harness import (
+    REGISTRY,
+    consumers,
+    eventually,
+    gateway_client,
+    query,
+    topic_records,
+    topic_size,
+)
 from tests.webhooks import Text, messages_webhook, signed_headers
 
 pytestmark = pytest.mark.integration
@@ -209,6 +219,70 @@ async def test_an_undecodable_record_is_dead_lettered_and_the_consumer_moves_on(
     assert isinstance(parked.payload, RecordDeadLettered)
     assert parked.payload.consumer == "inbound"
     assert "not JSON" in parked.payload.reason
+
+
+async def test_a_tombstone_is_dead_lettered_with_its_reason_and_the_consumer_moves_on(
+    system: Slice,
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=system.settings.kafka_bootstrap)
+    await producer.start()
+    customer = contact()
+    try:
+        key = f"{NUMBER}:{customer}".encode()
+        topic = WHATSAPP_INBOUND.qualified(system.settings.topic_prefix)
+        await producer.send_and_wait(topic, None, key=key)  # a record with no value at all
+    finally:
+        await producer.stop()
+    assert (
+        await system.post(messages_webhook(NUMBER, [Text(customer, "w.after", "after")]))
+    ).is_success
+    await system.history(customer, 1)
+    [parked] = await eventually(
+        lambda: topic_records(system.settings, DEAD_LETTERS), lambda found: len(found) == 1
+    )
+    assert isinstance(parked.payload, RecordDeadLettered)
+    assert parked.payload.consumer == "inbound"
+    assert parked.payload.key == f"{NUMBER}:{customer}"
+    assert parked.payload.value_base64 is None
+    assert "tombstone" in parked.payload.reason
+
+
+async def test_the_gateway_and_the_cli_write_the_documented_headers(system: Slice) -> None:
+    body = messages_webhook(NUMBER, [Text(contact(), "w.headers", "headers")])
+    assert (await system.post(body)).is_success
+    for topic in (WHATSAPP_INBOUND, DIRECTORY_COMMANDS_TOPIC):  # webhook; workspace create
+        records = await raw_records(system.settings, topic)
+        assert records, topic.name
+        for headers, value in records:
+            envelope = decode(value, REGISTRY)
+            assert headers == {
+                "event_type": envelope.event_type.encode(),
+                "schema_version": str(envelope.schema_version).encode(),
+                "event_id": str(envelope.event_id).encode(),
+                "content-type": b"application/json",
+            }
+
+
+async def raw_records(settings: Settings, topic: Topic) -> list[tuple[dict[str, bytes], bytes]]:
+    """Every record's headers and value, as written."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(topic.qualified(settings.topic_prefix), p)
+            for p in range(topic.partitions)
+        ]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: list[tuple[dict[str, bytes], bytes]] = []
+        while len(found) < sum(ends.values()):
+            for items in (await consumer.getmany(timeout_ms=500)).values():
+                found.extend((dict(item.headers), item.value) for item in items)
+        return found
+    finally:
+        await consumer.stop()
 
 
 async def test_a_message_after_a_close_starts_a_new_conversation(system: Slice) -> None:

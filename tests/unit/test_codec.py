@@ -11,10 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from events.catalogue import TOPICS, build_registry, topic_of
-from events.codec import CodecError, decode, encode
+from events.codec import CodecError, RecordHeader, decode, encode, read_header
 from events.conversation import ConversationStarted, CustomerMessageReceived, MessageStatusUpdated
 from events.envelope import Actor, Envelope
+from events.operations import RecordDeadLettered
 from events.whatsapp import WhatsAppMessageReceived
+from services.consumer import Delivery
 
 pytestmark = pytest.mark.unit
 REGISTRY = build_registry()
@@ -253,3 +255,70 @@ def test_every_catalogued_type_has_one_topic() -> None:
             assert topic_of(payload.event_type) is topic
             assert payload.event_type in REGISTRY
         assert topic.retention_ms == -1, f"{topic.name} must keep its history"
+
+
+def test_every_producer_writes_the_documented_headers() -> None:
+    envelope = message_envelope()
+    header = RecordHeader.of(envelope)
+    assert dict(header.kafka_headers()) == {
+        "event_type": b"conversation.customer_message_received",
+        "schema_version": str(CustomerMessageReceived.schema_version).encode(),
+        "event_id": str(UUID(int=1)).encode(),
+        "content-type": b"application/json",
+    }
+    # The relay reads the same from the stored bytes, without validating the payload.
+    assert read_header(encode(envelope)) == header
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\xff", "not JSON"),
+        (b"[]", "JSON object"),
+        (b'{"schema_version": 1, "event_id": "e", "stream_id": "s"}', "event_type"),
+        (
+            b'{"event_type": "x", "schema_version": true, "event_id": "e", "stream_id": "s"}',
+            "schema",
+        ),
+        (b'{"event_type": "x", "schema_version": 1, "stream_id": "s"}', "event_id"),
+        (b'{"event_type": "x", "schema_version": 1, "event_id": "e", "stream_id": 5}', "stream_id"),
+    ],
+)
+def test_a_stored_record_without_a_readable_header_says_which_field(
+    data: bytes, reason: str
+) -> None:
+    with pytest.raises(CodecError, match=reason):
+        read_header(data)
+
+
+def test_a_version_1_dead_letter_is_read_as_version_2_with_its_bytes() -> None:
+    envelope = Envelope.wrap(
+        RecordDeadLettered(
+            consumer="inbound",
+            source_topic="whatsapp.inbound",
+            source_partition=2,
+            source_offset=41,
+            key="480112093385611:573154440021",
+            value_base64="e30=",
+            reason="undecodable record",
+        ),
+        event_id=UUID(int=9),
+        stream_id="480112093385611:573154440021",
+        workspace_id=None,
+        occurred_at=AT,
+        correlation_id=UUID(int=9),
+        causation_id=None,
+        actor=Actor(kind="system", id="inbound"),
+    )
+    v1 = orjson.loads(encode(envelope))
+    v1["schema_version"] = 1
+    read = decode(orjson.dumps(v1), REGISTRY)
+    assert read.schema_version == 2
+    assert read.payload == envelope.payload
+
+
+def test_a_tombstone_is_dead_lettered_without_a_value_not_an_empty_one() -> None:
+    tombstone = Delivery("whatsapp.inbound", 3, 17, b"480112093385611:5731", None, 1764000000000)
+    empty = Delivery("whatsapp.inbound", 3, 18, b"480112093385611:5731", b"", 1764000000000)
+    assert tombstone.dead_letter("inbound", "tombstone").value_base64 is None
+    assert empty.dead_letter("inbound", "not JSON").value_base64 == ""
