@@ -65,6 +65,15 @@ class ReadModels:
         )
         return Caller(**rows[0]) if rows else None
 
+    async def session_caller(self, workspace_id: UUID, member_id: UUID) -> Caller | None:
+        """The member a browser session names, while it is active."""
+        rows = await self._all(
+            "SELECT member_id, workspace_id, role, name FROM {s}.members"
+            " WHERE workspace_id = %s AND member_id = %s AND active",
+            (workspace_id, member_id),
+        )
+        return Caller(**rows[0]) if rows else None
+
     async def conversations_of_contact(
         self, workspace_id: UUID, contact_wa_id: str
     ) -> list[dict[str, Any]]:
@@ -123,6 +132,64 @@ class ReadModels:
             (member_id, workspace_id),
         )
         return {"assigned": assigned, "queued": queued}
+
+    async def open_conversations(self, workspace_id: UUID) -> list[dict[str, Any]]:
+        """Every open conversation of the workspace, most recent activity first, with who
+        holds it (an admin's "All")."""
+        return await self._all(
+            f"SELECT {INBOX_FIELDS}, m.name AS assignee_name FROM {{s}}.conversations c"
+            " LEFT JOIN {s}.conversation_assignments a USING (conversation_id)"
+            " LEFT JOIN {s}.groups g ON g.group_id = a.group_id"
+            " LEFT JOIN {s}.members m ON m.member_id = a.assignee_id"
+            " AND a.state = 'assigned'"
+            " WHERE c.workspace_id = %s AND c.status = 'open'"
+            " ORDER BY c.last_activity_at DESC, c.conversation_id",
+            (workspace_id,),
+        )
+
+    async def summaries(
+        self, workspace_id: UUID, member_id: UUID, conversation_ids: list[UUID]
+    ) -> dict[UUID, dict[str, Any]]:
+        """What an inbox shows of each conversation, for one member, by conversation id:
+
+        ``last_message`` (text, type, author kind, time), ``last_customer_message_at`` (the
+        customer-service window runs 24 h from it), ``unread`` (customer messages after the
+        member's read marker), ``read_up_to``, ``deadline`` and ``deadline_cause`` (when the
+        expiry service closes it), and ``unanswered_since`` (the customer's first message
+        after the last reply of a member; None once answered).
+        """
+        if not conversation_ids:
+            return {}
+        rows = await self._all(
+            "SELECT c.conversation_id, c.message_count,"
+            " last.text AS last_message_text, last.message_type AS last_message_type,"
+            " last.author_kind AS last_message_author, last.occurred_at AS last_message_at,"
+            " customer.last_at AS last_customer_message_at,"
+            " COALESCE(r.up_to, 0) AS read_up_to,"
+            " GREATEST(c.message_count - COALESCE(r.up_to, 0), 0) AS unread,"
+            " d.deadline, d.cause AS deadline_cause,"
+            " (SELECT min(h.occurred_at) FROM {s}.conversation_history h"
+            "  WHERE h.conversation_id = c.conversation_id AND h.kind = 'message'"
+            "  AND h.author_kind = 'customer' AND h.occurred_at > COALESCE("
+            "  (SELECT max(m.occurred_at) FROM {s}.conversation_history m"
+            "   WHERE m.conversation_id = c.conversation_id AND m.kind = 'message'"
+            "   AND m.author_kind = 'member'), '-infinity')) AS unanswered_since"
+            " FROM {s}.conversations c"
+            " LEFT JOIN LATERAL (SELECT h.text, h.message_type, h.author_kind, h.occurred_at"
+            "  FROM {s}.conversation_history h"
+            "  WHERE h.conversation_id = c.conversation_id AND h.kind = 'message'"
+            "  ORDER BY h.occurred_at DESC, h.rank DESC, h.seq DESC, h.event_id DESC LIMIT 1)"
+            "  last ON true"
+            " LEFT JOIN LATERAL (SELECT max(h.occurred_at) AS last_at"
+            "  FROM {s}.conversation_history h WHERE h.conversation_id = c.conversation_id"
+            "  AND h.kind = 'message' AND h.author_kind = 'customer') customer ON true"
+            " LEFT JOIN {s}.conversation_reads r"
+            "  ON r.conversation_id = c.conversation_id AND r.member_id = %s"
+            " LEFT JOIN {s}.conversation_deadlines d ON d.conversation_id = c.conversation_id"
+            " WHERE c.workspace_id = %s AND c.conversation_id = ANY(%s)",
+            (member_id, workspace_id, conversation_ids),
+        )
+        return {row.pop("conversation_id"): row for row in rows}
 
     async def queue(self, workspace_id: UUID, group_id: UUID | None) -> list[dict[str, Any]]:
         """Open conversations waiting in the group's queue (None: the workspace's queue),
@@ -217,15 +284,17 @@ class ReadModels:
         return rows[0] if rows else None
 
     async def roster(self, workspace_id: UUID, group_id: UUID) -> list[dict[str, Any]]:
-        """The group's members in the order they joined, with their load: open conversations
-        assigned to them in any group."""
+        """The group's members in the order they joined, with their load (open conversations
+        assigned to them in any group) and when the group last gave them one."""
         return await self._all(
             "SELECT m.member_id, m.name, m.role, m.status, m.active, m.capacity,"
             " (SELECT count(*) FROM {s}.conversation_assignments a"
             "  LEFT JOIN {s}.conversations c USING (conversation_id)"
             "  WHERE a.assignee_id = m.member_id AND a.state = 'assigned'"
             "  AND c.status IS DISTINCT FROM 'closed') AS load,"
-            " m.desktop_notifications, m.sound_notifications"
+            " m.desktop_notifications, m.sound_notifications,"
+            " (SELECT l.assigned_at FROM {s}.group_last_assignments l"
+            "  WHERE l.group_id = gm.group_id AND l.member_id = m.member_id) AS last_assigned_at"
             " FROM {s}.group_members gm JOIN {s}.members m USING (member_id)"
             " WHERE gm.workspace_id = %s AND gm.group_id = %s"
             " ORDER BY gm.added_at, gm.member_id",

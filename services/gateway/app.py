@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -19,9 +20,12 @@ from services.gateway import (
     directory_api,
     flows_api,
     members_api,
+    reads_api,
     stream_api,
 )
 from services.gateway.dependencies import Publisher, read_models
+from services.gateway.web import pages
+from services.gateway.web.session import SessionCodec
 from services.gateway.webhook import (
     WebhookError,
     signature_valid,
@@ -33,9 +37,22 @@ from services.settings import Settings
 log = structlog.get_logger(__name__)
 
 
+def static_version() -> str:
+    """A digest of the suite's static files: their URLs change when they do (no stale
+    scripts after an upgrade), so browsers may cache them."""
+    digest = hashlib.sha256()
+    for path in sorted(pages.STATIC.rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def create_app(settings: Settings) -> FastAPI:
     if not settings.whatsapp_app_secret:
         raise ValueError("WHATSAPP_APP_SECRET is required: webhook signatures cannot be checked")
+    # Refuses a missing or short SWITCHBOARD_SESSION_SECRET: the suite's cookies need it.
+    session_codec = SessionCodec(settings.session_secret, settings.session_hours * 3600)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
         await pool.open(wait=True, timeout=30)
         app.state.publisher = Publisher(producer, settings.publish_timeout_seconds)
         app.state.settings = settings
+        app.state.session_codec = session_codec
         app.state.read_models = ReadModels(pool, settings.schema("projections"))
         app.state.sessions = stream_api.Sessions(app.state.publisher, settings)
         try:
@@ -106,7 +124,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(members_api.router)
     app.include_router(directory_api.router)
     app.include_router(flows_api.router)
+    app.include_router(reads_api.router)
     app.include_router(stream_api.router)
+
+    # The agent suite (pages, fragments and static files) at /.
+    pages.install(app, static_version())
 
     @app.get("/healthz", tags=["operations"])
     async def health(models: Annotated[ReadModels, Depends(read_models)]) -> Response:

@@ -40,6 +40,7 @@ from services.gateway.dependencies import (
     settings,
     visible_conversation,
 )
+from services.gateway.inbox import described
 from services.settings import Settings
 
 router = APIRouter(tags=["conversations"])
@@ -71,11 +72,21 @@ class Transfer(BaseModel):
 
 @router.get("/api/me/inbox")
 async def inbox(who: Member, models: Models) -> dict[str, Any]:
-    """My open conversations, and what waits in my groups' queues (admins: and the
-    workspace's queue)."""
-    found = await models.inbox(who.workspace_id, who.member_id)
+    """My open conversations (``assigned``), what waits in my groups' queues in the order it
+    will be served (``queued``) and, for admins, every open conversation (``all``) and the
+    workspace's queue (``workspace_queue``). Each item says: the last message, my unread
+    count, since when it waits, when it closes by itself (``closes_at``) and whether the
+    customer-service window is open (``service_window_open``, ``service_window_until``)."""
+    return await inbox_of(models, who)
+
+
+async def inbox_of(models: ReadModels, who: Caller) -> dict[str, Any]:
+    """The inbox the API answers and the agent suite shows."""
+    found: dict[str, Any] = dict(await models.inbox(who.workspace_id, who.member_id))
     if who.role == "admin":
+        found["all"] = await models.open_conversations(who.workspace_id)
         found["workspace_queue"] = await models.queue(who.workspace_id, None)
+    await described(models, who.workspace_id, who.member_id, found.values(), datetime.now(UTC))
     return found
 
 
@@ -92,14 +103,24 @@ async def find_conversations(
 
 @router.get("/api/conversations/{conversation_id}")
 async def get_conversation(conversation_id: UUID, who: Member, models: Models) -> dict[str, Any]:
-    return await visible_conversation(models, who, conversation_id)
+    """The conversation, who holds it, and what an inbox item says of it (see the inbox)."""
+    return await described_conversation(models, who, conversation_id)
 
 
 @router.get("/api/conversations/{conversation_id}/history")
 async def get_history(conversation_id: UUID, who: Member, models: Models) -> dict[str, Any]:
-    """Every line, bot turns, assignment decisions (with their explanation) included."""
-    row = await visible_conversation(models, who, conversation_id)
+    """Every line, bot turns, flow steps and assignment decisions (with their explanation)
+    included."""
+    row = await described_conversation(models, who, conversation_id)
     return {"conversation": row, "history": await models.history(conversation_id)}
+
+
+async def described_conversation(
+    models: ReadModels, who: Caller, conversation_id: UUID
+) -> dict[str, Any]:
+    rows = [await visible_conversation(models, who, conversation_id)]
+    await described(models, who.workspace_id, who.member_id, [rows], datetime.now(UTC))
+    return rows[0]
 
 
 @router.post("/api/conversations/{conversation_id}/claim")

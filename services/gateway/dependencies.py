@@ -18,6 +18,13 @@ from events.catalogue import DIRECTORY_COMMANDS_TOPIC
 from events.codec import encode
 from events.envelope import Actor, Envelope
 from projections.queries import Caller, ReadModels
+from services.gateway.web.session import (
+    COOKIE,
+    CSRF_HEADER,
+    SAFE_METHODS,
+    SessionCodec,
+    csrf_problem,
+)
 from services.gateway.webhook import OutgoingRecord
 from services.settings import Settings
 
@@ -67,21 +74,48 @@ def settings(request: Request) -> Settings:
     return found
 
 
+def session_codec(request: Request) -> SessionCodec:
+    found: SessionCodec = request.app.state.session_codec
+    return found
+
+
 async def caller(
+    request: Request,
     models: Annotated[ReadModels, Depends(read_models)],
     authorization: Annotated[str | None, Header()] = None,
 ) -> Caller:
-    """The member behind the bearer token; every API route is scoped to its workspace."""
-    if authorization is None or not authorization.lower().startswith("bearer "):
+    """The member behind the bearer token, or behind the agent suite's session cookie; every
+    API route is scoped to its workspace.
+
+    A write made with the cookie must come from the suite's own page (see
+    ``services/gateway/web/session.py``): 403 otherwise.
+    """
+    if authorization is not None:
+        if not authorization.lower().startswith("bearer "):
+            raise HTTPException(
+                401,
+                "send 'Authorization: Bearer <token>' with a member's token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        found = await models.caller(authorization[7:].strip())
+        if found is None:
+            raise HTTPException(401, "unknown or deactivated token", {"WWW-Authenticate": "Bearer"})
+        return found
+    session = session_codec(request).read(request.cookies.get(COOKIE))
+    if session is None:
         raise HTTPException(
             401,
-            "send 'Authorization: Bearer <token>' with a member's token",
+            "send 'Authorization: Bearer <token>' with a member's token (or sign in at /sign-in)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    found = await models.caller(authorization[7:].strip())
-    if found is None:
-        raise HTTPException(401, "unknown or deactivated token", {"WWW-Authenticate": "Bearer"})
-    return found
+    if request.method not in SAFE_METHODS:
+        problem = csrf_problem(request, session, request.headers.get(CSRF_HEADER))
+        if problem is not None:
+            raise HTTPException(403, problem)
+    member = await models.session_caller(session.workspace_id, session.member_id)
+    if member is None:
+        raise HTTPException(401, "this session's member was deactivated; sign in again")
+    return member
 
 
 async def admin(who: Annotated[Caller, Depends(caller)]) -> Caller:
