@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.types import Scope
 
 from events.catalogue import TOPICS
 from projections.queries import Caller, ReadModels
@@ -92,13 +93,17 @@ blocks:
 """
 
 
-class RevalidatedFiles(StaticFiles):
-    """Static files a browser checks again on each load (a 304 when unchanged): the modules
-    a page imports carry no version in their URL, and must not outlive an upgrade."""
+class SuiteFiles(StaticFiles):
+    """The suite's static files. A URL with ``?v=`` (the pages add the files' digest to every
+    URL, the modules' imports through an import map) never changes meaning: browsers keep it
+    for good. Without it, they check again each time."""
 
-    def file_response(self, *args: Any, **kwargs: Any) -> Response:
-        response = super().file_response(*args, **kwargs)
-        response.headers["Cache-Control"] = "no-cache"
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        versioned = b"v=" in scope.get("query_string", b"")
+        response.headers["Cache-Control"] = (
+            "public, max-age=31536000, immutable" if versioned else "no-cache"
+        )
         return response
 
 
@@ -151,7 +156,12 @@ Admin = Annotated[Visit, Depends(admin_visit)]
 def install(app: FastAPI, static_version: str) -> None:
     """Add the suite to the gateway: its routes, its static files and its redirects."""
     templates.env.globals["static_version"] = static_version
-    app.mount("/static", RevalidatedFiles(directory=STATIC), name="static")
+    # The import map gives each module's imports the versioned URL too.
+    templates.env.globals["module_map"] = {
+        f"/static/{path.name}": f"/static/{path.name}?v={static_version}"
+        for path in sorted(STATIC.glob("*.js"))
+    }
+    app.mount("/static", SuiteFiles(directory=STATIC), name="static")
     app.include_router(router)
     app.add_exception_handler(SignInRequired, _sign_in_first)
     app.add_exception_handler(AdminsOnly, _admins_only)
@@ -482,7 +492,8 @@ async def numbers_page(request: Request, current: Admin, models: Models) -> HTML
 
 def flow_source(flow_id: UUID, definition: dict[str, Any]) -> str:
     """A published version as YAML to edit, with the flow's id first (publishing it makes the
-    next version) and each block's id and type first (the database keeps no key order)."""
+    next version) and each block's keys in the order a person writes them (the database
+    keeps no key order)."""
     document: dict[str, Any] = {"id": str(flow_id)}
     for key in ("name", "time_zone", "start", "on_error"):
         if key in definition:
@@ -490,12 +501,35 @@ def flow_source(flow_id: UUID, definition: dict[str, Any]) -> str:
     document.update({k: v for k, v in definition.items() if k not in document and k != "blocks"})
     document["blocks"] = [
         {
-            **{k: block[k] for k in ("id", "type") if k in block},
-            **{k: v for k, v in block.items() if k not in ("id", "type")},
+            **{k: block[k] for k in BLOCK_KEY_ORDER if k in block},
+            **{k: v for k, v in block.items() if k not in BLOCK_KEY_ORDER},
         }
         for block in definition.get("blocks") or []
     ]
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+
+
+# The order a person writes a block in: what it is, what it says, where it goes.
+BLOCK_KEY_ORDER = (
+    "id",
+    "type",
+    "text",
+    "variable",
+    "buttons",
+    "rows",
+    "list_button",
+    "pattern",
+    "max_attempts",
+    "retry_text",
+    "rules",
+    "group",
+    "rotation",
+    "member",
+    "after",
+    "next",
+    "default",
+    "fallback",
+)
 
 
 def _missing(request: Request, current: Visit, title: str, message: str) -> HTMLResponse:

@@ -1,6 +1,6 @@
 // Admin pages: forms and buttons that call the JSON API (data-api="METHOD /path/{field}"),
 // the new member's token shown once, and the numbers page.
-import { api, flash, toast } from "./api.js";
+import { api, debounce, flash, toast } from "./api.js";
 
 function route(spec, fields) {
   const [method, template] = spec.split(" ");
@@ -166,4 +166,31 @@ export async function setupNumbers() {
   }
   if (!numbers.length) body.innerHTML = '<tr><td colspan="3" class="empty">No business numbers.</td></tr>';
   table.setAttribute("aria-busy", "false");
+}
+
+/** Keep a members or groups page current (statuses, loads, queues change all day), unless
+ * the admin is in the middle of something: a focused field, an open form or dialog. */
+export function liveAdminPage(page) {
+  if (!["members", "groups", "group", "numbers"].includes(page)) return () => {};
+  const busy = () => {
+    const active = document.activeElement;
+    return Boolean(
+      document.querySelector("dialog[open], main details[open]")
+        || (active && active !== document.body && active.closest("main form, #numbers select"))
+    );
+  };
+  const refresh = debounce(async () => {
+    if (busy()) { setTimeout(refresh, 1000); return; }
+    if (page === "numbers") { await setupNumbers(); return; }
+    const response = await fetch(location.href, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    const main = fresh.querySelector("main");
+    if (main && !busy()) document.querySelector("main").innerHTML = main.innerHTML;
+  }, 300);
+  return (kind) => {
+    if (kind.startsWith("directory.") || kind.startsWith("assignment.") || kind.startsWith("conversation.")) {
+      refresh();
+    }
+  };
 }

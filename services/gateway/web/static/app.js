@@ -1,7 +1,7 @@
 // The agent suite's entry module: every page follows the stream (notifications and the
 // status switch work everywhere); the inbox and the admin pages add their own parts.
 import { showFlash } from "./api.js";
-import { setupAdmin, setupNumbers } from "./admin.js";
+import { liveAdminPage, setupAdmin, setupNumbers } from "./admin.js";
 import { setupFlowEditor } from "./flow_editor.js";
 import { setupInbox } from "./inbox.js";
 import { desktopOn, setupMenu } from "./menu.js";
@@ -16,6 +16,7 @@ if (page === "inbox") {
   listeners.push(inbox.onEvent);
 } else if (page) {
   setupAdmin();
+  listeners.push(liveAdminPage(page));
   if (page === "numbers") setupNumbers();
   if (page === "flow") setupFlowEditor();
 }

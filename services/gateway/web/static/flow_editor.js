@@ -65,7 +65,9 @@ export function setupFlowEditor() {
         where = line >= 0 ? `Line ${line + 1}, block “${block}”: ` : `Block “${block}”: `;
         document.querySelector(`.diagram [data-block="${CSS.escape(block)}"]`)?.classList.add("problem");
       }
-      problem.textContent = `${where}${error.message}`;
+      // The API's detail names the block too ("block 'ask': ..."): say it once.
+      const detail = block ? error.message.replace(/^block '[^']*': /, "") : error.message;
+      problem.textContent = `${where}${detail}`;
       problem.hidden = false;
       problem.dataset.block = block ?? "";
       problem.dataset.line = line >= 0 ? String(line + 1) : "";
