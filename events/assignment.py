@@ -18,7 +18,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
-from events.base import Id, Instant, Payload
+from events.base import Id, Instant, JsonObject, Payload
 from events.directory import AgentStatus
 from events.flows import Rotation
 
@@ -60,8 +60,27 @@ class Candidate(BaseModel):
     chosen: bool
 
 
+class ViewPosition(BaseModel):
+    """How far a view had read when a decision used it: the last record of ``topic`` (at
+    ``partition``, ``offset``) it had applied for the decision's workspace."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    topic: str
+    partition: int
+    offset: int
+
+
 class Decision(BaseModel):
-    """The explanation carried by every assignment decision."""
+    """The explanation carried by every assignment decision.
+
+    ``directory_view`` (since ConversationQueued/ConversationAssigned v2) is the directory
+    the candidates were read from: the assignment service's view had applied the
+    workspace's ``directory.events`` up to that record. Statuses, loads and rosters in the
+    explanation are as of that position, whatever the read models show when it is read
+    later. None: read from a record written before positions were kept, or nothing of the
+    workspace's directory had been read.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
@@ -69,6 +88,7 @@ class Decision(BaseModel):
     rule: str  # the rule applied, in words
     candidates: list[Candidate]
     outcome: str  # what was decided and why, in words
+    directory_view: ViewPosition | None = None
 
 
 class ClaimConversation(Payload):
@@ -110,9 +130,18 @@ class GroupNudged(Payload):
 
 
 class ConversationQueued(Payload):
-    """Nobody takes the conversation now; it waits in the group's queue (longest first)."""
+    """Nobody takes the conversation now; it waits in the group's queue.
+
+    A queue is served by ``waiting_since``, then ``arrival``, and listed the same way.
+    Version 2 tells apart ``queued_at`` (when this decision queued it: a move to the
+    workspace queue is dated by the group's deletion) from ``waiting_since`` (when its wait
+    began, which a move keeps), and adds ``arrival``: the n-th conversation to enter the
+    group's queue, which orders conversations waiting since the same instant (Meta's
+    timestamps are whole seconds). Version 1 had one ``queued_at`` for both, and no arrival.
+    """
 
     event_type = "assignment.conversation_queued"
+    schema_version = 2
 
     conversation_id: Id
     workspace_id: Id
@@ -121,10 +150,15 @@ class ConversationQueued(Payload):
     claim_only: bool  # no_owner: only a claim takes it out of the queue
     decision: Decision
     queued_at: Instant
+    waiting_since: Instant
+    arrival: int | None
 
 
 class ConversationAssigned(Payload):
+    """Version 2: the decision says which directory view it read (``directory_view``)."""
+
     event_type = "assignment.conversation_assigned"
+    schema_version = 2
 
     conversation_id: Id
     workspace_id: Id
@@ -187,6 +221,20 @@ class AssignmentCommandRejected(Payload):
     member_id: Id | None
     reason: str
     conflict: bool
+
+
+def upcast_conversation_queued_v1(data: JsonObject) -> JsonObject:
+    """v1's ``queued_at`` was when the wait began; it had no arrival number."""
+    return {
+        **upcast_conversation_assigned_v1(data),
+        "waiting_since": data["queued_at"],
+        "arrival": None,
+    }
+
+
+def upcast_conversation_assigned_v1(data: JsonObject) -> JsonObject:
+    """v1's decision did not say which directory view it read."""
+    return {**data, "decision": {**data["decision"], "directory_view": None}}
 
 
 ASSIGNMENT_COMMANDS: tuple[type[Payload], ...] = (

@@ -10,13 +10,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from events.assignment import ASSIGNMENT_COMMANDS, ASSIGNMENT_EVENTS
+from events.assignment import (
+    ASSIGNMENT_COMMANDS,
+    ASSIGNMENT_EVENTS,
+    ConversationAssigned,
+    ConversationQueued,
+    upcast_conversation_assigned_v1,
+    upcast_conversation_queued_v1,
+)
 from events.base import Payload
 from events.codec import Registry
 from events.conversation import (
     CONVERSATION_COMMANDS,
     CONVERSATION_EVENTS,
+    ConversationStarted,
     CustomerMessageReceived,
+    upcast_conversation_started_v1,
     upcast_customer_message_v1,
 )
 from events.directory import DIRECTORY_COMMANDS, DIRECTORY_EVENTS
@@ -26,6 +35,12 @@ from events.flows import (
     FLOW_DIRECTORY_EVENTS,
     FLOW_EVENTS,
     HAND_OFF_REQUESTS,
+    AnswerCaptured,
+    FlowPublished,
+    PublishFlow,
+    upcast_answer_captured_v1,
+    upcast_flow_published_v1,
+    upcast_publish_flow_v1,
 )
 from events.operations import InboundRecordUnrouted, RecordDeadLettered
 from events.outbound import OUTBOUND_EVENTS, OUTBOUND_REQUESTS
@@ -180,4 +195,10 @@ def build_registry() -> Registry:
     """Every payload class of the catalogue, with the upcasters of older versions."""
     registry = Registry(payload for topic in TOPICS for payload in topic.carries)
     registry.add_upcaster(CustomerMessageReceived.event_type, 1, upcast_customer_message_v1)
+    registry.add_upcaster(ConversationStarted.event_type, 1, upcast_conversation_started_v1)
+    registry.add_upcaster(AnswerCaptured.event_type, 1, upcast_answer_captured_v1)
+    registry.add_upcaster(FlowPublished.event_type, 1, upcast_flow_published_v1)
+    registry.add_upcaster(PublishFlow.event_type, 1, upcast_publish_flow_v1)
+    registry.add_upcaster(ConversationQueued.event_type, 1, upcast_conversation_queued_v1)
+    registry.add_upcaster(ConversationAssigned.event_type, 1, upcast_conversation_assigned_v1)
     return registry

@@ -15,7 +15,16 @@ CloseReason = Literal["agent", "flow_ended", "expired", "admin"]
 
 
 class ConversationStarted(Payload):
+    """A customer's message opened a conversation.
+
+    ``started_at`` is the message's own time (Meta's timestamp, whole seconds, possibly
+    long before it reached us); version 2 adds ``received_at``, when the gateway received
+    it (None when read from a version 1 record, which did not say). What a conversation
+    runs is decided by arrival: a flow chosen before the message arrived applies to it.
+    """
+
     event_type = "conversation.started"
+    schema_version = 2
 
     conversation_id: Id
     phone_number_id: str
@@ -23,6 +32,7 @@ class ConversationStarted(Payload):
     contact_wa_id: str
     contact_name: str | None
     started_at: Instant
+    received_at: Instant | None = None
 
 
 class CustomerMessageReceived(Payload):
@@ -82,6 +92,11 @@ class CloseConversation(Payload):
     phone_number_id: str
     contact_wa_id: str
     reason: CloseReason
+
+
+def upcast_conversation_started_v1(data: JsonObject) -> JsonObject:
+    """v1 did not record when the gateway received the first message."""
+    return {**data, "received_at": None}
 
 
 def upcast_customer_message_v1(data: JsonObject) -> JsonObject:

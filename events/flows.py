@@ -9,7 +9,8 @@ group's rotation.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
 from events.base import Id, Instant, JsonObject, Payload
 
@@ -17,9 +18,14 @@ Rotation = Literal["available", "all", "specific", "no_owner"]
 
 
 class PublishFlow(Payload):
-    """Command: a new flow, or a new version of ``flow_id``; ``definition`` is validated JSON."""
+    """Command: a new flow, or a new version of ``flow_id``; ``definition`` is validated JSON.
+
+    Version 2: the definition is in grammar v2 (a chosen option's variable holds the option's
+    id); a version 1 command's definition is translated by :func:`upcast_flow_definition_v1`.
+    """
 
     event_type = "directory.publish_flow"
+    schema_version = 2
 
     workspace_id: Id
     flow_id: Id
@@ -39,7 +45,10 @@ class ChooseActiveFlow(Payload):
 
 
 class FlowPublished(Payload):
+    """A version of a flow. Version 2: ``definition`` is in grammar v2 (see ``PublishFlow``)."""
+
     event_type = "directory.flow_published"
+    schema_version = 2
 
     workspace_id: Id
     flow_id: Id
@@ -87,15 +96,22 @@ class QuestionAsked(Payload):
 
 
 class AnswerCaptured(Payload):
-    """The customer's answer to a question block, stored in ``variable``."""
+    """The customer's answer to a question block, stored in ``variable``.
+
+    Version 2: ``value`` is the chosen option's *id* (stable, untranslated) for a question
+    with buttons or a list, the text typed otherwise; ``title`` is what the customer saw and
+    picked (the option's title) or typed. Flows read them as ``{{variable}}`` and
+    ``{{variable.title}}``. Version 1 had the title in ``value`` and the id in ``option_id``.
+    """
 
     event_type = "flow.answer_captured"
+    schema_version = 2
 
     conversation_id: Id
     block_id: str
     variable: str
     value: str
-    option_id: str | None
+    title: str
     captured_at: Instant
 
 
@@ -169,6 +185,114 @@ class FlowFailed(Payload):
     reason: str
     recovery: Literal["error_path", "default_group"]
     failed_at: Instant
+
+
+def upcast_answer_captured_v1(data: JsonObject) -> JsonObject:
+    """v1 kept a chosen option's title in ``value`` and its id in ``option_id``."""
+    option_id = data["option_id"]
+    upcasted = {key: value for key, value in data.items() if key != "option_id"}
+    upcasted["title"] = data["value"]
+    if option_id is not None:
+        upcasted["value"] = option_id
+    return upcasted
+
+
+def upcast_flow_published_v1(data: JsonObject) -> JsonObject:
+    return {**data, "definition": upcast_flow_definition_v1(data["definition"])}
+
+
+def upcast_publish_flow_v1(data: JsonObject) -> JsonObject:
+    return {**data, "definition": upcast_flow_definition_v1(data["definition"])}
+
+
+def upcast_flow_definition_v1(definition: JsonObject) -> JsonObject:
+    """A grammar v1 flow document, meaning the same in grammar v2.
+
+    In v1 the variable of a question with buttons or a list held the chosen option's
+    *title*; in v2 it holds the option's *id*, and ``{{variable.title}}`` the title. So:
+
+    * ``{{variable}}`` in a text becomes ``{{variable.title}}`` (the customer still reads the
+      title);
+    * an ``equals``/``in`` value that is the title of exactly one option id of the questions
+      capturing the variable becomes that id (the same answers hold);
+    * a value that is no option's title is kept: in v1 it could never hold; v2 compares ids,
+      so a flow written as the grammar's documentation said (comparing ids) now works;
+    * anything else on such a variable (``matches``, a title two options share, a variable
+      also captured by a free-text question) compares ``variable.title``: exactly v1.
+    """
+    blocks = definition.get("blocks")
+    if not isinstance(blocks, list):
+        return definition
+    titles: dict[str, dict[str, set[str]]] = {}  # variable -> title -> option ids
+    typed: set[str] = set()  # variables some free-text question captures
+    for block in blocks:
+        if not isinstance(block, dict) or block.get("type") != "question":
+            continue
+        variable = block.get("variable")
+        if not isinstance(variable, str):
+            continue
+        options = block.get("buttons") or block.get("list")
+        if not isinstance(options, list) or not options:
+            typed.add(variable)
+            continue
+        known = titles.setdefault(variable, {})
+        for option in options:
+            if isinstance(option, dict) and isinstance(option.get("title"), str):
+                known.setdefault(option["title"], set()).add(str(option.get("id")))
+    if not titles:
+        return definition
+    return {**definition, "blocks": [_upcast_block(b, titles, typed) for b in blocks]}
+
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
+_TEXT_FIELDS = ("text", "retry_text")
+
+
+def _upcast_block(block: Any, titles: dict[str, dict[str, set[str]]], typed: set[str]) -> Any:
+    if not isinstance(block, dict):
+        return block
+    upcasted = dict(block)
+    for name in _TEXT_FIELDS:
+        text = upcasted.get(name)
+        if isinstance(text, str):
+            upcasted[name] = _PLACEHOLDER.sub(
+                lambda m: f"{{{{{m.group(1)}.title}}}}" if m.group(1) in titles else m.group(0),
+                text,
+            )
+    rules = upcasted.get("rules")
+    if upcasted.get("type") == "condition" and isinstance(rules, list):
+        upcasted["rules"] = [
+            {**rule, "if": [_upcast_clause(c, titles, typed) for c in rule["if"]]}
+            if isinstance(rule, dict) and isinstance(rule.get("if"), list)
+            else rule
+            for rule in rules
+        ]
+    return upcasted
+
+
+def _upcast_clause(clause: Any, titles: dict[str, dict[str, set[str]]], typed: set[str]) -> Any:
+    if not isinstance(clause, dict) or clause.get("variable") not in titles:
+        return clause
+    variable = clause["variable"]
+    by_title = titles[variable]
+    as_titles = {**clause, "variable": f"{variable}.title"}
+    if variable in typed or "matches" in clause:
+        return as_titles
+
+    def to_id(value: Any) -> Any | None:
+        """The id a v1 value stands for, the value itself if no title, None if ambiguous."""
+        ids = by_title.get(value) if isinstance(value, str) else None
+        if ids is None:
+            return value
+        return next(iter(ids)) if len(ids) == 1 else None
+
+    if clause.get("equals") is not None:
+        mapped = to_id(clause["equals"])
+        return as_titles if mapped is None else {**clause, "equals": mapped}
+    if isinstance(clause.get("in"), list):
+        values = [to_id(value) for value in clause["in"]]
+        return as_titles if None in values else {**clause, "in": values}
+    return clause
 
 
 FLOW_DIRECTORY_COMMANDS: tuple[type[Payload], ...] = (PublishFlow, ChooseActiveFlow)

@@ -26,7 +26,7 @@ from events.assignment import (
     TransferConversation,
 )
 from events.envelope import Envelope
-from projections.conversations import RANK_SYSTEM, HistoryEntry
+from projections.conversations import RANK_SYSTEM, HistoryEntry, refs
 from projections.directory import OutcomeRow
 
 # History lines of one decision share an instant: their ``seq`` keeps a transfer's lines in
@@ -53,7 +53,9 @@ class AssignmentRow:
     assignee_id: UUID | None
     rotation: str | None
     claim_only: bool
+    # Its place in the queue, as the decider serves it: waiting since, then arrival.
     queued_at: datetime | None
+    queue_arrival: int | None
     assigned_at: datetime | None
     updated_at: datetime
 
@@ -70,7 +72,8 @@ def apply_assignment(row: AssignmentRow | None, envelope: Envelope) -> Assignmen
                 assignee_id=None,
                 rotation=queued.rotation,
                 claim_only=queued.claim_only,
-                queued_at=queued.queued_at,
+                queued_at=queued.waiting_since,
+                queue_arrival=queued.arrival,
                 assigned_at=None,
                 updated_at=queued.queued_at,
             )
@@ -86,6 +89,7 @@ def apply_assignment(row: AssignmentRow | None, envelope: Envelope) -> Assignmen
                 rotation=assigned.decision.rotation,
                 claim_only=False,
                 queued_at=row.queued_at if waited and row is not None else None,
+                queue_arrival=None,
                 assigned_at=assigned.assigned_at,
                 updated_at=assigned.assigned_at,
             )
@@ -106,7 +110,8 @@ def assignment_entry(envelope: Envelope) -> HistoryEntry | None:
     """The history line of a decision: what happened in words, and the decision as JSON.
 
     Only the event's own content goes in (no names looked up in other tables), so a
-    rebuild writes the same lines whatever order the topics are read in.
+    rebuild writes the same lines whatever order the topics are read in. Groups and members
+    are written by id, listed in ``refs``; the history API shows their names.
     """
     match envelope.payload:
         case ConversationQueued() as queued:
@@ -128,7 +133,12 @@ def assignment_entry(envelope: Envelope) -> HistoryEntry | None:
                 {**assigned.decision.model_dump(mode="json"), "via": assigned.via},
             )
         case ConversationReleased() as released:
-            held = "its member" if released.member_id is not None else "the queue"
+            if released.member_id is not None:
+                held = f"member {released.member_id}"
+            elif released.group_id is not None:
+                held = f"the queue of group {released.group_id}"
+            else:
+                held = "the workspace queue"
             return _line(
                 envelope,
                 released.conversation_id,
@@ -136,12 +146,13 @@ def assignment_entry(envelope: Envelope) -> HistoryEntry | None:
                 SEQ_AFTER_CLOSE if released.reason == "closed" else SEQ_RELEASED,
                 f"Released from {held}: {RELEASE_WORDS[released.reason]}.",
                 released.model_dump(mode="json", include={"reason", "group_id", "member_id"}),
+                refs(groups=[released.group_id], members=[released.member_id]),
             )
         case ConversationTransferred() as transferred:
             if transferred.to_member_id is not None:
-                target = "a member"
+                target = f"member {transferred.to_member_id}"
             elif transferred.to_group_id is not None:
-                target = "another group"
+                target = f"group {transferred.to_group_id}"
             else:
                 target = "the workspace queue"
             note = f": {transferred.note}" if transferred.note.strip() else ""
@@ -150,7 +161,7 @@ def assignment_entry(envelope: Envelope) -> HistoryEntry | None:
                 transferred.conversation_id,
                 transferred.transferred_at,
                 SEQ_TRANSFERRED,
-                f"Transferred to {target}{note}.",
+                f"Transferred to {target} by {transferred.requested_by}{note}.",
                 transferred.model_dump(
                     mode="json",
                     include={
@@ -161,6 +172,10 @@ def assignment_entry(envelope: Envelope) -> HistoryEntry | None:
                         "requested_by",
                         "note",
                     },
+                ),
+                refs(
+                    groups=[transferred.to_group_id],
+                    members=[transferred.to_member_id, transferred.requested_by],
                 ),
             )
         case HandOffDeclined() as declined:
@@ -257,6 +272,7 @@ def _line(
     seq: int,
     text: str,
     content: dict[str, Any],
+    mentioned: dict[str, str] | None = None,
 ) -> HistoryEntry:
     return HistoryEntry(
         conversation_id=conversation_id,
@@ -276,4 +292,5 @@ def _line(
         content=content,
         status=None,
         errors=None,
+        refs=mentioned,
     )

@@ -8,6 +8,7 @@ whatever order the topics are read in. The API numbers them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -81,6 +82,10 @@ class HistoryEntry:
     content: dict[str, Any] | None
     status: str | None
     errors: list[dict[str, Any]] | None
+    # Ids the text mentions, and what they name ("group" or "member"): the history API shows
+    # their names (projections/naming.py). Names are not written here: a rebuild reads the
+    # topics in any order, and a line must not depend on whether its names were read first.
+    refs: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -176,14 +181,24 @@ def history_entry(envelope: Envelope, row: ConversationRow | None) -> HistoryEnt
                 errors=status.errors,
             )
         case HandOffRequested() as hand_off:
+            where = (
+                f"group {hand_off.group_id}"
+                if hand_off.group_id is not None
+                else "the workspace queue"
+            )
+            named = f", member {hand_off.member_id}" if hand_off.member_id is not None else ""
             return line(
                 hand_off.conversation_id,
                 hand_off.requested_at,
                 RANK_SYSTEM,
                 kind="system",
                 author_kind="bot",
-                text=f"handed to agents: group {hand_off.group_id or 'default'},"
-                f" rotation {hand_off.rotation} ({hand_off.reason})",
+                text=f"handed to agents: {where}, rotation {hand_off.rotation}{named}"
+                f" ({hand_off.reason})",
+                content=hand_off.model_dump(
+                    mode="json", include={"group_id", "rotation", "member_id", "reason"}
+                ),
+                refs=refs(groups=[hand_off.group_id], members=[hand_off.member_id]),
             )
         case FlowFailed() as failed:
             return line(
@@ -216,6 +231,15 @@ def history_entry(envelope: Envelope, row: ConversationRow | None) -> HistoryEnt
             )
         case _:
             return None
+
+
+def refs(
+    *, groups: Iterable[UUID | None] = (), members: Iterable[UUID | None] = ()
+) -> dict[str, str] | None:
+    """The ``refs`` of a line that mentions these groups and members (None: none)."""
+    found = {str(g): "group" for g in groups if g is not None}
+    found.update({str(m): "member" for m in members if m is not None})
+    return found or None
 
 
 def delivery_update(envelope: Envelope) -> DeliveryUpdate | None:
@@ -278,6 +302,7 @@ class _Line:
         content: dict[str, Any] | None = None,
         status: str | None = None,
         errors: list[dict[str, Any]] | None = None,
+        refs: dict[str, str] | None = None,
     ) -> HistoryEntry:
         return HistoryEntry(
             conversation_id=conversation_id,
@@ -297,4 +322,5 @@ class _Line:
             content=content,
             status=status,
             errors=errors,
+            refs=refs,
         )

@@ -11,6 +11,8 @@ from psycopg.rows import dict_row
 from psycopg.sql import SQL, Composed, Identifier
 from psycopg_pool import AsyncConnectionPool
 
+from projections.naming import named
+
 # Column lists shared by several reads (``{s}`` is the schema; aliases as in the reads).
 MEMBER_FIELDS = (
     "m.member_id, m.name, m.role, m.capacity, m.active, m.status, m.status_changed_at,"
@@ -28,6 +30,9 @@ INBOX_FIELDS = (
     "c.*, a.group_id, g.name AS group_name, a.state AS assignment_state, a.assignee_id,"
     " a.queued_at, a.assigned_at"
 )
+# The order the assignment service serves a queue in (services/assignment/decide.py,
+# GroupState.queued): longest-waiting first, then arrival in the queue.
+SERVED_ORDER = "a.queued_at, a.queue_arrival NULLS LAST, a.conversation_id"
 
 
 def token_hash(token: str) -> str:
@@ -128,7 +133,7 @@ class ReadModels:
             " JOIN {s}.groups g ON g.group_id = a.group_id AND g.deleted_at IS NULL"
             " JOIN {s}.group_members gm ON gm.group_id = a.group_id AND gm.member_id = %s"
             " WHERE a.workspace_id = %s AND a.state = 'queued' AND c.status = 'open'"
-            " ORDER BY a.queued_at, c.conversation_id",
+            f" ORDER BY {SERVED_ORDER}",
             (member_id, workspace_id),
         )
         return {"assigned": assigned, "queued": queued}
@@ -192,26 +197,44 @@ class ReadModels:
         return {row.pop("conversation_id"): row for row in rows}
 
     async def queue(self, workspace_id: UUID, group_id: UUID | None) -> list[dict[str, Any]]:
-        """Open conversations waiting in the group's queue (None: the workspace's queue),
-        longest-waiting first."""
+        """Open conversations waiting in the group's queue (None: the workspace's queue), in
+        the order they will be served."""
         return await self._all(
             "SELECT a.conversation_id, c.contact_wa_id, c.contact_name, a.queued_at,"
             " a.rotation, a.claim_only, c.last_activity_at"
             " FROM {s}.conversation_assignments a JOIN {s}.conversations c USING"
             " (conversation_id) WHERE a.workspace_id = %s AND a.group_id IS NOT DISTINCT FROM %s"
             " AND a.state = 'queued' AND c.status = 'open'"
-            " ORDER BY a.queued_at, a.conversation_id",
+            f" ORDER BY {SERVED_ORDER}",
             (workspace_id, group_id),
         )
 
     async def history(self, conversation_id: UUID) -> list[dict[str, Any]]:
-        return await self._all(
+        """The conversation's lines in order, groups and members shown by their names."""
+        lines = await self._all(
             "SELECT row_number() OVER w AS position, event_id, kind, author_kind, author_id,"
             " author_name, message_id, wamid, message_type, text, reply_id, content, status,"
-            " errors, occurred_at FROM {s}.conversation_history WHERE conversation_id = %s"
+            " errors, occurred_at, refs FROM {s}.conversation_history WHERE conversation_id = %s"
             " WINDOW w AS (ORDER BY occurred_at, rank, seq, event_id) ORDER BY position",
             (conversation_id,),
         )
+        mentioned = {ref for line in lines for ref in line["refs"] or ()}
+        names = await self._names(conversation_id, mentioned) if mentioned else {}
+        for line in lines:
+            line["text"] = named(line["text"], line.pop("refs"), names)
+        return lines
+
+    async def _names(self, conversation_id: UUID, ids: set[str]) -> dict[str, str]:
+        """Names of the groups and members ``ids`` names, in the conversation's workspace."""
+        rows = await self._all(
+            "WITH w AS (SELECT workspace_id FROM {s}.conversations WHERE conversation_id = %s)"
+            " SELECT group_id::text AS id, name FROM {s}.groups"
+            " WHERE workspace_id = (SELECT workspace_id FROM w) AND group_id::text = ANY(%s)"
+            " UNION ALL SELECT member_id::text, name FROM {s}.members"
+            " WHERE workspace_id = (SELECT workspace_id FROM w) AND member_id::text = ANY(%s)",
+            (conversation_id, list(ids), list(ids)),
+        )
+        return {row["id"]: row["name"] for row in rows}
 
     async def line_count(self, conversation_id: UUID, *, author_kind: str) -> int:
         rows = await self._all(

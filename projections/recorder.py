@@ -126,7 +126,8 @@ SCHEMA_STATEMENTS = (
         reply_id text,
         content jsonb,
         status text,
-        errors jsonb)""",
+        errors jsonb,
+        refs jsonb)""",
     """CREATE INDEX IF NOT EXISTS conversation_history_in_order
         ON {s}.conversation_history (conversation_id, occurred_at, rank, seq, event_id)""",
     """CREATE INDEX IF NOT EXISTS conversation_history_by_wamid
@@ -203,6 +204,7 @@ SCHEMA_STATEMENTS = (
         rotation text,
         claim_only boolean NOT NULL DEFAULT false,
         queued_at timestamptz,
+        queue_arrival integer,
         assigned_at timestamptz,
         updated_at timestamptz NOT NULL)""",
     """CREATE INDEX IF NOT EXISTS conversation_assignments_queued
@@ -473,16 +475,17 @@ class ProjectionRecorder(PostgresProcessRecorder):
             self._sql(
                 "INSERT INTO {s}.conversation_history (event_id, conversation_id, occurred_at,"
                 " rank, seq, kind, author_kind, author_id, author_name, message_id, wamid,"
-                " message_type, text, reply_id, content, status, errors) VALUES"
+                " message_type, text, reply_id, content, status, errors, refs) VALUES"
                 " (%(event_id)s, %(conversation_id)s, %(occurred_at)s, %(rank)s, %(seq)s,"
                 " %(kind)s, %(author_kind)s, %(author_id)s, %(author_name)s, %(message_id)s,"
                 " %(wamid)s, %(message_type)s, %(text)s, %(reply_id)s, %(content)s,"
-                " %(status)s, %(errors)s) ON CONFLICT (event_id) DO NOTHING"
+                " %(status)s, %(errors)s, %(refs)s) ON CONFLICT (event_id) DO NOTHING"
             ),
             {
                 **entry.__dict__,
                 "content": Jsonb(entry.content) if entry.content is not None else None,
                 "errors": Jsonb(entry.errors) if entry.errors is not None else None,
+                "refs": Jsonb(entry.refs) if entry.refs is not None else None,
             },
         )
 

@@ -8,7 +8,11 @@ from uuid import UUID
 
 def support_flow(group: UUID | str, *, time_zone: str | None = "America/Bogota") -> dict[str, Any]:
     """greet -> ask (billing / other) -> condition on answer and office hours ->
-    connect_to_agent(group, available), or message + end."""
+    connect_to_agent(group, available), or message + end.
+
+    The condition compares the chosen button's id (``billing``), as the grammar says; until
+    grammar v2 the captured value was the title and this sample compared "Facturación".
+    """
     flow: dict[str, Any] = {
         "name": "Support",
         "start": "greet",
@@ -35,7 +39,7 @@ def support_flow(group: UUID | str, *, time_zone: str | None = "America/Bogota")
                 "rules": [
                     {
                         "if": [
-                            {"variable": "topic", "equals": "Facturación"},
+                            {"variable": "topic", "equals": "billing"},
                             {"days": ["mon", "tue", "wed", "thu", "fri"]},
                             {"time": {"from": "08:00", "to": "18:00"}},
                             {"holiday": False},

@@ -36,6 +36,7 @@ from events.assignment import (
     HandOffDeclined,
     ReleaseReason,
     TransferConversation,
+    ViewPosition,
     group_key,
 )
 from events.base import Payload
@@ -94,8 +95,8 @@ class Entry:
     rotation: Rotation
     claim_only: bool
     member_id: UUID | None  # the assignee
-    queued_at: datetime
-    order: int  # when it entered the group, in the group's stream order
+    waiting_since: datetime  # when its wait began (kept when it moves to another queue)
+    order: int  # when it entered the group, in the group's stream order (its "arrival")
 
 
 @dataclass(frozen=True)
@@ -117,9 +118,11 @@ class GroupState:
     order: int = 0  # conversations that entered the group so far
 
     def queued(self) -> list[Entry]:
-        """Waiting conversations, longest-waiting first (then stream order)."""
+        """Waiting conversations in the order they are served: longest-waiting first, then
+        by arrival in the group (the read models list a queue by the same two fields, which
+        every ConversationQueued carries)."""
         waiting = [e for e in self.entries.values() if e.state == "queued"]
-        return sorted(waiting, key=lambda e: (e.queued_at, e.order))
+        return sorted(waiting, key=lambda e: (e.waiting_since, e.order))
 
 
 def evolve(state: GroupState, event: Payload) -> GroupState:
@@ -132,7 +135,7 @@ def evolve(state: GroupState, event: Payload) -> GroupState:
                 rotation=event.rotation,
                 claim_only=event.claim_only,
                 member_id=None,
-                queued_at=event.queued_at,
+                waiting_since=event.waiting_since,
                 order=state.order + 1,
             )
             return replace(state, entries=entries, order=state.order + 1)
@@ -145,7 +148,7 @@ def evolve(state: GroupState, event: Payload) -> GroupState:
                 rotation=before.rotation if before is not None else _rotation(event.decision),
                 claim_only=False,
                 member_id=event.member_id,
-                queued_at=before.queued_at if before is not None else event.assigned_at,
+                waiting_since=before.waiting_since if before is not None else event.assigned_at,
                 order=before.order if before is not None else state.order + 1,
             )
             turns = dict(state.turns)
@@ -230,6 +233,8 @@ class World:
     closed: frozenset[UUID]  # which of the conversations concerned are closed
     holding: Holding | None = None  # the record's conversation, held by another group
     target: Group | None = None  # a transfer's target group
+    # How far the views had read the workspace's directory: every decision records it.
+    directory_view: ViewPosition | None = None
 
 
 def decide(command: Payload, world: World, *, at: datetime, command_id: UUID) -> list[Payload]:
@@ -291,7 +296,7 @@ class _Deciding:
             conversation,
             request.rotation,
             named=request.member_id,
-            queued_at=self.at,
+            waiting_since=self.at,
             note=note,
         )
 
@@ -310,7 +315,9 @@ class _Deciding:
                     entry.conversation_id,
                     entry.rotation,
                     named=None,
-                    queued_at=entry.queued_at,  # it keeps its place: it waited that long
+                    # It keeps its place: it has waited that long. The move itself is dated
+                    # by the deletion (the decision's own time).
+                    waiting_since=entry.waiting_since,
                     note=f"group {facts.name} was deleted; ",
                 )
             return  # assigned conversations stay with their members
@@ -337,7 +344,7 @@ class _Deciding:
                 entry.conversation_id,
                 "available",
                 named=None,
-                queued_at=self.at,
+                waiting_since=self.at,
                 note=f"{why}; ",
             )
         self._drain(group_id)
@@ -394,7 +401,7 @@ class _Deciding:
             conversation,
             claimer.member_id,
             via="claim",
-            decision=Decision(
+            decision=self._explain(
                 rotation="claim",
                 rule=RULES["claim"],
                 candidates=self._candidates(
@@ -467,7 +474,7 @@ class _Deciding:
                 conversation,
                 member.member_id,
                 via="transfer",
-                decision=Decision(
+                decision=self._explain(
                     rotation="transfer",
                     rule=RULES["transfer"],
                     candidates=self._candidates(
@@ -513,7 +520,7 @@ class _Deciding:
             conversation,
             "available",
             named=None,
-            queued_at=self.at,
+            waiting_since=self.at,
             note=f"transferred from {here.facts.name} by {requester.name}; ",
         )
         self._drain(group_id)
@@ -527,7 +534,7 @@ class _Deciding:
         rotation: Rotation,
         *,
         named: UUID | None,
-        queued_at: datetime,
+        waiting_since: datetime,
         note: str,
     ) -> None:
         """Assign the conversation by the group's rule now, or queue it saying why."""
@@ -538,8 +545,8 @@ class _Deciding:
                 conversation,
                 rotation,
                 claim_only=rotation == "no_owner",
-                queued_at=queued_at,
-                decision=Decision(
+                waiting_since=waiting_since,
+                decision=self._explain(
                     rotation=rotation,
                     rule=RULES["workspace"],
                     candidates=[],
@@ -553,8 +560,8 @@ class _Deciding:
                 conversation,
                 rotation,
                 claim_only=True,
-                queued_at=queued_at,
-                decision=Decision(
+                waiting_since=waiting_since,
+                decision=self._explain(
                     rotation=rotation,
                     rule=RULES["no_owner"],
                     candidates=self._candidates(group, {}, default="no_owner: nobody is chosen"),
@@ -563,7 +570,7 @@ class _Deciding:
             )
             return
         if rotation == "specific":
-            self._specific(group, conversation, named, queued_at=queued_at, note=note)
+            self._specific(group, conversation, named, waiting_since=waiting_since, note=note)
             return
         rule: Rule = "all" if rotation == "all" else "available"
         chosen, skipped = self._rule(group, rule)
@@ -574,8 +581,8 @@ class _Deciding:
                 conversation,
                 rotation,
                 claim_only=False,
-                queued_at=queued_at,
-                decision=Decision(
+                waiting_since=waiting_since,
+                decision=self._explain(
                     rotation=rotation,
                     rule=RULES[rule],
                     candidates=candidates,
@@ -588,7 +595,7 @@ class _Deciding:
             conversation,
             chosen,
             via="rotation",
-            decision=Decision(
+            decision=self._explain(
                 rotation=rotation,
                 rule=RULES[rule],
                 candidates=candidates,
@@ -602,7 +609,7 @@ class _Deciding:
         conversation: UUID,
         named: UUID | None,
         *,
-        queued_at: datetime,
+        waiting_since: datetime,
         note: str,
     ) -> None:
         facts = group.facts
@@ -624,8 +631,8 @@ class _Deciding:
                 conversation,
                 "specific",
                 claim_only=False,
-                queued_at=queued_at,
-                decision=Decision(
+                waiting_since=waiting_since,
+                decision=self._explain(
                     rotation="specific",
                     rule=RULES["specific"],
                     candidates=self._candidates(group, skipped, default=others),
@@ -639,7 +646,7 @@ class _Deciding:
             conversation,
             named,
             via="specific",
-            decision=Decision(
+            decision=self._explain(
                 rotation="specific",
                 rule=RULES["specific"],
                 candidates=self._candidates(group, {}, chosen=named, default=others),
@@ -659,13 +666,13 @@ class _Deciding:
             chosen, skipped = self._rule(group, rule)
             if chosen is None:
                 continue
-            waited = f"waiting since {entry.queued_at.isoformat()}; "
+            waited = f"waiting since {entry.waiting_since.isoformat()}; "
             self._assign(
                 group_id,
                 entry.conversation_id,
                 chosen,
                 via="queue",
-                decision=Decision(
+                decision=self._explain(
                     rotation=rule,
                     rule=RULES[rule],
                     candidates=self._candidates(group, skipped, chosen=chosen),
@@ -704,9 +711,7 @@ class _Deciding:
             chosen = min(eligible)[2]
             for _, _, member_id in eligible:
                 if member_id != chosen:
-                    skipped[member_id] = (
-                        "not their turn: given a conversation of this group more recently"
-                    )
+                    skipped[member_id] = self._later_turn(group, member_id, chosen)
             skipped.pop(chosen)
             return chosen, skipped
         cursor = group.state.all_cursor
@@ -724,6 +729,30 @@ class _Deciding:
                 skipped[member_id] = reason
         return chosen_all, skipped
 
+    def _later_turn(self, group: Group, member_id: UUID, chosen: UUID) -> str:
+        """Why an eligible member comes after the chosen one in the ``available`` rule: the
+        one whose last conversation of the group is older goes first, never-given first,
+        and between two never given one, the roster's order decides."""
+        mine, theirs = group.state.turns.get(member_id), group.state.turns.get(chosen)
+        other = self._name(chosen)
+        if mine is None:
+            # Only a member never given one either can come first (a turn of 0 sorts first).
+            return (
+                f"not their turn: neither they nor {other} were given a conversation of this"
+                f" group yet, and {other} comes first in the group"
+            )
+        if theirs is None:
+            return (
+                f"not their turn: given a conversation of this group at {mine.at.isoformat()};"
+                f" {other} never was"
+            )
+        # Turns are the group's assignment numbers: two in one second are still ordered.
+        return (
+            f"not their turn: given a conversation of this group more recently than {other}"
+            f" (the group's assignment #{mine.sequence} at {mine.at.isoformat()}; {other}'s"
+            f" #{theirs.sequence} at {theirs.at.isoformat()})"
+        )
+
     def _why(self, group: Group, chosen: UUID, rule: Rule) -> str:
         load = self.loads.get(chosen, 0)
         capacity = self.world.members[chosen].capacity
@@ -740,6 +769,23 @@ class _Deciding:
         return f"nobody can take it now ({reasons})"
 
     # -- emitting --------------------------------------------------------------------
+
+    def _explain(
+        self,
+        *,
+        rotation: Rotation | Literal["claim", "transfer"],
+        rule: str,
+        candidates: list[Candidate],
+        outcome: str,
+    ) -> Decision:
+        """A decision's explanation, with the directory view it was decided on."""
+        return Decision(
+            rotation=rotation,
+            rule=rule,
+            candidates=candidates,
+            outcome=outcome,
+            directory_view=self.world.directory_view,
+        )
 
     def _candidates(
         self,
@@ -802,7 +848,7 @@ class _Deciding:
         rotation: Rotation,
         *,
         claim_only: bool,
-        queued_at: datetime,
+        waiting_since: datetime,
         decision: Decision,
     ) -> None:
         self._emit(
@@ -813,7 +859,10 @@ class _Deciding:
                 rotation=rotation,
                 claim_only=claim_only,
                 decision=decision,
-                queued_at=queued_at,
+                queued_at=self.at,
+                waiting_since=waiting_since,
+                # What ``evolve`` numbers it: its place among the group's arrivals.
+                arrival=self._group(group_id).state.order + 1,
             )
         )
 

@@ -163,7 +163,7 @@ class DeciderHandler(StoreBackedHandler):
         assignees = {
             e.member_id for f in folded.values() for e in f.state.entries.values() if e.member_id
         }
-        groups, members, closed, holding = self.recorder.facts(
+        facts = self.recorder.facts(
             workspace_id,
             named,
             set(members_named(command)) | assignees,
@@ -172,16 +172,17 @@ class DeciderHandler(StoreBackedHandler):
         )
 
         def group(g: UUID | None) -> Group:
-            facts = GroupFacts.workspace_queue() if g is None else groups[g]
-            return Group(folded[g].state, facts)
+            known = GroupFacts.workspace_queue() if g is None else facts.groups[g]
+            return Group(folded[g].state, known)
 
         return World(
             here=group(group_id),
             workspace_queue=group(None),
-            members=members,
-            closed=closed,
-            holding=holding,
+            members=facts.members,
+            closed=facts.closed,
+            holding=facts.holding,
             target=group(target_id) if target_id is not None else None,
+            directory_view=facts.directory_view,
         )
 
     def _numbered(

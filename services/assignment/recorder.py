@@ -25,6 +25,7 @@ for two groups could race on:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -41,8 +42,10 @@ from events.assignment import (
     ConversationReleased,
     GroupNudged,
     NudgeCause,
+    ViewPosition,
     group_key,
 )
+from events.catalogue import DIRECTORY_EVENTS_TOPIC
 from events.codec import encode
 from events.conversation import ConversationClosed
 from events.directory import (
@@ -86,6 +89,11 @@ VIEW_TABLES = (
     """CREATE INDEX IF NOT EXISTS assignments_member ON {s}.assignments (member_id)
         WHERE state = 'assigned'""",
     """CREATE INDEX IF NOT EXISTS assignments_group ON {s}.assignments (group_id)""",
+    # The last directory event of each workspace the views applied: every decision records
+    # it (Decision.directory_view), so its explanation says which directory it read.
+    """CREATE TABLE IF NOT EXISTS {s}.directory_positions (
+        workspace_id uuid PRIMARY KEY, topic text NOT NULL, partition integer NOT NULL,
+        record_offset bigint NOT NULL)""",
 )
 # Open conversations assigned to a member, all groups together (closed ones excluded even
 # before their group released them, so freed capacity counts at once).
@@ -104,6 +112,17 @@ WAITING_GROUPS = (
 HOLDING_GROUPS = (
     "SELECT DISTINCT group_id FROM {s}.assignments WHERE member_id = %s AND state = 'assigned'"
 )
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the views say for one decision, read in one snapshot."""
+
+    groups: dict[UUID, GroupFacts]
+    members: dict[UUID, MemberFacts]
+    closed: frozenset[UUID]
+    holding: Holding | None
+    directory_view: ViewPosition | None
 
 
 class CapacityConflict(StreamConflict):
@@ -134,9 +153,10 @@ class AssignmentRecorder(PostgresProcessRecorder):
         member_ids: Iterable[UUID],
         conversations: Iterable[UUID],
         conversation: UUID | None,
-    ) -> tuple[dict[UUID, GroupFacts], dict[UUID, MemberFacts], frozenset[UUID], Holding | None]:
+    ) -> Facts:
         """Groups with their rosters, members with their loads, which conversations are
-        closed, and who holds ``conversation`` — as one snapshot."""
+        closed, who holds ``conversation`` and how far the directory was read — as one
+        snapshot."""
         groups_wanted = list(set(group_ids))
         with self.datastore.transaction(commit=False) as cursor:
             cursor.execute(
@@ -216,7 +236,22 @@ class AssignmentRecorder(PostgresProcessRecorder):
                         held["member_id"],
                         held["name"] or "another group",
                     )
-        return groups, members, closed, holding
+            cursor.execute(
+                self._sql(
+                    "SELECT topic, partition, record_offset FROM {s}.directory_positions"
+                    " WHERE workspace_id = %s"
+                ),
+                (workspace_id,),
+            )
+            seen = cursor.fetchone()
+            directory_view = (
+                ViewPosition(
+                    topic=seen["topic"], partition=seen["partition"], offset=seen["record_offset"]
+                )
+                if seen is not None
+                else None
+            )
+        return Facts(groups, members, closed, holding, directory_view)
 
     # -- the decisions' view and guards, inside the append's transaction ----------------
 
@@ -296,6 +331,7 @@ class AssignmentRecorder(PostgresProcessRecorder):
             with self.datastore.transaction(commit=True) as curs:
                 self._insert_tracking(curs, tracking)
                 nudges = self._apply(curs, envelope)
+                self._advance_directory_view(curs, envelope, tracking)
                 if nudges:
                     stored = [
                         StoredEvent(
@@ -310,6 +346,25 @@ class AssignmentRecorder(PostgresProcessRecorder):
         except IntegrityError:
             raise AlreadyTracked(tracking.application_name) from None
         return nudges
+
+    def _advance_directory_view(
+        self, curs: Cursor[DictRow], envelope: Envelope, tracking: Tracking
+    ) -> None:
+        """Record the directory event just applied as the workspace's directory position."""
+        if type(envelope.payload) not in DIRECTORY_EVENTS_TOPIC.carries:
+            return
+        if envelope.workspace_id is None:
+            return
+        topic, _, partition = tracking.application_name.rpartition("#")
+        curs.execute(
+            self._sql(
+                "INSERT INTO {s}.directory_positions VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (workspace_id) DO UPDATE SET topic = EXCLUDED.topic,"
+                " partition = EXCLUDED.partition, record_offset = EXCLUDED.record_offset"
+            ),
+            # The tracking id is the next offset to read (see services.consumer.Delivery).
+            (envelope.workspace_id, topic, int(partition), tracking.notification_id - 1),
+        )
 
     def _apply(self, curs: Cursor[DictRow], envelope: Envelope) -> list[GroupNudged]:
         event = envelope.payload

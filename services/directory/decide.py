@@ -45,7 +45,8 @@ from events.directory import (
     WorkspaceCreated,
 )
 from events.flows import ActiveFlowChosen, ChooseActiveFlow, FlowPublished, PublishFlow
-from services.flows.definition import FlowInvalid, parse_flow
+from services.flows.definition import FlowInvalid
+from services.flows.publishing import check_publishable
 
 DEFAULT_ADMIN_CAPACITY = 10
 MIN_CAPACITY, MAX_CAPACITY = 1, 100
@@ -251,7 +252,7 @@ def decide_publish_flow(
             _reject(command, command_id, f"flow {command.flow_id} belongs to another workspace")
         ]
     try:
-        definition = parse_flow(
+        definition = check_publishable(
             command.definition, members=workspace.members, groups=workspace.groups
         )
     except FlowInvalid as error:

@@ -12,6 +12,7 @@ from events.catalogue import CONVERSATION_EVENTS_TOPIC, DIRECTORY_EVENTS_TOPIC, 
 from events.conversation import ConversationStarted
 from events.envelope import Envelope
 from services.consumer import Delivery, TrackedRuntime
+from services.flows.decide import arrival
 from services.flows.handlers import FlowDirectoryViewHandler, FlowRunHandler
 from services.flows.views import FlowsRecorder
 from services.kafka import ensure_topics, new_broker, subscribe_tracked
@@ -62,7 +63,7 @@ def create_app(settings: Settings) -> FastStream:
 
                     async def has_flow() -> bool:
                         found = await anyio.to_thread.run_sync(
-                            recorder.active_flow, number, started.started_at
+                            recorder.active_flow, number, arrival(started)
                         )
                         return found is not None
 

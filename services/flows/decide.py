@@ -31,6 +31,8 @@ from events.flows import (
 )
 from events.outbound import OutboundMessageQueued, ReplyOption
 from services.flows.definition import (
+    PLACEHOLDER,
+    TITLE_SUFFIX,
     WEEKDAYS,
     Block,
     ConditionBlock,
@@ -45,11 +47,11 @@ from services.flows.definition import (
     TimeClause,
     VariableClause,
 )
+from services.flows.publishing import TEXT_BODY, body_limit
 
 RUN_NAMESPACE = UUID("4d7f1c2e-9b3a-4e6f-8a1d-2c5b7e9f0a13")
 META_WINDOW = timedelta(hours=24)
 MAX_STEPS = 100
-PLACEHOLDER = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
 Status = Literal["none", "new", "waiting", "agent", "ended"]
 
 
@@ -86,9 +88,9 @@ def evolve(state: RunState, event: Payload) -> RunState:
             # Asking the same question again (after a rejected answer) keeps the count.
             attempts = state.attempts if block_id == state.waiting_on else 0
             return replace(state, status="waiting", waiting_on=block_id, attempts=attempts)
-        case AnswerCaptured(variable=variable, value=value):
+        case AnswerCaptured():
             return replace(
-                state, waiting_on=None, attempts=0, variables={**state.variables, variable: value}
+                state, waiting_on=None, attempts=0, variables={**state.variables, **captured(event)}
             )
         case AnswerRejected(attempt=attempt):
             return replace(state, attempts=attempt)
@@ -100,6 +102,15 @@ def evolve(state: RunState, event: Payload) -> RunState:
             return replace(state, status="ended", waiting_on=None)
         case _:
             return state
+
+
+def arrival(started: ConversationStarted) -> datetime:
+    """When the conversation's first message reached switchboard: what decides which flow
+    version it runs (the version active then). Meta's timestamp is whole seconds and may be
+    long past (a delivery retried for hours), so comparing it with the precise instant a flow
+    was chosen left customers who wrote in that second, or whose message came late, without
+    a flow. A version 1 record did not say; its message time stands in."""
+    return started.received_at or started.started_at
 
 
 def start(started: ConversationStarted, active: ActiveFlow | None, time_zone: str) -> list[Payload]:
@@ -240,6 +251,7 @@ class _Run:
         options = block.buttons or block.rows or []
         self.say(
             self.substitute(block.text),
+            limit=body_limit(block),
             kind="buttons" if block.buttons else "list" if block.rows else "text",
             options=[
                 ReplyOption(id=o.id, title=o.title, description=o.description) for o in options
@@ -254,15 +266,15 @@ class _Run:
 
     def answer(self, block: Block, message: CustomerMessageReceived) -> None:
         assert isinstance(block, QuestionBlock)
-        value, option_id, problem = fit_answer(block, message)
-        if problem is None and value is not None:
+        value, title, problem = fit_answer(block, message)
+        if problem is None and value is not None and title is not None:
             self.emit(
                 AnswerCaptured(
                     conversation_id=self.started.conversation_id,
                     block_id=block.id,
                     variable=block.variable,
                     value=value,
-                    option_id=option_id,
+                    title=title,
                     captured_at=self.at,
                 )
             )
@@ -279,12 +291,19 @@ class _Run:
                 rejected_at=self.at,
             )
         )
-        if attempt < block.max_attempts:
-            self.ask(block, retry_text=block.retry_text)
-        elif block.fallback is not None:
-            self.go(block.fallback)
+        if attempt < block.max_attempts or block.fallback is None:
+            self.ask_again(block)
         else:
+            self.go(block.fallback)
+
+    def ask_again(self, block: QuestionBlock) -> None:
+        """Re-ask outside :meth:`go`, so a failure here takes the error path too."""
+        try:
             self.ask(block, retry_text=block.retry_text)
+        except FlowRuntimeError as error:
+            recovery = self.fail(block, str(error))
+            if recovery is not None:
+                self.go(recovery)
 
     # -- conditions ----------------------------------------------------------------------
 
@@ -336,7 +355,14 @@ class _Run:
         kind: Literal["text", "buttons", "list"] = "text",
         options: list[ReplyOption] | None = None,
         list_button: str | None = None,
+        limit: int = TEXT_BODY,
     ) -> None:
+        if len(text) > limit:
+            # Publishing checked the text as written; a substituted value made it too long,
+            # and Meta would refuse the message: the error path speaks instead.
+            raise FlowRuntimeError(
+                f"the text is {len(text)} characters once filled in; Meta allows {limit}"
+            )
         number = self.state.messages + sum(
             isinstance(e, OutboundMessageQueued) for e in self.events
         )
@@ -364,10 +390,11 @@ class _Run:
     @property
     def variables(self) -> dict[str, str]:
         """The run's variables, with the answers captured in this very step."""
-        return {
-            **self.state.variables,
-            **{e.variable: e.value for e in self.events if isinstance(e, AnswerCaptured)},
-        }
+        values = dict(self.state.variables)
+        for event in self.events:
+            if isinstance(event, AnswerCaptured):
+                values.update(captured(event))
+        return values
 
     def substitute(self, text: str) -> str:
         values = {**self.variables, "contact.wa_id": self.started.contact_wa_id}
@@ -417,26 +444,36 @@ class _Run:
         )
 
 
+def captured(event: AnswerCaptured) -> dict[str, str]:
+    """The variables an answer sets: ``{{variable}}`` (an option's id, or the text typed) and
+    ``{{variable.title}}`` (what the customer picked or typed, as they saw it)."""
+    return {event.variable: event.value, f"{event.variable}{TITLE_SUFFIX}": event.title}
+
+
 def fit_answer(
     block: QuestionBlock, message: CustomerMessageReceived
 ) -> tuple[str | None, str | None, str | None]:
-    """(value, option id, problem): the answer as the question wants it, or why it does not fit."""
+    """(value, title, problem): the answer as the question wants it, or why it does not fit.
+
+    A chosen option's value is its id (stable, the same in every language the titles are
+    written in); its title is kept beside it for texts.
+    """
     options = block.buttons or block.rows
     text = (message.text or "").strip()
     if options:
         for option in options:
             if message.reply_id == option.id:
-                return option.title, option.id, None
+                return option.id, option.title, None
         for option in options:
             if text and text.casefold() in (option.title.casefold(), option.id.casefold()):
-                return option.title, option.id, None
+                return option.id, option.title, None
         titles = ", ".join(repr(o.title) for o in options)
         return None, None, f"expected one of {titles}, got {text or message.kind!r}"
     if not text:
         return None, None, f"expected a text answer, got a {message.kind} message"
     if block.pattern is not None and re.fullmatch(block.pattern, text) is None:
         return None, None, f"{text!r} does not match {block.pattern!r}"
-    return text, None, None
+    return text, text, None
 
 
 def clause_holds(

@@ -13,13 +13,21 @@ A flow is JSON (or YAML) like::
                   {"days": ["mon", "tue", "wed", "thu", "fri"]},
                   {"time": {"from": "08:00", "to": "18:00"}}], "next": "agent"}]},
        {"id": "agent", "type": "connect_to_agent", "group": "<group id>",
-        "rotation": "available", "text": "Te paso con un asesor"},
+        "rotation": "available", "text": "Te paso con un asesor de {{topic.title}}"},
        {"id": "limit", "type": "set_expiration", "after": "30m", "next": "..."},
        {"id": "bye", "type": "end", "text": "¡Gracias!"}]}
 
-Validation rejects, with a message naming the block: unknown block types, duplicate ids,
+An answer to a question is kept in its ``variable``: for buttons or a list, the chosen
+option's **id** (stable, untranslated: conditions compare ids); for free text, the text.
+``{{topic.title}}`` is the answer as the customer saw it (the option's title, or the text
+typed). This is grammar v2; flows published under v1 (when the variable held the title)
+are read through ``events.flows.upcast_flow_definition_v1``.
+
+``parse_flow`` rejects, with a message naming the block: unknown block types, duplicate ids,
 transitions to missing blocks, unreachable blocks, blocks with no way out, unknown members,
-time ranges and durations that do not parse, and time zones that do not exist.
+time ranges and durations that do not parse, and time zones that do not exist. A *new*
+version must also pass ``services.flows.publishing.check_publishable`` (Meta's limits, every
+variable captured before it is used).
 """
 
 from __future__ import annotations
@@ -44,6 +52,9 @@ from pydantic import (
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DURATION = re.compile(r"^(\d+)\s*(s|m|h)$")
+PLACEHOLDER = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
+# ``{{variable.title}}``: the answer as the customer saw it (see the module's docstring).
+TITLE_SUFFIX = ".title"
 MAX_BUTTONS = 3
 MAX_LIST_ROWS = 10
 
@@ -61,9 +72,11 @@ class _Strict(BaseModel):
 
 
 class Option(_Strict):
-    id: str = Field(min_length=1, max_length=256)
-    title: str = Field(min_length=1, max_length=24)
-    description: str | None = Field(default=None, max_length=72)
+    # Meta's limits on ids, titles and descriptions are checked when a version is published
+    # (services/flows/publishing.py), with every other limit of Meta's.
+    id: str = Field(min_length=1)
+    title: str = Field(min_length=1)
+    description: str | None = None
 
 
 class TimeRange(_Strict):
@@ -141,18 +154,18 @@ class Rule(_Strict):
 class MessageBlock(_Strict):
     id: str
     type: Literal["message"]
-    text: str = Field(min_length=1, max_length=4096)
+    text: str = Field(min_length=1)
     next: str
 
 
 class QuestionBlock(_Strict):
     id: str
     type: Literal["question"]
-    text: str = Field(min_length=1, max_length=1024)
+    text: str = Field(min_length=1)
     variable: str = Field(min_length=1)
     buttons: list[Option] | None = None
     rows: list[Option] | None = Field(default=None, alias="list")
-    list_button: str = Field(default="Ver opciones", max_length=20)
+    list_button: str = "Ver opciones"
     pattern: str | None = None
     max_attempts: int = Field(default=3, ge=1, le=10)
     retry_text: str | None = None

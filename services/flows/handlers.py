@@ -11,7 +11,7 @@ from events.conversation import CloseConversation, ConversationStarted, Customer
 from events.envelope import Actor, Envelope
 from events.flows import HandOffRequested
 from services.consumer import Delivery, StoreBackedHandler
-from services.flows.decide import RunState, decide, evolve, run_id, start
+from services.flows.decide import RunState, arrival, decide, evolve, run_id, start
 from services.flows.definition import FlowDefinition, parse_flow
 from services.flows.views import FlowsRecorder
 from services.store import EventStore, NewEvent, StreamConflict
@@ -69,7 +69,7 @@ class FlowRunHandler(StoreBackedHandler):
         if isinstance(event, ConversationStarted):
             if state.started is not None:
                 return []  # the start was seen before (a re-sent event)
-            active = self.recorder.active_flow(event.phone_number_id, event.started_at)
+            active = self.recorder.active_flow(event.phone_number_id, arrival(event))
             zone = self.recorder.time_zone(workspace_id) or "UTC"
             return start(event, active, zone)
         flow = self._flow(state)

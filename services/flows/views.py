@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 
 from events.directory import WorkspaceCreated
 from events.envelope import Envelope
-from events.flows import ActiveFlowChosen, FlowPublished
+from events.flows import ActiveFlowChosen, FlowPublished, upcast_flow_definition_v1
 from services.flows.decide import ActiveFlow
 from services.store import EVENTS_TABLE, TRACKING_TABLE, AlreadyTracked
 
@@ -32,6 +32,10 @@ VIEW_TABLES = (
         flow_id uuid NOT NULL, PRIMARY KEY (phone_number_id, chosen_at, event_id))""",
     """CREATE TABLE IF NOT EXISTS {s}.workspace_zones (
         workspace_id uuid PRIMARY KEY, time_zone text NOT NULL)""",
+    # The FlowPublished schema version a row's definition was written in: rows written
+    # before version 2 (grammar v1) are read through the same upcaster as the events.
+    """ALTER TABLE {s}.flow_versions
+        ADD COLUMN IF NOT EXISTS schema_version smallint NOT NULL DEFAULT 1""",
 )
 
 
@@ -54,7 +58,12 @@ class FlowsRecorder(PostgresProcessRecorder):
             return row
 
     def active_flow(self, phone_number_id: str, at: datetime) -> ActiveFlow | None:
-        """The flow chosen for the number as of ``at``, at its latest version as of ``at``."""
+        """The flow chosen for the number as of ``at``, at its latest version as of ``at``.
+
+        Choices and versions are dated by the directory's events, which carry the instant the
+        gateway received the admin's command; ``at`` is the instant the gateway received the
+        conversation's first message (``decide.arrival``): both clocks are the gateway's.
+        """
         row = self._one(
             "SELECT c.flow_id, (SELECT max(v.version) FROM {s}.flow_versions v"
             " WHERE v.flow_id = c.flow_id AND v.published_at <= %s) AS version"
@@ -70,11 +79,17 @@ class FlowsRecorder(PostgresProcessRecorder):
 
     def definition(self, flow_id: UUID, version: int) -> dict[str, Any] | None:
         row = self._one(
-            "SELECT definition FROM {s}.flow_versions WHERE flow_id = %s AND version = %s",
+            "SELECT definition, schema_version FROM {s}.flow_versions"
+            " WHERE flow_id = %s AND version = %s",
             flow_id,
             version,
         )
-        return None if row is None else dict(row["definition"])
+        if row is None:
+            return None
+        definition = dict(row["definition"])
+        if row["schema_version"] < 2:
+            definition = upcast_flow_definition_v1(definition)
+        return definition
 
     def time_zone(self, workspace_id: UUID) -> str | None:
         row = self._one(
@@ -90,10 +105,17 @@ class FlowsRecorder(PostgresProcessRecorder):
                     case FlowPublished(flow_id=flow_id, version=version, definition=definition):
                         cursor.execute(
                             self._sql(
-                                "INSERT INTO {s}.flow_versions VALUES (%s, %s, %s, %s)"
+                                "INSERT INTO {s}.flow_versions (flow_id, version, definition,"
+                                " published_at, schema_version) VALUES (%s, %s, %s, %s, %s)"
                                 " ON CONFLICT DO NOTHING"
                             ),
-                            (flow_id, version, Jsonb(definition), envelope.occurred_at),
+                            (
+                                flow_id,
+                                version,
+                                Jsonb(definition),
+                                envelope.occurred_at,
+                                FlowPublished.schema_version,
+                            ),
                         )
                     case ActiveFlowChosen(phone_number_id=number, flow_id=flow_id):
                         cursor.execute(

@@ -17,7 +17,8 @@ from fastapi.responses import JSONResponse
 
 from events.flows import ChooseActiveFlow, PublishFlow
 from projections.queries import Caller, ReadModels
-from services.flows.definition import FlowInvalid, parse_flow
+from services.flows.definition import FlowInvalid
+from services.flows.publishing import check_publishable
 from services.gateway.dependencies import (
     Publisher,
     admin,
@@ -64,7 +65,7 @@ async def publish_flow(
     except ValueError:
         raise HTTPException(400, f"'id' must be a flow id (a UUID), got {raw_id!r}") from None
     try:
-        parse_flow(
+        check_publishable(
             document,
             members=await models.member_ids(who.workspace_id),
             groups=[row["group_id"] for row in await models.groups(who.workspace_id)],

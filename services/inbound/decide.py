@@ -107,6 +107,7 @@ def _receive_message(record: WhatsAppMessageReceived, state: ThreadState) -> lis
                 contact_wa_id=record.contact_wa_id,
                 contact_name=record.contact_name,
                 started_at=sent_at,
+                received_at=record.received_at,
             )
         )
     kind = str(message.get("type", "unknown"))

@@ -11,9 +11,11 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from events.catalogue import OUTBOUND_MESSAGES_TOPIC
@@ -21,13 +23,13 @@ from events.outbound import OutboundMessageQueued
 from services.settings import Settings
 from services.workspaces import create_workspace
 from tests.conftest import TEST_APP_SECRET
-from tests.harness import consumers, eventually, gateway_client, topic_records
+from tests.harness import consumers, eventually, gateway_client, query, topic_records
 from tests.webhooks import Text, messages_webhook, signed_headers
 
 pytestmark = pytest.mark.integration
 NUMBER = "480112093300001"
-# Conversations run the flow active at their start (event time): customers write in 2027.
-MONDAY_10_UTC = int(datetime(2027, 3, 1, 10, 0, tzinfo=UTC).timestamp())
+# Conversations run the flow active when they arrive, whenever Meta says they were written.
+MONDAY_10_UTC = int(datetime(2026, 11, 23, 10, 0, tzinfo=UTC).timestamp())
 
 
 def routing_flow(group: str, specific: str) -> dict[str, Any]:
@@ -208,6 +210,15 @@ async def test_rotations_claims_and_explanations(
     specific = await team.hand_off("specific")
     assert await team.assignee(specific) == "C"
 
+    # A and C were never given one: C is not told it had one more recently.
+    lines = await team.history(available[0])
+    [decision] = [line for line in lines if line["kind"] == "assignment"]
+    skipped = {c["name"]: c["skipped"] for c in decision["content"]["candidates"]}
+    assert skipped["C"] == (
+        "not their turn: neither they nor A were given a conversation of this group yet,"
+        " and A comes first in the group"
+    )
+
     # Every decision explains itself: the rule, each candidate's status and load, why skipped.
     lines = await team.history(available[1])
     [decision] = [line for line in lines if line["kind"] == "assignment"]
@@ -320,3 +331,91 @@ async def test_agents_reply_transfer_and_see_only_their_groups(
     assert await team.assignee(conversation) == "C"
     inbox = await system.get("/api/me/inbox", headers=team.agents["C"])
     assert [row["conversation_id"] for row in inbox.json()["assigned"]] == [conversation]
+
+
+async def test_queues_list_in_serving_order_and_history_lines_name_and_date_truly(
+    settings: Settings, system: httpx.AsyncClient
+) -> None:
+    """Hand-offs written in one second wait in one queue: the queue lists them in the order
+    the assignment service then serves them. Decisions say which directory view they read,
+    history lines name the group, and a deleted group's queue moves at the deletion."""
+    team = await build_team(settings, system, capacity=5)  # A, B and C are offline
+    customers = [f"57311{n:05d}" for n in range(5)]
+    conversations: dict[str, str] = {}
+    for customer in customers:
+        await team.write(customer, "hola")
+        [found] = await eventually(
+            partial(team._conversations, customer),
+            lambda rows: len(rows) == 1,
+        )
+        conversations[customer] = str(found["conversation_id"])
+    for conversation in conversations.values():
+        await eventually(partial(team.history, conversation), lambda lines: len(lines) >= 2)
+    # Their answers come in one delivery, written in the same second.
+    team.clock += 7
+    body = messages_webhook(
+        NUMBER, [Text(c, f"w.{uuid.uuid4().hex}", "available", team.clock) for c in customers]
+    )
+    sent = await system.post(
+        "/webhooks/whatsapp", content=body, headers=signed_headers(TEST_APP_SECRET, body)
+    )
+    assert sent.status_code == 200, sent.text
+    listed = await eventually(
+        lambda: _queue(system, team),
+        lambda queue: len(queue) == len(customers),
+    )
+    assert len({row["queued_at"] for row in listed}) == 1  # one second for all
+
+    # A becomes available and takes the whole queue, in the order it is served.
+    await team.set_status("A", "available")
+    served = await eventually(
+        lambda: query(
+            settings,
+            "assignment",
+            "SELECT state FROM {s}.events WHERE topic = 'assignment.conversation_assigned'"
+            " ORDER BY notification_id",
+        ),
+        lambda rows: len(rows) == len(customers),
+    )
+    served_ids = [orjson.loads(row["state"])["payload"]["conversation_id"] for row in served]
+    assert [row["conversation_id"] for row in listed] == served_ids
+
+    lines = await team.history(served_ids[0])
+    handed = [line for line in lines if line["author_kind"] == "bot" and line["kind"] == "system"]
+    assert [line["text"] for line in handed] == [
+        "handed to agents: group Support, rotation available (flow block 'to_available')"
+    ]
+    decisions = [line["content"] for line in lines if line["kind"] == "assignment"]
+    views = [decision["directory_view"] for decision in decisions]
+    assert all(view is not None for view in views)
+    assert all(view["topic"] == f"{settings.topic_prefix}directory.events" for view in views)
+    # The view that assigned it had read A's status change; the one that queued it had not.
+    assert views[0]["offset"] < views[-1]["offset"]
+
+    # One more waits (A is at capacity); then the group is deleted.
+    team.customers = 100
+    waiting = await team.hand_off("available")
+    deleted = await system.delete(f"/api/groups/{team.group}", headers=team.admin)
+    assert deleted.status_code == 200, deleted.text
+    await eventually(
+        lambda: team.conversation(waiting),
+        lambda row: row["assignment_state"] == "queued" and row["group_id"] is None,
+    )
+    lines = await eventually(
+        lambda: team.history(waiting),
+        lambda found: sum(line["kind"] == "assignment" for line in found) == 3,
+    )
+    first, released, moved = [line for line in lines if line["kind"] == "assignment"]
+    assert released["text"] == "Released from the queue of group Support: the group was deleted."
+    assert moved["text"].startswith("queued in the workspace queue: group Support was deleted")
+    # The move is dated by the deletion, after the release; the wait began long before.
+    assert moved["occurred_at"] == released["occurred_at"] > first["occurred_at"]
+    [queued] = (await system.get("/api/queue", headers=team.admin)).json()["queue"]
+    assert queued["queued_at"] == first["occurred_at"]
+
+
+async def _queue(system: httpx.AsyncClient, team: Team) -> list[dict[str, Any]]:
+    found = await system.get(f"/api/groups/{team.group}/queue", headers=team.admin)
+    assert found.status_code == 200, found.text
+    rows: list[dict[str, Any]] = found.json()["queue"]
+    return rows

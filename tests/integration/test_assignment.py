@@ -445,6 +445,8 @@ def test_the_append_refuses_to_take_a_member_over_capacity_or_to_queue_a_closed_
             claim_only=False,
             decision=Decision(rotation="available", rule="test", candidates=[], outcome="test"),
             queued_at=up.now,
+            waiting_since=up.now,
+            arrival=1,
         )
         with pytest.raises(ClosedMeanwhile):
             store.append([NewEvent(group_id, 1, up.envelope(queued, str(conversation)))], None)

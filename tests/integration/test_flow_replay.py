@@ -35,9 +35,9 @@ async def test_replaying_the_flows_service_from_offset_zero_decides_the_same(
         await client.put(
             f"/api/numbers/{NUMBER}/flow", json={"flow_id": flow["flow_id"]}, headers=auth
         )
-        # Ten customers at different hours of a 2027 day: some in office hours, some not.
+        # Ten customers at different hours of a Tuesday: some in office hours, some not.
         for n in range(10):
-            at = int(datetime(2027, 11, 23, (8 + n * 2) % 24, 0, tzinfo=UTC).timestamp())
+            at = int(datetime(2026, 11, 24, (8 + n * 2) % 24, 0, tzinfo=UTC).timestamp())
             who = f"5730{n:06d}"
             for step, (text, wamid) in enumerate([("hola", "a"), ("Facturación", "b")]):
                 body = messages_webhook(NUMBER, [Text(who, f"w.{n}.{wamid}", text, at + step)])

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import yaml
+from psycopg.sql import SQL, Identifier
+from psycopg.types.json import Jsonb
 
 from events.catalogue import FLOW_EVENTS_TOPIC, HAND_OFF_REQUESTS_TOPIC, OUTBOUND_MESSAGES_TOPIC
 from events.flows import ConditionEvaluated, HandOffRequested
 from events.outbound import OutboundMessageQueued
+from services.flows.definition import (
+    ConditionBlock,
+    ConnectToAgentBlock,
+    VariableClause,
+    parse_flow,
+)
+from services.flows.views import FlowsRecorder
+from services.postgres import open_recorder
 from services.settings import Settings
 from services.workspaces import create_workspace
 from tests.conftest import TEST_APP_SECRET
@@ -23,10 +35,11 @@ from tests.webhooks import Text, messages_webhook, signed_headers
 
 pytestmark = pytest.mark.integration
 NUMBER = "480112093385611"
-# Conversations run the flow active when they start (event time), so the customers of these
-# tests write in the future, after the flow was published.
-TUESDAY_10_BOGOTA = int(datetime(2027, 11, 23, 15, 0, tzinfo=UTC).timestamp())
-TUESDAY_19_BOGOTA = int(datetime(2027, 11, 24, 0, 0, tzinfo=UTC).timestamp())
+# A conversation runs the flow that was active when its first message *arrived*; its
+# conditions read the time the message was *written*. These customers wrote on a Tuesday in
+# 2026, before the flow was chosen (deliveries that come late), and still get it.
+TUESDAY_10_BOGOTA = int(datetime(2026, 11, 24, 15, 0, tzinfo=UTC).timestamp())
+TUESDAY_19_BOGOTA = int(datetime(2026, 11, 25, 0, 0, tzinfo=UTC).timestamp())
 
 
 class Bot:
@@ -117,7 +130,9 @@ async def test_billing_in_office_hours_is_handed_to_the_group(bot: Bot) -> None:
     lines = await bot.history(who, 6)
     assert [line["text"] for line in lines[3:5]] == ["Facturación", "Te comunico con un asesor"]
     assert lines[5]["kind"] == "system"
-    assert str(bot.group) in lines[5]["text"]
+    assert lines[5]["text"] == (
+        "handed to agents: group Billing, rotation available (flow block 'agent')"
+    )
 
     [hand_off] = await eventually(
         lambda: topic_records(bot.settings, HAND_OFF_REQUESTS_TOPIC), lambda found: len(found) == 1
@@ -201,15 +216,62 @@ async def test_another_workspace_cannot_choose_this_flow(bot: Bot) -> None:
     assert "does not exist here" in response.json()["detail"]
 
 
-async def test_a_conversation_that_started_before_the_flow_was_chosen_is_handed_off(
-    bot: Bot,
+async def test_the_flow_runs_for_what_arrives_after_it_is_chosen_whenever_it_was_written(
+    settings: Settings,
 ) -> None:
-    who = customer()
-    last_year = int(datetime(2025, 11, 24, 15, 0, tzinfo=UTC).timestamp())
-    await bot.post(who, "w.old", "hola", last_year)
-    lines = await bot.history(who, 2)
-    assert lines[1]["kind"] == "system"
-    assert "no active flow" in lines[1]["text"]
+    """Which flow runs is decided by arrival: a message written in the very second the flow
+    was chosen, or an hour before but delivered late, runs it; one that arrived before does
+    not (and is handed to the workspace queue rather than left in silence)."""
+    number = "480112093300077"
+    async with consumers(settings), gateway_client(settings) as client:
+        workspace = await create_workspace(
+            settings, name="Late", phone_number_id=number, time_zone="America/Bogota"
+        )
+        auth = {"Authorization": f"Bearer {workspace['admin_token']}"}
+        bot = Bot(settings, client, workspace, await create_group(client, auth, "Billing"))
+
+        async def post(who: str, wamid: str, at: int) -> None:
+            body = messages_webhook(number, [Text(who, wamid, "hola", at)])
+            response = await client.post(
+                "/webhooks/whatsapp", content=body, headers=signed_headers(TEST_APP_SECRET, body)
+            )
+            assert response.status_code == 200, response.text
+
+        early, same_second, late = customer(), customer(), customer()
+        written = int(time.time())
+        await post(early, "w.early", written)
+        before = await bot.history(early, 2)
+        assert before[1]["kind"] == "system"
+        assert "no active flow" in before[1]["text"]
+
+        published = await client.post(
+            "/api/flows", json=support_flow(bot.group, time_zone=None), headers=auth
+        )
+        assert published.status_code == 201, published.text
+        choosing = time.time()  # the choice is dated after this instant, to the microsecond
+        chosen = await client.put(
+            f"/api/numbers/{number}/flow",
+            json={"flow_id": published.json()["flow_id"]},
+            headers=auth,
+        )
+        assert chosen.status_code == 200, chosen.text
+        # Meta's whole second of the choice: earlier than the choice itself.
+        await post(same_second, "w.same", int(choosing))
+        await post(late, "w.late", written - 3600)
+        for who in (same_second, late):
+            lines = await bot.history(who, 3)
+            assert [(line["author_kind"], line["text"]) for line in lines] == [
+                ("customer", "hola"),
+                ("bot", "Hola Valentina Ruiz"),
+                ("bot", "¿En qué te ayudamos?"),
+            ]
+        # The early conversation keeps what it started with: no flow, agents have it.
+        await post(early, "w.early.2", written + 5)
+        lines = await eventually(
+            lambda: bot.history(early, 2),
+            lambda found: sum(line["author_kind"] == "customer" for line in found) == 2,
+        )
+        assert [line for line in lines if line["author_kind"] == "bot"] == [before[1]]
 
 
 async def test_a_flow_naming_a_group_that_does_not_exist_is_refused(bot: Bot) -> None:
@@ -227,3 +289,40 @@ async def test_groups_are_listed_and_names_are_unique(bot: Bot) -> None:
     again = await bot.client.post("/api/groups", json={"name": "billing"}, headers=bot.auth)
     assert again.status_code == 422
     assert "already exists" in again.json()["detail"]
+
+
+def test_a_version_stored_by_an_older_release_runs_as_it_meant(settings: Settings) -> None:
+    """The flows view of a release before grammar v2 holds definitions whose conditions
+    compare titles: after the upgrade (a column added in place) they are read as v2."""
+    schema = settings.schema("flows")
+    flow_id = uuid.uuid4()
+    v1 = support_flow(uuid.uuid4())
+    v1["blocks"][2]["rules"][0]["if"][0] = {"variable": "topic", "equals": "Facturación"}
+    v1["blocks"][3]["text"] = "Te paso con {{topic}}"
+    with psycopg.connect(settings.database().conninfo(), autocommit=True) as connection:
+        connection.execute(SQL("CREATE SCHEMA {}").format(Identifier(schema)))
+        connection.execute(
+            SQL(
+                "CREATE TABLE {}.flow_versions (flow_id uuid NOT NULL, version integer NOT NULL,"
+                " definition jsonb NOT NULL, published_at timestamptz NOT NULL,"
+                " PRIMARY KEY (flow_id, version))"
+            ).format(Identifier(schema))
+        )
+        connection.execute(
+            SQL("INSERT INTO {}.flow_versions VALUES (%s, 1, %s, now())").format(
+                Identifier(schema)
+            ),
+            (flow_id, Jsonb(v1)),
+        )
+    recorder = open_recorder(settings, "flows", FlowsRecorder)
+    try:
+        definition = recorder.definition(flow_id, 1)
+    finally:
+        recorder.datastore.close()
+    assert definition is not None
+    flow = parse_flow(definition)
+    route, agent = flow.block("route"), flow.block("agent")
+    assert isinstance(route, ConditionBlock)
+    assert isinstance(agent, ConnectToAgentBlock)
+    assert route.rules[0].conditions[0] == VariableClause(variable="topic", equals="billing")
+    assert agent.text == "Te paso con {{topic.title}}"

@@ -121,6 +121,10 @@ def explained(outcome: str, rotation: str = "available") -> Decision:
     )
 
 
+async def assignment_lines(models: ReadModels, conversation: uuid.UUID) -> list[dict[str, Any]]:
+    return [line for line in await models.history(conversation) if line["kind"] == "assignment"]
+
+
 def started(conversation_id: uuid.UUID, contact: str, minute: int) -> ConversationStarted:
     return ConversationStarted(
         conversation_id=conversation_id,
@@ -141,6 +145,8 @@ def queued(conversation_id: uuid.UUID, group: uuid.UUID | None, minute: int) -> 
         claim_only=False,
         decision=explained("nobody available: queued"),
         queued_at=AT + timedelta(minutes=minute),
+        waiting_since=AT + timedelta(minutes=minute),
+        arrival=None,
     )
 
 
@@ -190,6 +196,11 @@ async def world(settings: Settings) -> AsyncIterator[World]:
                 await world.directory(
                     GroupMemberAdded(workspace_id=WS, group_id=group, member_id=member)
                 )
+            # The directory is projected before the tests begin (they read names from it).
+            await world.until(
+                lambda: world.models.group(WS, SOPORTE),
+                lambda found: found is not None and found["member_ids"] == [BETO],
+            )
             yield world
         finally:
             await pool.close()
@@ -292,21 +303,15 @@ async def test_queue_claim_transfer_and_close(world: World) -> None:
     verdict = await world.until(lambda: models.command_outcome(transfer), lambda o: o is not None)
     assert verdict["result"] == {"conversation_id": str(first), "group_id": str(SOPORTE)}
     lines = await world.until(
-        lambda: query(
-            world.settings,
-            "projections",
-            "SELECT text, content, seq FROM {s}.conversation_history"
-            " WHERE conversation_id = %s AND kind = 'assignment'"
-            " ORDER BY occurred_at, rank, seq, event_id",
-            first,
-        ),
+        lambda: assignment_lines(models, first),
         lambda found: len(found) == 5,
     )
+    # As the history API shows them: groups and members by name.
     assert [line["text"] for line in lines] == [
         "nobody available: queued",
         "assigned (claim)",
-        "Released from its member: it was transferred.",
-        "Transferred to another group: billing question.",
+        "Released from member Ana: it was transferred.",
+        "Transferred to group Soporte by Ana: billing question.",
         "assigned (rotation)",
     ]
     assert lines[0]["content"]["candidates"][0]["skipped"] == "status unavailable"
@@ -358,14 +363,43 @@ async def test_the_workspace_queue_and_a_released_queue_entry(world: World) -> N
             released_at=AT + timedelta(minutes=6),
         )
     )
-    await world.decision(queued(moved, None, 6).model_copy(update={"queued_at": AT}))
+    # Queued in the workspace queue at the deletion (minute 6), waiting since minute 0.
+    await world.decision(queued(moved, None, 6).model_copy(update={"waiting_since": AT}))
     found = await world.until(lambda: models.queue(WS, None), lambda q: len(q) == 2)
     assert [entry["conversation_id"] for entry in found] == [moved, waiting]
+    assert found[0]["queued_at"] == AT
+    lines = await world.until(
+        lambda: assignment_lines(models, moved), lambda found: len(found) == 3
+    )
+    assert [(line["text"], line["occurred_at"]) for line in lines[1:]] == [
+        (
+            "Released from the queue of group Ventas: the group was deleted.",
+            AT + timedelta(minutes=6),
+        ),
+        ("nobody available: queued", AT + timedelta(minutes=6)),
+    ]
     assert await models.queue(WS, VENTAS) == []
     # The workspace queue belongs to no group: no member's inbox lists it.
     assert (await models.inbox(WS, BETO))["queued"] == []
     [mine] = await models.conversations_of_contact(WS, "5733")
     assert (mine["assignment_state"], mine["group_id"]) == ("queued", None)
+
+
+async def test_a_queue_lists_conversations_waiting_since_one_second_by_arrival(
+    world: World,
+) -> None:
+    """The assignment service serves a queue by waiting time, then arrival; the list must
+    show that order, not the order of the conversations' ids."""
+    models = world.models
+    by_id = sorted(uuid.uuid4() for _ in range(4))
+    arriving = [by_id[2], by_id[0], by_id[3], by_id[1]]
+    for n, conversation in enumerate(arriving):
+        await world.conversation(started(conversation, f"574{n}", 0))
+        await world.decision(queued(conversation, SOPORTE, 1).model_copy(update={"arrival": n + 1}))
+    found = await world.until(lambda: models.queue(WS, SOPORTE), lambda q: len(q) == 4)
+    assert [entry["conversation_id"] for entry in found] == arriving
+    inbox = await models.inbox(WS, BETO)
+    assert [entry["conversation_id"] for entry in inbox["queued"]] == arriving
 
 
 async def test_a_rebuild_from_offset_zero_yields_the_same_rows(

@@ -27,6 +27,7 @@ from events.assignment import (
     HandOffDeclined,
     NudgeCause,
     TransferConversation,
+    ViewPosition,
 )
 from events.base import Payload
 from events.directory import AgentStatus, Role
@@ -56,6 +57,7 @@ class Desk:
         self.closed: set[UUID] = set()
         self.now = T0
         self.log: list[Payload] = []
+        self.directory_view: ViewPosition | None = None
 
     # -- the directory ---------------------------------------------------------------
 
@@ -100,6 +102,7 @@ class Desk:
             closed=frozenset(self.closed),
             holding=self._holding(conversation) if conversation else None,
             target=self._group(target) if target is not None else None,
+            directory_view=self.directory_view,
         )
         events = decide(command, world, at=self.now, command_id=uuid.uuid4())
         for event in events:
@@ -477,9 +480,14 @@ def test_a_deleted_groups_queue_moves_to_the_workspace_queue(desk: Desk) -> None
     desk.change_group(group, deleted=True)
     events = desk.nudge(group, "group_deleted")
     assert [type(e) for e in events] == [ConversationReleased, ConversationQueued]
-    assert only(events, ConversationReleased).reason == "group_deleted"
+    released = only(events, ConversationReleased)
+    assert (released.reason, released.released_at) == ("group_deleted", desk.now)
     moved = only(events, ConversationQueued)
-    assert (moved.conversation_id, moved.group_id, moved.queued_at) == (waiting, None, queued_at)
+    assert (moved.conversation_id, moved.group_id) == (waiting, None)
+    # It keeps its place (it has waited since then), but the move happened at the deletion:
+    # the history must not date it before the group was deleted.
+    assert moved.waiting_since == queued_at
+    assert moved.queued_at == desk.now > queued_at
     assert held in desk.states[group].entries  # assigned ones stay with their members
 
 
@@ -531,3 +539,82 @@ def test_conversations_held_from_outside_the_roster_stay_on_a_nudge(
     in_queue, _ = desk.hand_off(None)
     desk.claim(None, in_queue, admin)
     assert desk.nudge(None, "member_available", member=a) == []
+
+
+# -- explanations that stay true -----------------------------------------------------------
+
+
+def test_members_never_assigned_are_not_told_they_had_one_more_recently(desk: Desk) -> None:
+    a, b, c = desk.member("A"), desk.member("B"), desk.member("C")
+    group = desk.group("Ventas", a, b, c)
+    first = only(desk.hand_off(group)[1], ConversationAssigned)
+    skipped = {desk.name(x.member_id): x.skipped for x in first.decision.candidates}
+    assert skipped["A"] is None
+    for name in ("B", "C"):
+        reason = skipped[name]
+        assert reason is not None
+        assert "more recently" not in reason
+        assert reason == (
+            "not their turn: neither they nor A were given a conversation of this group yet,"
+            " and A comes first in the group"
+        )
+    second = only(desk.hand_off(group)[1], ConversationAssigned)
+    skipped = {desk.name(x.member_id): x.skipped for x in second.decision.candidates}
+    assert desk.name(second.member_id) == "B"
+    assert skipped["A"] == (
+        f"not their turn: given a conversation of this group at {first.assigned_at.isoformat()};"
+        " B never was"
+    )
+    assert skipped["C"] is not None
+    assert skipped["C"].startswith("not their turn: neither they nor B")
+    desk.hand_off(group)  # C
+    fourth = only(desk.hand_off(group)[1], ConversationAssigned)
+    skipped = {desk.name(x.member_id): x.skipped for x in fourth.decision.candidates}
+    assert desk.name(fourth.member_id) == "A"
+    assert skipped["B"] is not None
+    assert skipped["B"].startswith(
+        "not their turn: given a conversation of this group more recently than A"
+        " (the group's assignment #2 at "
+    )
+
+
+def test_a_queue_is_served_by_waiting_time_then_arrival_which_each_decision_records(
+    desk: Desk,
+) -> None:
+    """Meta's timestamps are whole seconds: conversations queued in one second are served in
+    the order they arrived, and each queued decision says its arrival, so a list of the
+    queue can show that order (not the order of their ids)."""
+    a = desk.member("A", status="offline")
+    group = desk.group("Ventas", a)
+    later_id, earlier_id = UUID(int=1), UUID(int=2)  # ids sort against the arrival order
+    _, first = desk.hand_off(group, conversation=earlier_id)
+    desk.now -= timedelta(seconds=1)  # the next hand-off is decided in the same second
+    _, second = desk.hand_off(group, conversation=later_id)
+    queued = [only(first, ConversationQueued), only(second, ConversationQueued)]
+    assert queued[0].waiting_since == queued[1].waiting_since
+    assert [q.arrival for q in queued] == [1, 2]
+    desk.change(a, status="available")
+    served = [
+        e.conversation_id
+        for e in desk.nudge(group, "member_available", member=a)
+        if isinstance(e, ConversationAssigned)
+    ]
+    listed = sorted(queued, key=lambda q: (q.waiting_since, q.arrival or 0, q.conversation_id))
+    assert served == [q.conversation_id for q in listed] == [earlier_id, later_id]
+
+
+def test_every_decision_records_the_directory_view_it_read(
+    desk: Desk, abc: tuple[UUID, ...]
+) -> None:
+    group, a, _b, c = abc
+    desk.directory_view = ViewPosition(topic="directory.events", partition=2, offset=41)
+    assigned = only(desk.hand_off(group)[1], ConversationAssigned)
+    desk.change(a, status="offline")
+    desk.change(c, status="offline")
+    desk.directory_view = ViewPosition(topic="directory.events", partition=2, offset=43)
+    queued = only(desk.hand_off(group)[1], ConversationQueued)
+    assert assigned.decision.directory_view == ViewPosition(
+        topic="directory.events", partition=2, offset=41
+    )
+    assert queued.decision.directory_view is not None
+    assert queued.decision.directory_view.offset == 43

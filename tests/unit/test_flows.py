@@ -7,9 +7,12 @@ from functools import reduce
 from typing import Any
 from uuid import UUID
 
+import orjson
 import pytest
 
 from events.base import Payload
+from events.catalogue import build_registry
+from events.codec import decode
 from events.conversation import CloseConversation, ConversationStarted, CustomerMessageReceived
 from events.flows import (
     AnswerCaptured,
@@ -18,12 +21,14 @@ from events.flows import (
     ExpirationRequested,
     FlowEnded,
     FlowFailed,
+    FlowPublished,
     FlowRunStarted,
     HandOffRequested,
     QuestionAsked,
+    upcast_flow_definition_v1,
 )
 from events.outbound import OutboundMessageQueued
-from services.flows.decide import ActiveFlow, RunState, decide, evolve, start
+from services.flows.decide import ActiveFlow, RunState, arrival, decide, evolve, start
 from services.flows.definition import FlowDefinition, FlowInvalid, parse_flow
 from tests.flow_samples import support_flow
 
@@ -97,10 +102,10 @@ def test_billing_in_office_hours_hands_off_to_the_group() -> None:
     run.send(message(OFFICE_HOURS, "hola"))
     events = run.send(message(OFFICE_HOURS + timedelta(minutes=1), "Facturación", "billing", 1))
     captured = next(e for e in events if isinstance(e, AnswerCaptured))
-    assert (captured.variable, captured.value, captured.option_id) == (
+    assert (captured.variable, captured.value, captured.title) == (
         "topic",
-        "Facturación",
         "billing",
+        "Facturación",
     )
     branch = next(e for e in events if isinstance(e, ConditionEvaluated))
     assert (branch.rule, branch.next_block) == (0, "agent")
@@ -372,3 +377,206 @@ def test_groups_and_members_are_checked_when_given() -> None:
     with pytest.raises(FlowInvalid, match=r"group .* does not exist") as raised:
         parse_flow(support_flow(GROUP), members=[], groups=[UUID(int=1)])
     assert raised.value.block == "agent"
+
+
+# -- answers are option ids; titles are {{variable.title}} (grammar v2) -------------------
+
+
+def titled_flow() -> dict[str, Any]:
+    return {
+        "name": "t",
+        "start": "ask",
+        "blocks": [
+            {
+                "id": "ask",
+                "type": "question",
+                "text": "¿Sobre qué?",
+                "variable": "topic",
+                "buttons": [
+                    {"id": "billing", "title": "Facturación"},
+                    {"id": "other", "title": "Otro"},
+                ],
+                "next": "route",
+                "fallback": "bye",
+            },
+            {
+                "id": "route",
+                "type": "condition",
+                "rules": [{"if": [{"variable": "topic", "equals": "billing"}], "next": "agent"}],
+                "default": "bye",
+            },
+            {
+                "id": "agent",
+                "type": "connect_to_agent",
+                "group": str(GROUP),
+                "rotation": "available",
+                "text": "Te paso con {{topic.title}} ({{topic}})",
+            },
+            {"id": "bye", "type": "end", "text": "Adiós"},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "reply_id"), [("Facturación", "billing"), ("facturación", None), ("BILLING", None)]
+)
+def test_a_condition_on_the_buttons_id_holds_and_the_title_is_shown(
+    text: str, reply_id: str | None
+) -> None:
+    run = Run(titled_flow(), OFFICE_HOURS)
+    run.send(message(OFFICE_HOURS, "hola"))
+    events = run.send(message(OFFICE_HOURS, text, reply_id, 1))
+    branch = next(e for e in events if isinstance(e, ConditionEvaluated))
+    assert (branch.rule, branch.next_block) == (0, "agent")
+    assert "topic='billing' vs 'billing'" in branch.reason
+    assert texts(events) == ["Te paso con Facturación (billing)"]
+    assert isinstance(events[-1], HandOffRequested)
+
+
+def test_a_typed_answer_is_its_own_title() -> None:
+    document = {
+        "name": "t",
+        "start": "ask",
+        "blocks": [
+            {"id": "ask", "type": "question", "text": "¿Nombre?", "variable": "n", "next": "bye"},
+            {"id": "bye", "type": "end", "text": "Gracias {{n}} / {{n.title}}"},
+        ],
+    }
+    run = Run(document, OFFICE_HOURS)
+    run.send(message(OFFICE_HOURS, "hola"))
+    assert texts(run.send(message(OFFICE_HOURS, " Ana ", n=1))) == ["Gracias Ana / Ana"]
+
+
+def v1_record(payload: dict[str, Any], event_type: str) -> Payload:
+    """A payload as a schema version 1 record carried it, read by today's registry."""
+    envelope = {
+        "event_id": str(UUID(int=11)),
+        "event_type": event_type,
+        "schema_version": 1,
+        "stream_id": str(CONVERSATION),
+        "workspace_id": str(WORKSPACE),
+        "occurred_at": OFFICE_HOURS.isoformat(),
+        "correlation_id": str(UUID(int=11)),
+        "causation_id": None,
+        "actor": {"kind": "bot", "id": "flows"},
+        "payload": payload,
+    }
+    return decode(orjson.dumps(envelope), build_registry()).payload
+
+
+def test_a_v1_answer_reads_as_the_option_id_with_its_title() -> None:
+    base = {
+        "conversation_id": str(CONVERSATION),
+        "block_id": "ask",
+        "variable": "topic",
+        "captured_at": OFFICE_HOURS.isoformat(),
+    }
+    chosen = v1_record(
+        {**base, "value": "Facturación", "option_id": "billing"}, "flow.answer_captured"
+    )
+    typed = v1_record({**base, "value": "hola", "option_id": None}, "flow.answer_captured")
+    assert isinstance(chosen, AnswerCaptured)
+    assert isinstance(typed, AnswerCaptured)
+    assert (chosen.value, chosen.title) == ("billing", "Facturación")
+    assert (typed.value, typed.title) == ("hola", "hola")
+
+
+def v1_support_flow() -> dict[str, Any]:
+    """A flow as published under grammar v1: conditions compare titles, texts show them."""
+    flow = titled_flow()
+    flow["blocks"][0]["next"] = "name"
+    flow["blocks"].insert(
+        1,
+        {"id": "name", "type": "question", "text": "¿Nombre?", "variable": "n", "next": "route"},
+    )
+    flow["blocks"][2]["rules"] = [
+        {"if": [{"variable": "topic", "equals": "Facturación"}], "next": "agent"},
+        {"if": [{"variable": "topic", "in": ["Otro", "support"]}], "next": "bye"},
+        {"if": [{"variable": "topic", "matches": "^Fact"}], "next": "agent"},
+        {"if": [{"variable": "n", "equals": "Facturación"}], "next": "agent"},
+    ]
+    flow["blocks"][3]["text"] = "Te paso con {{topic}}, {{n}}"
+    return flow
+
+
+def test_a_flow_published_under_v1_means_the_same_in_v2() -> None:
+    published = v1_record(
+        {
+            "workspace_id": str(WORKSPACE),
+            "flow_id": str(UUID(int=9)),
+            "version": 1,
+            "name": "t",
+            "definition": v1_support_flow(),
+            "published_by": str(UUID(int=3)),
+        },
+        "directory.flow_published",
+    )
+    assert isinstance(published, FlowPublished)
+    blocks = {b["id"]: b for b in published.definition["blocks"]}
+    assert [rule["if"][0] for rule in blocks["route"]["rules"]] == [
+        {"variable": "topic", "equals": "billing"},  # the title's id: the same answers hold
+        {"variable": "topic", "in": ["other", "support"]},  # no title: kept, compared as id
+        {"variable": "topic.title", "matches": "^Fact"},  # a pattern on titles stays one
+        {"variable": "n", "equals": "Facturación"},  # typed text is unchanged
+    ]
+    assert blocks["agent"]["text"] == "Te paso con {{topic.title}}, {{n}}"
+    assert blocks["ask"] == v1_support_flow()["blocks"][0]
+
+
+def test_a_run_stored_under_v1_goes_on_as_it_would_have() -> None:
+    """A run that captured a title under v1 and waits on its next question, resumed on the
+    flow's v1 definition read as v2: the same branch, the same text."""
+    flow = parse_flow(upcast_flow_definition_v1(v1_support_flow()))
+    started = FlowRunStarted(
+        conversation_id=CONVERSATION,
+        flow_id=UUID(int=9),
+        version=1,
+        phone_number_id="4801",
+        contact_wa_id="5731",
+        contact_name="Valentina",
+        time_zone="UTC",
+        conversation_started_at=OFFICE_HOURS,
+    )
+    stored = [
+        started,
+        QuestionAsked(conversation_id=CONVERSATION, block_id="ask", asked_at=OFFICE_HOURS),
+        v1_record(
+            {
+                "conversation_id": str(CONVERSATION),
+                "block_id": "ask",
+                "variable": "topic",
+                "value": "Facturación",
+                "option_id": "billing",
+                "captured_at": OFFICE_HOURS.isoformat(),
+            },
+            "flow.answer_captured",
+        ),
+        QuestionAsked(conversation_id=CONVERSATION, block_id="name", asked_at=OFFICE_HOURS),
+    ]
+    state = reduce(evolve, stored, RunState(CONVERSATION))
+    events = decide(flow, state, message(OFFICE_HOURS, "Ana", n=3), workspace_id=WORKSPACE)
+    branch = next(e for e in events if isinstance(e, ConditionEvaluated))
+    assert (branch.rule, branch.next_block) == (0, "agent")
+    assert texts(events) == ["Te paso con Facturación, Ana"]
+
+
+# -- the flow version a conversation runs is chosen by its arrival --------------------------
+
+
+def test_the_version_is_chosen_by_arrival_the_branches_by_the_message_time() -> None:
+    written = datetime(2026, 11, 24, 15, 0, 0, tzinfo=UTC)  # Meta: whole seconds
+    started = ConversationStarted(
+        conversation_id=CONVERSATION,
+        phone_number_id="4801",
+        display_phone_number="57300",
+        contact_wa_id="5731",
+        contact_name="Valentina",
+        started_at=written,
+        received_at=written + timedelta(milliseconds=700),
+    )
+    assert arrival(started) == written + timedelta(milliseconds=700)
+    # A record written before arrivals were recorded (v1) is chosen by its message time.
+    v1 = v1_record(started.model_dump(mode="json", exclude={"received_at"}), "conversation.started")
+    assert isinstance(v1, ConversationStarted)
+    assert v1.received_at is None
+    assert arrival(v1) == written

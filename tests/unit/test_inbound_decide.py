@@ -77,6 +77,8 @@ def test_first_message_starts_a_conversation() -> None:
     assert isinstance(received, CustomerMessageReceived)
     assert started.conversation_id == received.conversation_id == first
     assert started.started_at == datetime.fromtimestamp(1764000000, tz=UTC)
+    # When it arrived, beside when Meta says it was written: flows choose by arrival.
+    assert started.received_at == AT
     assert received.text == "text of w1"
 
 

@@ -30,6 +30,7 @@ from events.directory import (
     WorkspaceCreated,
 )
 from events.envelope import Actor, Envelope
+from events.flows import HandOffRequested
 from projections.assignments import (
     AssignmentRow,
     apply_assignment,
@@ -45,6 +46,7 @@ from projections.directory import (
     OutcomeRow,
     directory_rows,
 )
+from projections.naming import named
 
 pytestmark = pytest.mark.unit
 CONVERSATION = UUID(int=10)
@@ -186,6 +188,8 @@ def queued(group: UUID | None, at: datetime, n: int, claim_only: bool = False) -
             claim_only=claim_only,
             decision=decision("nobody available: queued"),
             queued_at=at,
+            waiting_since=at,
+            arrival=n,
         ),
         n,
     )
@@ -289,10 +293,13 @@ def test_decision_lines_carry_the_decision() -> None:
         "rule": "the rule",
         "candidates": [],
         "outcome": "nobody available: queued",
+        "directory_view": None,
     }
     release = assignment_entry(released(GROUP_A, ANA, "member_deactivated", 2))
     assert release is not None
-    assert release.text == "Released from its member: its member was deactivated."
+    # Names are shown when the history is read (by id: see the naming test below).
+    assert release.text == f"Released from member {ANA}: its member was deactivated."
+    assert release.refs == {str(GROUP_A): "group", str(ANA): "member"}
     assert release.content == {
         "reason": "member_deactivated",
         "group_id": str(GROUP_A),
@@ -315,7 +322,8 @@ def test_decision_lines_carry_the_decision() -> None:
         )
     )
     assert transfer is not None
-    assert transfer.text == "Transferred to another group: needs billing."
+    assert transfer.text == f"Transferred to group {GROUP_B} by {ANA}: needs billing."
+    assert transfer.refs == {str(GROUP_B): "group", str(ANA): "member"}
     declined = assignment_entry(
         wrapped(
             HandOffDeclined(
@@ -439,3 +447,44 @@ def test_the_admin_created_with_a_workspace_answers_for_the_workspace_command() 
     assert [row.command_type for row in created if isinstance(row, OutcomeRow)] == [
         "directory.create_workspace"
     ]
+
+
+def test_history_lines_name_groups_and_members_when_read() -> None:
+    """The hand-off line showed the group's UUID: lines keep ids (a rebuild must not depend
+    on names read first) and the history API shows names, or the id when none is known."""
+    hand_off = history_entry(
+        wrapped(
+            HandOffRequested(
+                conversation_id=CONVERSATION,
+                workspace_id=UUID(int=1),
+                phone_number_id="4801",
+                contact_wa_id="5731",
+                group_id=GROUP_A,
+                rotation="specific",
+                member_id=ANA,
+                reason="flow block 'agent'",
+                requested_at=AT,
+            ),
+            1,
+        ),
+        None,
+    )
+    assert hand_off is not None
+    names = {str(GROUP_A): "Ventas", str(ANA): "Ana"}
+    assert named(hand_off.text, hand_off.refs, names) == (
+        "handed to agents: group Ventas, rotation specific, member Ana (flow block 'agent')"
+    )
+    assert named(hand_off.text, hand_off.refs, {}) == hand_off.text
+    assert hand_off.content == {
+        "group_id": str(GROUP_A),
+        "rotation": "specific",
+        "member_id": str(ANA),
+        "reason": "flow block 'agent'",
+    }
+    released_from_queue = assignment_entry(released(GROUP_A, None, "group_deleted", 2))
+    assert released_from_queue is not None
+    assert named(released_from_queue.text, released_from_queue.refs, names) == (
+        "Released from the queue of group Ventas: the group was deleted."
+    )
+    # Text that merely looks like a name is left alone: only the line's own ids are named.
+    assert named("group Ventas {x}", None, names) == "group Ventas {x}"
