@@ -119,9 +119,11 @@ def flow_step_entry(envelope: Envelope) -> HistoryEntry | None:
                 seq=0,
             )
         case AnswerCaptured() as captured:
-            shown = captured.value
-            if captured.option_id is not None and captured.option_id != captured.value:
-                shown = f"{captured.value} ({captured.option_id})"
+            # The value is a chosen option's id (what conditions compare), the title what
+            # the customer saw and picked; for a typed answer they are the same text.
+            shown = captured.title
+            if captured.value != captured.title:
+                shown = f"{captured.title} ({captured.value})"
             return _step(
                 envelope,
                 captured.conversation_id,
@@ -132,7 +134,7 @@ def flow_step_entry(envelope: Envelope) -> HistoryEntry | None:
                     "block_id": captured.block_id,
                     "variable": captured.variable,
                     "value": captured.value,
-                    "option_id": captured.option_id,
+                    "title": captured.title,
                 },
             )
         case AnswerRejected() as rejected:

@@ -67,7 +67,7 @@ from services.store import EVENTS_TABLE, RELAY_TRACKING, TRACKING_TABLE, Already
 
 # Bump when a read model's tables change shape: the projector then drops the read models
 # and rebuilds them from offset zero (they are views; the events are the truth).
-READ_MODEL_VERSION = 6
+READ_MODEL_VERSION = 7
 
 TABLES = (
     "applied_events",

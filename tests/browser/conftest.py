@@ -15,7 +15,6 @@ background-networking flags Chromium's own connections are refused there.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import time
@@ -218,9 +217,6 @@ class Workspace:
                 f"/api/numbers/{self.phone_number_id}/flow", json={"flow_id": flow_id}
             )
             assert chosen.status_code == 200, chosen.text
-        # Meta stamps whole seconds, and a message stamped in the very second the flow was
-        # chosen finds no flow yet (issue 8, item 11): customers write from the next second.
-        await asyncio.sleep(1.1)
         return flow_id
 
     async def inbox(self, member: str | None = None) -> dict[str, Any]:

@@ -75,7 +75,7 @@ class Bot:
                 headers=self.auth,
             )
             # The flow's own steps (kind "flow": answers captured, branches) are checked by
-            # tests/integration/test_inbox_api.py; these tests read what was said.
+            # tests/integration/test_suite_api.py; these tests read what was said.
             result: list[dict[str, Any]] = [
                 line for line in history.json()["history"] if line["kind"] != "flow"
             ]

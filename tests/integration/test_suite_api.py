@@ -4,7 +4,6 @@ steps in the history, read markers, and the browser session (cookie, CSRF, sign-
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -97,9 +96,6 @@ async def test_the_inbox_says_what_each_conversation_needs_and_unread_is_per_mem
         )
         await ok(await client.put("/api/me/status", json={"status": "available"}, headers=ana))
 
-        # Meta stamps whole seconds, and a message stamped in the very second the flow was
-        # chosen finds no flow yet (issue 8, item 11): write in the next second.
-        await asyncio.sleep(1.1)
         first = int(time.time())
         for index, text in enumerate(("hola", "Facturación")):
             body = messages_webhook(NUMBER, [Text(CUSTOMER, f"w.suite.{index}", text, first)])

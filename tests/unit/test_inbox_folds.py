@@ -124,8 +124,8 @@ def test_flow_steps_say_what_was_captured_and_which_branch_was_taken_and_why() -
                 conversation_id=CONVERSATION,
                 block_id="ask",
                 variable="topic",
-                value="Facturación",
-                option_id="billing",
+                value="billing",
+                title="Facturación",
                 captured_at=AT,
             ),
             1,
@@ -138,8 +138,8 @@ def test_flow_steps_say_what_was_captured_and_which_branch_was_taken_and_why() -
         "step": "answer_captured",
         "block_id": "ask",
         "variable": "topic",
-        "value": "Facturación",
-        "option_id": "billing",
+        "value": "billing",
+        "title": "Facturación",
     }
     branch = flow_step_entry(
         wrapped(
@@ -208,8 +208,8 @@ def test_flow_steps_sort_after_the_customers_message_and_before_the_bots_reply()
         conversation_id=CONVERSATION,
         block_id="ask",
         variable="topic",
-        value="Facturación",
-        option_id="billing",
+        value="billing",
+        title="Facturación",
         captured_at=AT,
     )
     branch = ConditionEvaluated(
