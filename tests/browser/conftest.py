@@ -443,14 +443,7 @@ def support_flow(group_id: str) -> dict[str, Any]:
             {
                 "id": "route",
                 "type": "condition",
-                # The captured value is the button's title today and its id once issue 8's
-                # fix lands: this rule holds for both.
-                "rules": [
-                    {
-                        "if": [{"variable": "topic", "in": ["agent", "Hablar con un asesor"]}],
-                        "next": "to_agents",
-                    }
-                ],
+                "rules": [{"if": [{"variable": "topic", "equals": "agent"}], "next": "to_agents"}],
                 "default": "bye",
             },
             {

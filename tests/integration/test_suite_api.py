@@ -46,7 +46,7 @@ def asking_flow(group: str) -> dict[str, Any]:
                 "type": "condition",
                 "rules": [
                     {
-                        "if": [{"variable": "topic", "in": ["billing", "Facturación"]}],
+                        "if": [{"variable": "topic", "equals": "billing"}],
                         "next": "agents",
                     }
                 ],
