@@ -101,3 +101,22 @@ export function debounce(action, wait) {
   const schedule = () => { clearTimeout(timer); timer = setTimeout(run, wait); };
   return schedule;
 }
+
+/** Run ``action`` at once when idle; what asks for it while it runs gets one more run after
+ * it (a burst of stream events costs two fetches, and the first starts without waiting).
+ * The promise returned settles when a run that started after the call has finished. */
+export function coalesce(action) {
+  let current = null;
+  let next = null;
+  const run = () => {
+    if (!current) {
+      current = (async () => {
+        try { await action(); } catch (error) { console.warn(error); }
+      })().finally(() => { current = null; });
+      return current;
+    }
+    next ??= current.then(() => { next = null; return run(); });
+    return next;
+  };
+  return run;
+}

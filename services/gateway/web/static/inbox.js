@@ -1,7 +1,7 @@
 // The inbox and the open conversation: opened without leaving the page (the stream stays
 // connected), refreshed in parts when the stream says something changed, and the actions
 // (claim, reply, transfer, close) through the JSON API.
-import { api, debounce, fragment, toast } from "./api.js";
+import { api, coalesce, fragment, toast } from "./api.js";
 
 export function setupInbox() {
   const inbox = document.getElementById("inbox");
@@ -18,7 +18,7 @@ export function setupInbox() {
   };
   const url = () => (state.open ? `/conversations/${state.open}?tab=${state.tab}` : `/?tab=${state.tab}`);
 
-  const refreshInbox = debounce(async () => {
+  const refreshInbox = coalesce(async () => {
     const query = new URLSearchParams({ tab: state.tab });
     if (state.open) query.set("open", state.open);
     const doc = await fragment(`/ui/inbox?${query}`);
@@ -34,7 +34,7 @@ export function setupInbox() {
       again?.focus();
     }
     title();
-  }, 120);
+  });
 
   const historyAtBottom = () => {
     const history = pane.querySelector("#history");
@@ -59,7 +59,7 @@ export function setupInbox() {
     }
   };
 
-  const refreshConversation = debounce(async () => {
+  const refreshConversation = coalesce(async () => {
     if (!state.open) return;
     const id = state.open;
     const doc = await fragment(`/ui/conversations/${id}`);
@@ -98,7 +98,7 @@ export function setupInbox() {
     }
     title();
     markRead();
-  }, 120);
+  });
 
   const openConversation = async (id, push = true) => {
     state.open = id;
