@@ -10,11 +10,12 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from projections.queries import Caller
 from services.flows.definition import parse_flow
 from services.gateway.inbox import describe
 from services.gateway.web.diagram import layout
 from services.gateway.web.formatting import clock, preview, since, span, until
-from services.gateway.web.pages import flow_source
+from services.gateway.web.pages import flow_source, reply_blocked
 from tests.flow_samples import support_flow
 
 pytestmark = pytest.mark.unit
@@ -145,3 +146,34 @@ def test_a_published_version_is_edited_as_yaml_that_publishes_the_next_version()
     assert all(list(block)[:2] == ["id", "type"] for block in document["blocks"])
     parse_flow(document)  # what the editor shows is a valid flow
     assert document == definition
+
+
+def test_the_reply_box_says_why_it_is_closed() -> None:
+    agent = Caller(UUID(int=7), UUID(int=1), "agent", "Ana")
+    admin = Caller(UUID(int=8), UUID(int=1), "admin", "Eva")
+    members = {UUID(int=9): {"name": "Bruno"}}
+    open_window = {"service_window_open": True, "service_window_until": NOW + timedelta(hours=2)}
+
+    def why(who: Caller, **values: object) -> str | None:
+        row = {"status": "open", **open_window, **values}
+        return reply_blocked(row, who, members, BOGOTA, NOW)
+
+    assert why(agent, assignment_state="assigned", assignee_id=UUID(int=7)) is None
+    assert why(admin, assignment_state="assigned", assignee_id=UUID(int=9)) is None
+    assert why(agent, status="closed") == "This conversation is closed."
+    assert "claim it" in (why(agent, assignment_state="queued") or "")
+    assert why(agent, assignment_state="assigned", assignee_id=UUID(int=9)) == (
+        "Only Bruno, who holds this conversation, or an admin can reply."
+    )
+    assert "bot" in (why(agent, assignment_state=None) or "")
+    shut = why(
+        agent,
+        assignment_state="assigned",
+        assignee_id=UUID(int=7),
+        service_window_open=False,
+        service_window_until=NOW - timedelta(hours=1),
+    )
+    assert shut == (
+        "The 24-hour customer-service window closed at 09:00: WhatsApp only accepts templates"
+        " until the customer writes again."
+    )

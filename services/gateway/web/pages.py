@@ -338,30 +338,36 @@ async def _conversation(
         "holds": holds,
         "can_act": is_open and (holds or who.role == "admin"),
         "can_claim": is_open and row.get("assignment_state") == "queued",
-        "reply_blocked": _reply_blocked(row, holds, who, members, current),
+        "reply_blocked": reply_blocked(row, who, members, current.zone, current.now),
     }
 
 
-def _reply_blocked(
+def reply_blocked(
     row: dict[str, Any],
-    holds: bool,
     who: Caller,
     members: dict[UUID, dict[str, Any]],
-    current: Visit,
+    zone: ZoneInfo,
+    now: datetime,
 ) -> str | None:
-    """Why the reply box is disabled, in words (None: it is enabled)."""
+    """Why the reply box is disabled, in words (None: it is enabled). The API decides the
+    same (only the holder or an admin replies; the dispatcher refuses free text outside the
+    customer-service window): this says it before the agent types."""
     if row["status"] != "open":
         return "This conversation is closed."
+    holds = row.get("assignee_id") == who.member_id
     if not holds and who.role != "admin":
-        if row.get("assignment_state") == "queued":
+        state = row.get("assignment_state")
+        if state == "queued":
             return "This conversation waits in a queue: claim it to reply."
-        holder = members.get(row.get("assignee_id"))  # type: ignore[arg-type]
-        name = holder["name"] if holder else "another member"
-        return f"Only {name}, who holds this conversation, or an admin can reply."
+        if state == "assigned":
+            holder = members.get(row["assignee_id"])
+            name = holder["name"] if holder else "another member"
+            return f"Only {name}, who holds this conversation, or an admin can reply."
+        return "The bot is still talking with the customer: it has not handed over yet."
     if not row["service_window_open"]:
         if row["service_window_until"] is None:
             return "The customer has not written yet: WhatsApp only accepts templates."
-        closed_at = formatting.clock(row["service_window_until"], current.zone, current.now)
+        closed_at = formatting.clock(row["service_window_until"], zone, now)
         return (
             f"The 24-hour customer-service window closed at {closed_at}: WhatsApp only accepts"
             " templates until the customer writes again."
