@@ -28,7 +28,13 @@ from events.conversation import (
     upcast_conversation_started_v1,
     upcast_customer_message_v1,
 )
-from events.directory import DIRECTORY_COMMANDS, DIRECTORY_EVENTS
+from events.directory import (
+    CREDENTIAL_EVENTS,
+    DIRECTORY_COMMANDS,
+    DIRECTORY_EVENTS,
+    MemberAdded,
+    upcast_member_added_v1,
+)
 from events.expiry import EXPIRY_EVENTS
 from events.flows import (
     FLOW_DIRECTORY_COMMANDS,
@@ -58,6 +64,9 @@ class Topic:
     carries: tuple[type[Payload], ...]
     description: str
     retention_ms: int = KEEP_FOREVER
+    # Carries credentials (token hashes): only the services named in ``description`` read
+    # it, and a cluster with authorization grants READ on it to their principals alone.
+    restricted: bool = False
 
     def qualified(self, prefix: str) -> str:
         return f"{prefix}{self.name}"
@@ -96,14 +105,27 @@ DIRECTORY_COMMANDS_TOPIC = Topic(
     key="workspace id",
     partitions=3,
     carries=DIRECTORY_COMMANDS + FLOW_DIRECTORY_COMMANDS,
-    description="Admin commands for workspaces, numbers, members and flows.",
+    description="Admin commands for workspaces, numbers, members and flows. Restricted:"
+    " written by the gateway and the CLI, read by the directory alone (adding a member,"
+    " creating a workspace and rotating a token carry the new token's hash).",
+    restricted=True,
 )
 DIRECTORY_EVENTS_TOPIC = Topic(
     name="directory.events",
     key="workspace id",
     partitions=3,
     carries=DIRECTORY_EVENTS + FLOW_DIRECTORY_EVENTS,
-    description="Workspaces, business numbers, members and published flows as they change.",
+    description="Workspaces, business numbers, members and published flows as they change."
+    " No credentials: analytics may read it.",
+)
+DIRECTORY_CREDENTIALS_TOPIC = Topic(
+    name="directory.credentials",
+    key="workspace id",
+    partitions=3,
+    carries=CREDENTIAL_EVENTS,
+    description="Members' token hashes as the directory issues them (added, rotated, carried"
+    " over). Restricted: read by the projector alone, which authenticates for the gateway.",
+    restricted=True,
 )
 FLOW_EVENTS_TOPIC = Topic(
     name="flow.events",
@@ -172,6 +194,7 @@ TOPICS: tuple[Topic, ...] = (
     CONVERSATION_COMMANDS_TOPIC,
     DIRECTORY_COMMANDS_TOPIC,
     DIRECTORY_EVENTS_TOPIC,
+    DIRECTORY_CREDENTIALS_TOPIC,
     FLOW_EVENTS_TOPIC,
     HAND_OFF_REQUESTS_TOPIC,
     ASSIGNMENT_EVENTS_TOPIC,
@@ -195,6 +218,7 @@ def build_registry() -> Registry:
     """Every payload class of the catalogue, with the upcasters of older versions."""
     registry = Registry(payload for topic in TOPICS for payload in topic.carries)
     registry.add_upcaster(CustomerMessageReceived.event_type, 1, upcast_customer_message_v1)
+    registry.add_upcaster(MemberAdded.event_type, 1, upcast_member_added_v1)
     registry.add_upcaster(ConversationStarted.event_type, 1, upcast_conversation_started_v1)
     registry.add_upcaster(AnswerCaptured.event_type, 1, upcast_answer_captured_v1)
     registry.add_upcaster(FlowPublished.event_type, 1, upcast_flow_published_v1)

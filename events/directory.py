@@ -1,13 +1,15 @@
 """Directory commands and events: workspaces, their business numbers and their members.
 
-Keyed by workspace id. Tokens never travel: events carry only their SHA-256 hash.
+Keyed by workspace id. Tokens never travel: only their SHA-256 hash does, and only on the
+restricted topics (``directory.commands`` in, ``directory.credentials`` out): the events of
+``directory.events``, which analytics read, carry no credential (``member_added`` v2).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from events.base import Id, Payload
+from events.base import Id, JsonObject, Payload
 
 Role = Literal["admin", "agent"]
 # ``offline`` is set when the agent's last session ends; the agent picks the other two.
@@ -44,14 +46,41 @@ class BusinessNumberConnected(Payload):
 
 
 class MemberAdded(Payload):
+    """v2: no ``token_hash`` (v1 carried it on ``directory.events``; it now travels as
+    ``MemberCredentialIssued`` on ``directory.credentials``)."""
+
     event_type = "directory.member_added"
+    schema_version = 2
 
     workspace_id: Id
     member_id: Id
     name: str
     role: Role
     capacity: int
+
+
+def upcast_member_added_v1(data: JsonObject) -> JsonObject:
+    """v1 carried the member's ``token_hash``; v2 leaves the credential out (readers of
+    ``directory.events`` never see it, even in records written before)."""
+    return {key: value for key, value in data.items() if key != "token_hash"}
+
+
+CredentialReason = Literal["added", "rotated", "carried_over"]
+
+
+class MemberCredentialIssued(Payload):
+    """The hash of the member's token (the token itself is never kept): with a member's
+    addition, when its token is rotated (the previous one stops working), or carried over
+    from a ``member_added`` v1 record written before credentials had a topic of their own.
+
+    On ``directory.credentials``, a restricted topic: whoever authenticates reads it."""
+
+    event_type = "directory.member_credential_issued"
+
+    workspace_id: Id
+    member_id: Id
     token_hash: str
+    reason: CredentialReason
 
 
 class CreateGroup(Payload):
@@ -83,6 +112,17 @@ class AddMember(Payload):
     name: str
     role: Role
     capacity: int
+    token_hash: str
+
+
+class RotateMemberToken(Payload):
+    """Command: the member's token is replaced; the gateway made the new one and sends its
+    hash."""
+
+    event_type = "directory.rotate_member_token"
+
+    workspace_id: Id
+    member_id: Id
     token_hash: str
 
 
@@ -251,7 +291,10 @@ DIRECTORY_COMMANDS: tuple[type[Payload], ...] = (
     RemoveGroupMember,
     SetAgentStatus,
     SetNotificationSettings,
+    RotateMemberToken,
 )
+# Kept off ``directory.events``: the topic of their own is restricted.
+CREDENTIAL_EVENTS: tuple[type[Payload], ...] = (MemberCredentialIssued,)
 DIRECTORY_EVENTS: tuple[type[Payload], ...] = (
     WorkspaceCreated,
     BusinessNumberConnected,

@@ -27,11 +27,13 @@ from events.directory import (
     GroupMemberRemoved,
     GroupRenamed,
     MemberAdded,
+    MemberCredentialIssued,
     MemberDeactivated,
     MemberUpdated,
     NotificationSettingsChanged,
     RemoveGroupMember,
     RenameGroup,
+    RotateMemberToken,
     SetAgentStatus,
     SetNotificationSettings,
     UpdateMember,
@@ -62,7 +64,17 @@ class MemberRow:
     name: str
     role: str
     capacity: int
+
+
+@dataclass(frozen=True)
+class CredentialRow:
+    """The member's current token hash (keyed by member: a rotation replaces it). Kept
+    apart from the member's row: it comes from another topic, in any order with it."""
+
+    member_id: UUID
+    workspace_id: UUID
     token_hash: str
+    issued_at: datetime
 
 
 @dataclass(frozen=True)
@@ -165,6 +177,7 @@ DirectoryRow = (
     WorkspaceRow
     | NumberRow
     | MemberRow
+    | CredentialRow
     | GroupRow
     | OutcomeRow
     | FlowVersionRow
@@ -204,10 +217,17 @@ def directory_rows(envelope: Envelope) -> list[DirectoryRow]:
                     member.name,
                     member.role,
                     member.capacity,
-                    member.token_hash,
                 ),
                 *_accepted(envelope, AddMember.event_type, {"member_id": str(member.member_id)}),
             ]
+        case MemberCredentialIssued() as credential:
+            row = CredentialRow(
+                credential.member_id, credential.workspace_id, credential.token_hash, at
+            )
+            if credential.reason != "rotated":
+                return [row]  # the member's addition answers for its command
+            rotated = {"member_id": str(credential.member_id)}
+            return [row, *_accepted(envelope, RotateMemberToken.event_type, rotated)]
         case MemberUpdated() as updated:
             result = {
                 "member_id": str(updated.member_id),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -46,6 +47,9 @@ class Caller:
     workspace_id: UUID
     role: str
     name: str
+    # When the token the caller signed in with was issued: a browser session holds it, so a
+    # new token (a rotation) ends the sessions the old one opened.
+    credential_issued_at: datetime | None = None
 
 
 class ReadModels:
@@ -64,18 +68,26 @@ class ReadModels:
 
     async def caller(self, token: str) -> Caller | None:
         rows = await self._all(
-            "SELECT member_id, workspace_id, role, name FROM {s}.members"
-            " WHERE token_hash = %s AND active",
+            "SELECT m.member_id, m.workspace_id, m.role, m.name,"
+            " c.issued_at AS credential_issued_at FROM {s}.member_credentials c"
+            " JOIN {s}.members m ON m.member_id = c.member_id"
+            " AND m.workspace_id = c.workspace_id WHERE c.token_hash = %s AND m.active",
             (token_hash(token),),
         )
         return Caller(**rows[0]) if rows else None
 
-    async def session_caller(self, workspace_id: UUID, member_id: UUID) -> Caller | None:
-        """The member a browser session names, while it is active."""
+    async def session_caller(
+        self, workspace_id: UUID, member_id: UUID, credential_issued_at: datetime
+    ) -> Caller | None:
+        """The member a browser session names, while it is active and the token it signed in
+        with is still its token."""
         rows = await self._all(
-            "SELECT member_id, workspace_id, role, name FROM {s}.members"
-            " WHERE workspace_id = %s AND member_id = %s AND active",
-            (workspace_id, member_id),
+            "SELECT m.member_id, m.workspace_id, m.role, m.name,"
+            " c.issued_at AS credential_issued_at FROM {s}.members m"
+            " JOIN {s}.member_credentials c ON c.member_id = m.member_id"
+            " AND c.workspace_id = m.workspace_id"
+            " WHERE m.workspace_id = %s AND m.member_id = %s AND m.active AND c.issued_at = %s",
+            (workspace_id, member_id, credential_issued_at),
         )
         return Caller(**rows[0]) if rows else None
 

@@ -38,6 +38,7 @@ from projections.conversations import (
 )
 from projections.directory import (
     ActiveFlowRow,
+    CredentialRow,
     DirectoryRow,
     FlowVersionRow,
     GroupDeletion,
@@ -67,7 +68,7 @@ from services.store import EVENTS_TABLE, RELAY_TRACKING, TRACKING_TABLE, Already
 
 # Bump when a read model's tables change shape: the projector then drops the read models
 # and rebuilds them from offset zero (they are views; the events are the truth).
-READ_MODEL_VERSION = 7
+READ_MODEL_VERSION = 8
 
 TABLES = (
     "applied_events",
@@ -76,6 +77,7 @@ TABLES = (
     "workspaces",
     "business_numbers",
     "members",
+    "member_credentials",
     "command_outcomes",
     "flow_versions",
     "active_flows",
@@ -148,13 +150,18 @@ SCHEMA_STATEMENTS = (
         name text NOT NULL,
         role text NOT NULL,
         capacity integer NOT NULL,
-        token_hash text NOT NULL UNIQUE,
         active boolean NOT NULL DEFAULT true,
         status text NOT NULL DEFAULT 'offline',
         status_changed_at timestamptz,
         desktop_notifications boolean NOT NULL DEFAULT true,
         sound_notifications boolean NOT NULL DEFAULT true)""",
     """CREATE INDEX IF NOT EXISTS members_by_workspace ON {s}.members (workspace_id, name)""",
+    # From directory.credentials (restricted): what authenticates a member's token.
+    """CREATE TABLE IF NOT EXISTS {s}.member_credentials (
+        member_id uuid PRIMARY KEY,
+        workspace_id uuid NOT NULL,
+        token_hash text NOT NULL UNIQUE,
+        issued_at timestamptz NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS {s}.command_outcomes (
         command_id uuid PRIMARY KEY,
         command_type text NOT NULL,
@@ -644,11 +651,17 @@ class ProjectionRecorder(PostgresProcessRecorder):
                 )
             case MemberRow():
                 statement = (
-                    "INSERT INTO {s}.members (member_id, workspace_id, name, role, capacity,"
-                    " token_hash) VALUES (%(member_id)s, %(workspace_id)s, %(name)s, %(role)s,"
-                    " %(capacity)s, %(token_hash)s) ON CONFLICT (member_id) DO UPDATE SET"
-                    " name = EXCLUDED.name, role = EXCLUDED.role, capacity = EXCLUDED.capacity,"
-                    " token_hash = EXCLUDED.token_hash"
+                    "INSERT INTO {s}.members (member_id, workspace_id, name, role, capacity)"
+                    " VALUES (%(member_id)s, %(workspace_id)s, %(name)s, %(role)s,"
+                    " %(capacity)s) ON CONFLICT (member_id) DO UPDATE SET"
+                    " name = EXCLUDED.name, role = EXCLUDED.role, capacity = EXCLUDED.capacity"
+                )
+            case CredentialRow():
+                statement = (
+                    "INSERT INTO {s}.member_credentials VALUES (%(member_id)s,"
+                    " %(workspace_id)s, %(token_hash)s, %(issued_at)s) ON CONFLICT (member_id)"
+                    " DO UPDATE SET token_hash = EXCLUDED.token_hash,"
+                    " issued_at = EXCLUDED.issued_at"
                 )
             case OutcomeRow():
                 statement = (

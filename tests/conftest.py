@@ -64,6 +64,13 @@ def used_topic_prefixes(infrastructure: dict[str, str]) -> Iterator[list[str]]:
 @pytest.fixture
 def isolated_env(infrastructure: dict[str, str], used_topic_prefixes: list[str]) -> dict[str, str]:
     """Environment for one test's processes: unique topics, groups and schemas."""
+    return new_isolated_env(infrastructure, used_topic_prefixes)
+
+
+def new_isolated_env(
+    infrastructure: dict[str, str], used_topic_prefixes: list[str]
+) -> dict[str, str]:
+    """Unique topics, groups and schemas (for fixtures shared by a module's tests too)."""
     tag = uuid.uuid4().hex[:10]
     used_topic_prefixes.append(f"t{tag}.")
     return {

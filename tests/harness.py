@@ -97,6 +97,11 @@ async def gateway_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]
 
 async def topic_records(settings: Settings, topic: Topic) -> list[Envelope]:
     """Every record currently on a topic (all partitions), decoded."""
+    return [decode(value, REGISTRY) for value in await topic_values(settings, topic)]
+
+
+async def topic_values(settings: Settings, topic: Topic) -> list[bytes]:
+    """Every record's bytes currently on a topic (all partitions), as written."""
     name = topic.qualified(settings.topic_prefix)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
@@ -108,11 +113,11 @@ async def topic_records(settings: Settings, topic: Topic) -> list[Envelope]:
         ends = await consumer.end_offsets(partitions)
         # Count what getmany returned: position() also counts records merely prefetched.
         next_offset = dict.fromkeys(partitions, 0)
-        records: list[Envelope] = []
+        records: list[bytes] = []
         while any(next_offset[tp] < ends[tp] for tp in partitions):
             batch = await consumer.getmany(timeout_ms=500)
             for tp, items in batch.items():
-                records.extend(decode(item.value, REGISTRY) for item in items)
+                records.extend(item.value for item in items)
                 if items:
                     next_offset[tp] = items[-1].offset + 1
         return records

@@ -10,6 +10,7 @@ from faststream import FastStream
 
 from events.catalogue import DIRECTORY_COMMANDS_TOPIC, build_registry
 from services.consumer import TrackedRuntime
+from services.directory.credentials import carry_over_legacy_credentials
 from services.directory.handlers import DirectoryHandler
 from services.kafka import ensure_topics, new_broker, subscribe_tracked
 from services.postgres import open_datastore
@@ -37,6 +38,7 @@ def create_app(settings: Settings) -> FastStream:
             lambda: open_datastore(settings, settings.schema("directory"))
         )
         store = await anyio.to_thread.run_sync(EventStore.create, settings, datastore, registry)
+        await anyio.to_thread.run_sync(carry_over_legacy_credentials, store)
         commands.bind(DirectoryHandler(store))
         try:
             yield

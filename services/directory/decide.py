@@ -33,12 +33,14 @@ from events.directory import (
     GroupMemberRemoved,
     GroupRenamed,
     MemberAdded,
+    MemberCredentialIssued,
     MemberDeactivated,
     MemberUpdated,
     NotificationSettingsChanged,
     RemoveGroupMember,
     RenameGroup,
     Role,
+    RotateMemberToken,
     SetAgentStatus,
     SetNotificationSettings,
     UpdateMember,
@@ -47,6 +49,7 @@ from events.directory import (
 from events.flows import ActiveFlowChosen, ChooseActiveFlow, FlowPublished, PublishFlow
 from services.flows.definition import FlowInvalid
 from services.flows.publishing import check_publishable
+from services.text_rules import control_character_problem
 
 DEFAULT_ADMIN_CAPACITY = 10
 MIN_CAPACITY, MAX_CAPACITY = 1, 100
@@ -86,6 +89,9 @@ class WorkspaceState:
     name: str = ""
     member_states: Mapping[UUID, MemberState] = field(default_factory=_no_members)
     group_states: Mapping[UUID, GroupState] = field(default_factory=_no_groups)
+    # Members whose token hash was issued as a MemberCredentialIssued (those added by a
+    # member_added v1 before it were not, until carried over).
+    credentialed: frozenset[UUID] = frozenset()
 
     @property
     def members(self) -> frozenset[UUID]:
@@ -142,6 +148,8 @@ def evolve_workspace(state: WorkspaceState, event: Payload) -> WorkspaceState:
             before = state.member_states.get(member_id)
             active = before.active if before is not None else True
             return _with_member(state, member_id, MemberState(name, role, capacity, active))
+        case MemberCredentialIssued(member_id=member_id):
+            return replace(state, credentialed=state.credentialed | {member_id})
         case MemberDeactivated(member_id=member_id) if member_id in state.member_states:
             member = state.member_states[member_id]
             return _with_member(state, member_id, replace(member, active=False))
@@ -219,8 +227,11 @@ def decide_create_workspace(
                 f"{number.owner}",
             )
         ]
-    if not command.name.strip():
-        return [_reject(command, command_id, "a workspace needs a non-empty name")]
+    problem = _name_problem(command.name.strip(), "workspace") or _name_problem(
+        command.admin_name.strip(), "admin"
+    )
+    if problem:
+        return [_reject(command, command_id, problem)]
     if not valid_time_zone(command.time_zone):
         return [_reject(command, command_id, f"unknown time zone {command.time_zone!r}")]
     return [
@@ -236,7 +247,12 @@ def decide_create_workspace(
             name=command.admin_name,
             role="admin",
             capacity=DEFAULT_ADMIN_CAPACITY,
+        ),
+        MemberCredentialIssued(
+            workspace_id=command.workspace_id,
+            member_id=command.admin_member_id,
             token_hash=command.admin_token_hash,
+            reason="added",
         ),
     ]
 
@@ -327,8 +343,48 @@ def decide_add_member(
             name=name,
             role=command.role,
             capacity=command.capacity,
+        ),
+        MemberCredentialIssued(
+            workspace_id=command.workspace_id,
+            member_id=command.member_id,
             token_hash=command.token_hash,
+            reason="added",
+        ),
+    ]
+
+
+def decide_rotate_member_token(
+    command: RotateMemberToken, command_id: UUID, workspace: WorkspaceState
+) -> list[Payload]:
+    """A new token for an active member; its previous one stops working."""
+    problem = _member_problem(command.member_id, workspace)
+    if problem:
+        return [_reject(command, command_id, problem)]
+    return [
+        MemberCredentialIssued(
+            workspace_id=command.workspace_id,
+            member_id=command.member_id,
+            token_hash=command.token_hash,
+            reason="rotated",
         )
+    ]
+
+
+def carry_over_credentials(
+    workspace: WorkspaceState, legacy_hashes: Mapping[UUID, str]
+) -> list[MemberCredentialIssued]:
+    """Credentials for the members a ``member_added`` v1 added (``legacy_hashes``: their
+    token hashes, read from those records), unless issued since: their tokens keep working
+    once ``member_added`` no longer carries the hash."""
+    return [
+        MemberCredentialIssued(
+            workspace_id=workspace.workspace_id,
+            member_id=member_id,
+            token_hash=token_hash,
+            reason="carried_over",
+        )
+        for member_id, token_hash in sorted(legacy_hashes.items())
+        if member_id in workspace.member_states and member_id not in workspace.credentialed
     ]
 
 
@@ -489,7 +545,12 @@ def decide_set_notification_settings(
 
 
 def _name_problem(name: str, what: str) -> str | None:
-    return None if name else f"a {what} needs a non-empty name"
+    """Empty, or holding a control character: a name must be storable and showable
+    everywhere (a NUL, for one, cannot be stored by any read model)."""
+    if not name:
+        return f"a {what} needs a non-empty name"
+    problem = control_character_problem(name)
+    return f"a {what}'s name {problem}" if problem else None
 
 
 def _group_name_problem(

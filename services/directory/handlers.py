@@ -20,6 +20,7 @@ from events.directory import (
     NotificationSettingsChanged,
     RemoveGroupMember,
     RenameGroup,
+    RotateMemberToken,
     SetAgentStatus,
     SetNotificationSettings,
     UpdateMember,
@@ -42,6 +43,7 @@ from services.directory.decide import (
     decide_publish_flow,
     decide_remove_group_member,
     decide_rename_group,
+    decide_rotate_member_token,
     decide_set_agent_status,
     decide_set_notification_settings,
     decide_update_member,
@@ -102,6 +104,8 @@ class DirectoryHandler(StoreBackedHandler):
                 return decide_update_member(command, command_id, self._workspace(command))
             case DeactivateMember():
                 return decide_deactivate_member(command, command_id, self._workspace(command))
+            case RotateMemberToken():
+                return decide_rotate_member_token(command, command_id, self._workspace(command))
             case RenameGroup():
                 return decide_rename_group(command, command_id, self._workspace(command))
             case DeleteGroup():

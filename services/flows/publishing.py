@@ -9,6 +9,8 @@ time what it can be told now:
 * **Variables used before they are captured.** ``{{name}}`` in a text must be captured by a
   question on *every* path that reaches the block (the question's ``next`` captures; its
   ``fallback`` is taken precisely when nothing was captured), else the run fails there.
+* **Control characters** in names, ids and texts (``services.flows.text_check``): they
+  cannot be stored or shown everywhere (NUL cannot be stored by PostgreSQL at all).
 * **Conditions that can never hold**: a clause on a variable no question captures, or one
   comparing a button's or row's variable with something that is not one of its option ids
   (the variable holds the id; ``{{variable.title}}`` holds the title).
@@ -38,6 +40,7 @@ from services.flows.definition import (
     VariableClause,
     parse_flow,
 )
+from services.flows.text_check import first_text_problem
 
 # Meta's limits (WhatsApp Cloud API), in characters unless said otherwise:
 # - a text message's body: 4096
@@ -73,6 +76,10 @@ def check_publishable(
     groups: Iterable[UUID] | None,
 ) -> FlowDefinition:
     """Parse a flow an admin publishes, or raise :class:`FlowInvalid` naming the block."""
+    # First: a name or text with a control character is named as such, whatever else is off.
+    text_problem = first_text_problem(document)
+    if text_problem is not None:
+        raise FlowInvalid(*text_problem)
     flow = parse_flow(document, members=members, groups=groups)
     for block in flow.blocks:
         _check_limits(block)

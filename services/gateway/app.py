@@ -10,8 +10,11 @@ from typing import Annotated
 
 import structlog
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi_offline import FastAPIOffline
 from psycopg_pool import AsyncConnectionPool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from events.catalogue import WHATSAPP_INBOUND
 from projections.queries import ReadModels
@@ -24,6 +27,14 @@ from services.gateway import (
     stream_api,
 )
 from services.gateway.dependencies import Publisher, read_models
+from services.gateway.openapi import described_openapi
+from services.gateway.problems import (
+    PROBLEM_CONTENT,
+    http_problem,
+    invalid_request,
+    problem_responses,
+)
+from services.gateway.responses import WebhookAccepted
 from services.gateway.web import pages
 from services.gateway.web.session import SessionCodec
 from services.gateway.webhook import (
@@ -75,14 +86,35 @@ def create_app(settings: Settings) -> FastAPI:
             await producer.stop()
             await pool.close()
 
-    app = FastAPI(
+    # /docs and /redoc with their scripts and styles served from the fastapi-offline
+    # package (no CDN: the pages work offline); Swagger UI's online validator badge off.
+    app: FastAPI = FastAPIOffline(
         title="switchboard",
         version="0.1.0",
-        description="WhatsApp conversations through chatbot flows to human agents.",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},
     )
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, http_problem)
 
-    @app.get("/webhooks/whatsapp", response_class=PlainTextResponse, tags=["webhook"])
+    @app.get(
+        "/webhooks/whatsapp",
+        response_class=PlainTextResponse,
+        tags=["webhook"],
+        responses={
+            200: {
+                "description": "The challenge, echoed",
+                "content": {"text/plain": {"schema": {"type": "string"}, "example": "1158201444"}},
+            },
+            **problem_responses(400, 422),
+            403: {
+                "content": PROBLEM_CONTENT,
+                "description": "`hub.verify_token` does not match `WHATSAPP_VERIFY_TOKEN`.",
+            },
+        },
+    )
     async def verify_webhook(
         mode: Annotated[str | None, Query(alias="hub.mode")] = None,
         token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
@@ -95,7 +127,17 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(403, "hub.verify_token does not match WHATSAPP_VERIFY_TOKEN")
         return challenge
 
-    @app.post("/webhooks/whatsapp", tags=["webhook"])
+    @app.post(
+        "/webhooks/whatsapp",
+        tags=["webhook"],
+        response_model=WebhookAccepted,
+        responses={
+            **problem_responses(400, 413, 422),
+            401: WEBHOOK_UNSIGNED,
+            503: WEBHOOK_UNAVAILABLE,
+        },
+        openapi_extra={"requestBody": WEBHOOK_BODY},
+    )
     async def receive_webhook(
         request: Request,
         x_hub_signature_256: Annotated[str | None, Header()] = None,
@@ -130,9 +172,45 @@ def create_app(settings: Settings) -> FastAPI:
     # The agent suite (pages, fragments and static files) at /.
     pages.install(app, static_version())
 
-    @app.get("/healthz", tags=["operations"])
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "description": "The gateway answers and reads its database",
+                "content": {"text/plain": {"schema": {"type": "string"}, "example": "ok"}},
+            },
+            **problem_responses(503),
+        },
+    )
     async def health(models: Annotated[ReadModels, Depends(read_models)]) -> Response:
         await models.ping()
         return PlainTextResponse("ok")
 
+    app.openapi = lambda: described_openapi(app)  # type: ignore[method-assign]
     return app
+
+
+DOCS_ASSETS = "/docs-assets"
+API_DESCRIPTION = """WhatsApp conversations through chatbot flows to human agents.
+
+Every `/api` route needs a member's token (`Authorization: Bearer <token>`) and sees only its
+workspace. Every error answers `{"detail": "...", "errors": [...]}` (`errors` for a request
+that did not validate, naming each field). Text that people type (names, ids, replies, notes)
+may hold no control character; free text keeps line breaks and tabs."""
+
+WEBHOOK_BODY = {
+    "description": "Meta's delivery, signed with `X-Hub-Signature-256` over the exact bytes.",
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/WhatsAppWebhook"}}},
+}
+WEBHOOK_UNSIGNED = {
+    "content": PROBLEM_CONTENT,
+    "description": "`X-Hub-Signature-256` is missing or does not match the body.",
+}
+WEBHOOK_UNAVAILABLE = {
+    "content": PROBLEM_CONTENT,
+    "description": "Kafka did not acknowledge every record: nothing is lost, Meta retries.",
+    "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}},
+}

@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from events.assignment import ClaimConversation, TransferConversation, group_key
 from events.catalogue import (
@@ -41,36 +41,63 @@ from services.gateway.dependencies import (
     visible_conversation,
 )
 from services.gateway.inbox import described
+from services.gateway.inputs import Identifier, Note, ReplyText, known_query_only
+from services.gateway.problems import problem_responses
+from services.gateway.responses import (
+    CommandAccepted,
+    CommandPending,
+    Conversation,
+    ConversationMoved,
+    Conversations,
+    History,
+    Inbox,
+    ReplyQueued,
+)
 from services.settings import Settings
 
-router = APIRouter(tags=["conversations"])
+router = APIRouter(
+    tags=["conversations"],
+    responses=problem_responses(401, 422, 503),
+    dependencies=[Depends(known_query_only)],
+)
 
 Models = Annotated[ReadModels, Depends(read_models)]
 Bus = Annotated[Publisher, Depends(publisher)]
 Config = Annotated[Settings, Depends(settings)]
 Member = Annotated[Caller, Depends(caller)]
-
-# Meta's limit for a text message body.
-MAX_TEXT = 4096
+PENDING: dict[int | str, dict[str, Any]] = {
+    202: {"model": CommandPending, "description": "Sent; not decided within the wait."}
+}
+ON_OPEN_CONVERSATION = problem_responses(403, 404, 409)
 
 
 class Reply(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Text to the customer (Meta's limit: 4096 characters; line breaks and tabs kept)."""
 
-    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"text": "Hola Carla, ¿en qué te ayudo?"}]}
+    )
+
+    text: ReplyText
 
 
 class Transfer(BaseModel):
-    """To one member (the conversation stays in its group) or to a group's rotation."""
+    """To one member (the conversation stays in its group) or to a group's rotation:
+    exactly one of ``member_id`` and ``group_id``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"member_id": "6f1f8c1e-2d3a-4c8e-9a4b-0b9f4a340d2e", "note": "billing"}]
+        },
+    )
 
     member_id: UUID | None = None
     group_id: UUID | None = None
-    note: str = Field(default="", max_length=1000)
+    note: Note = ""
 
 
-@router.get("/api/me/inbox")
+@router.get("/api/me/inbox", response_model=Inbox)
 async def inbox(who: Member, models: Models) -> dict[str, Any]:
     """My open conversations (``assigned``), what waits in my groups' queues in the order it
     will be served (``queued``) and, for admins, every open conversation (``all``) and the
@@ -90,24 +117,33 @@ async def inbox_of(models: ReadModels, who: Caller) -> dict[str, Any]:
     return found
 
 
-@router.get("/api/conversations")
+@router.get("/api/conversations", response_model=Conversations)
 async def find_conversations(
-    contact: Annotated[str, Query(min_length=1, description="the customer's WhatsApp id")],
+    contact: Annotated[Identifier, Query(description="the customer's WhatsApp id")],
     who: Member,
     models: Models,
 ) -> dict[str, Any]:
+    """The contact's conversations the caller may see, oldest first."""
     rows = await models.conversations_of_contact(who.workspace_id, contact)
     groups = await groups_of(models, who)
     return {"conversations": [row for row in rows if await may_see(models, who, row, groups)]}
 
 
-@router.get("/api/conversations/{conversation_id}")
+@router.get(
+    "/api/conversations/{conversation_id}",
+    response_model=Conversation,
+    responses=problem_responses(404),
+)
 async def get_conversation(conversation_id: UUID, who: Member, models: Models) -> dict[str, Any]:
     """The conversation, who holds it, and what an inbox item says of it (see the inbox)."""
     return await described_conversation(models, who, conversation_id)
 
 
-@router.get("/api/conversations/{conversation_id}/history")
+@router.get(
+    "/api/conversations/{conversation_id}/history",
+    response_model=History,
+    responses=problem_responses(404),
+)
 async def get_history(conversation_id: UUID, who: Member, models: Models) -> dict[str, Any]:
     """Every line, bot turns, flow steps and assignment decisions (with their explanation)
     included."""
@@ -123,7 +159,11 @@ async def described_conversation(
     return rows[0]
 
 
-@router.post("/api/conversations/{conversation_id}/claim")
+@router.post(
+    "/api/conversations/{conversation_id}/claim",
+    response_model=ConversationMoved,
+    responses={**PENDING, **problem_responses(404, 409)},
+)
 async def claim(
     conversation_id: UUID, who: Member, models: Models, bus: Bus, config: Config
 ) -> JSONResponse:
@@ -138,10 +178,14 @@ async def claim(
         conversation_id=conversation_id, workspace_id=who.workspace_id, member_id=who.member_id
     )
     command_id = await send_to_group(bus, config, who, row, command)
-    return answer(await outcome_of(models, command_id), command_id, 200)
+    return answer(await outcome_of(models, command_id), command_id, 200, ConversationMoved)
 
 
-@router.post("/api/conversations/{conversation_id}/transfer")
+@router.post(
+    "/api/conversations/{conversation_id}/transfer",
+    response_model=ConversationMoved,
+    responses={**PENDING, **problem_responses(400), **ON_OPEN_CONVERSATION},
+)
 async def transfer(
     conversation_id: UUID, body: Transfer, who: Member, models: Models, bus: Bus, config: Config
 ) -> JSONResponse:
@@ -176,7 +220,7 @@ async def transfer(
         # The verdict is the transfer; the new holder is the next decision. Answer once the
         # read models show it, so the caller's next read agrees with the 200.
         await eventually_moved(models, who, conversation_id, body)
-    return answer(outcome, command_id, 200)
+    return answer(outcome, command_id, 200, ConversationMoved)
 
 
 async def eventually_moved(
@@ -213,7 +257,12 @@ async def send_to_group(
     )
 
 
-@router.post("/api/conversations/{conversation_id}/messages", status_code=202)
+@router.post(
+    "/api/conversations/{conversation_id}/messages",
+    status_code=202,
+    response_model=ReplyQueued,
+    responses=ON_OPEN_CONVERSATION,
+)
 async def reply(
     conversation_id: UUID, body: Reply, who: Member, models: Models, bus: Bus, config: Config
 ) -> dict[str, Any]:
@@ -222,8 +271,6 @@ async def reply(
     _open(row)
     if who.role != "admin" and row.get("assignee_id") != who.member_id:
         raise HTTPException(403, "only the conversation's assignee or an admin replies")
-    if not body.text.strip():
-        raise HTTPException(400, "a reply needs some text")
     message_id = uuid4()
     queued = OutboundMessageQueued(
         message_id=message_id,
@@ -251,7 +298,12 @@ async def reply(
     return {"command_id": str(command_id), "message_id": str(message_id)}
 
 
-@router.post("/api/conversations/{conversation_id}/close", status_code=202)
+@router.post(
+    "/api/conversations/{conversation_id}/close",
+    status_code=202,
+    response_model=CommandAccepted,
+    responses=ON_OPEN_CONVERSATION,
+)
 async def close(
     conversation_id: UUID, who: Member, models: Models, bus: Bus, config: Config
 ) -> dict[str, Any]:
@@ -279,7 +331,12 @@ async def close(
     return {"command_id": str(command_id)}
 
 
-@router.post("/api/conversations/{conversation_id}/messages/{message_id}/retry", status_code=202)
+@router.post(
+    "/api/conversations/{conversation_id}/messages/{message_id}/retry",
+    status_code=202,
+    response_model=CommandAccepted,
+    responses=problem_responses(403, 404, 409),
+)
 async def retry_message(
     conversation_id: UUID,
     message_id: UUID,

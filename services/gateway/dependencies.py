@@ -10,14 +10,17 @@ from typing import Annotated, Any, TypeVar
 from uuid import UUID, uuid4
 
 from aiokafka import AIOKafkaProducer
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
 from events.base import Payload
 from events.catalogue import DIRECTORY_COMMANDS_TOPIC
 from events.codec import encode
 from events.envelope import Actor, Envelope
 from projections.queries import Caller, ReadModels
+from services.gateway.responses import CommandPending
 from services.gateway.web.session import (
     COOKIE,
     CSRF_HEADER,
@@ -30,6 +33,25 @@ from services.settings import Settings
 
 COMMAND_WAIT_SECONDS = 10.0
 T = TypeVar("T")
+
+# The OpenAPI document's security scheme; the check itself is ``caller`` (401, never 403,
+# for a missing or unknown token).
+bearer = HTTPBearer(
+    scheme_name="memberToken",
+    bearerFormat="opaque",
+    description="A member's token: printed by `switchboard workspace create` for the first"
+    " admin, answered once by `POST /api/members` for the others.",
+    auto_error=False,
+)
+# The agent suite's pages call the API with their session cookie instead (see
+# services/gateway/web/session.py); documented as a second scheme.
+suite_session = APIKeyCookie(
+    name=COOKIE,
+    scheme_name="suiteSession",
+    description="The agent suite's signed session cookie, set by `POST /sign-in`. Writes made"
+    " with it also need the page's `X-CSRF-Token` header and a same-origin `Origin`.",
+    auto_error=False,
+)
 
 
 class Publisher:
@@ -82,7 +104,8 @@ def session_codec(request: Request) -> SessionCodec:
 async def caller(
     request: Request,
     models: Annotated[ReadModels, Depends(read_models)],
-    authorization: Annotated[str | None, Header()] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    cookie: Annotated[str | None, Depends(suite_session)],
 ) -> Caller:
     """The member behind the bearer token, or behind the agent suite's session cookie; every
     API route is scoped to its workspace.
@@ -90,18 +113,18 @@ async def caller(
     A write made with the cookie must come from the suite's own page (see
     ``services/gateway/web/session.py``): 403 otherwise.
     """
-    if authorization is not None:
-        if not authorization.lower().startswith("bearer "):
+    if credentials is not None or request.headers.get("authorization") is not None:
+        if credentials is None or not credentials.credentials.strip():
             raise HTTPException(
                 401,
                 "send 'Authorization: Bearer <token>' with a member's token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        found = await models.caller(authorization[7:].strip())
+        found = await models.caller(credentials.credentials.strip())
         if found is None:
             raise HTTPException(401, "unknown or deactivated token", {"WWW-Authenticate": "Bearer"})
         return found
-    session = session_codec(request).read(request.cookies.get(COOKIE))
+    session = session_codec(request).read(cookie)
     if session is None:
         raise HTTPException(
             401,
@@ -112,9 +135,13 @@ async def caller(
         problem = csrf_problem(request, session, request.headers.get(CSRF_HEADER))
         if problem is not None:
             raise HTTPException(403, problem)
-    member = await models.session_caller(session.workspace_id, session.member_id)
+    member = await models.session_caller(
+        session.workspace_id, session.member_id, session.credential_issued_at
+    )
     if member is None:
-        raise HTTPException(401, "this session's member was deactivated; sign in again")
+        raise HTTPException(
+            401, "this session ended (its member was deactivated or given a new token); sign in"
+        )
     return member
 
 
@@ -208,7 +235,9 @@ async def send_record(
     try:
         await publisher.publish(topic, [OutgoingRecord(key=key, envelope=envelope)])
     except Exception:
-        raise HTTPException(503, "the message bus is unavailable; retry later") from None
+        raise HTTPException(
+            503, "the message bus is unavailable; retry later", headers={"Retry-After": "5"}
+        ) from None
     return command_id
 
 
@@ -219,22 +248,31 @@ async def verdict(
     who: Caller,
     command: Payload,
     accepted_status: int,
+    model: type[BaseModel],
 ) -> JSONResponse:
     """Send a directory command and answer with the directory's verdict (see ``answer``)."""
     command_id = await send_command(publisher, settings, who, command)
-    return answer(await outcome_of(models, command_id), command_id, accepted_status)
+    return answer(await outcome_of(models, command_id), command_id, accepted_status, model)
 
 
-def answer(outcome: dict[str, Any] | None, command_id: UUID, accepted_status: int) -> JSONResponse:
-    """The directory's verdict as HTTP: accepted, 422 with its reason, or 202 if still open."""
+def answer(
+    outcome: dict[str, Any] | None,
+    command_id: UUID,
+    accepted_status: int,
+    model: type[BaseModel],
+) -> JSONResponse:
+    """The deciding service's verdict as HTTP: accepted (``model``, the route's documented
+    answer), 422 with its reason, 409 for a lost race, or 202 if still open."""
     if outcome is None:
-        return JSONResponse(
-            {"command_id": str(command_id), "detail": "accepted; not decided yet"}, status_code=202
-        )
+        return typed(CommandPending(command_id=command_id, detail="accepted; not decided yet"), 202)
     if outcome["outcome"] == "rejected":
         # A claim or transfer someone else's decision beat is a conflict, not bad input.
         conflict = bool((outcome["result"] or {}).get("conflict"))
         raise HTTPException(409 if conflict else 422, outcome["reason"])
-    return JSONResponse(
-        {"command_id": str(command_id), **(outcome["result"] or {})}, accepted_status
-    )
+    body = {"command_id": str(command_id), **(outcome["result"] or {})}
+    return typed(model.model_validate(body), accepted_status)
+
+
+def typed(body: BaseModel, status_code: int = 200) -> JSONResponse:
+    """A documented model as a response with another status than the route's default."""
+    return JSONResponse(body.model_dump(mode="json"), status_code=status_code)

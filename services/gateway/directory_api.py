@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Body, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 
 from events.directory import (
     AddGroupMember,
@@ -24,64 +25,96 @@ from services.gateway.dependencies import (
     publisher,
     read_models,
     settings,
+    typed,
     verdict,
+)
+from services.gateway.inputs import Name, known_query_only
+from services.gateway.problems import problem_responses
+from services.gateway.responses import (
+    CommandPending,
+    Group,
+    GroupCreated,
+    GroupDeleted,
+    GroupMembership,
+    GroupQueue,
+    GroupRenamed,
+    Groups,
+    Roster,
+    WorkspaceQueue,
 )
 from services.settings import Settings
 
-router = APIRouter(tags=["groups"])
+router = APIRouter(
+    tags=["groups"],
+    responses=problem_responses(401, 422, 503),
+    dependencies=[Depends(known_query_only)],
+)
 
 Models = Annotated[ReadModels, Depends(read_models)]
 Bus = Annotated[Publisher, Depends(publisher)]
 Config = Annotated[Settings, Depends(settings)]
-GroupName = Annotated[str, Body(embed=True, min_length=1, max_length=200)]
+PENDING: dict[int | str, dict[str, Any]] = {
+    202: {"model": CommandPending, "description": "Sent; not decided within the wait."}
+}
+ADMIN_ON_GROUP = {**PENDING, **problem_responses(403, 404)}
 
 
-@router.post("/api/groups", status_code=201)
+class GroupNaming(BaseModel):
+    """A group's name: unique in the workspace (whatever the case)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "Ventas"}]})
+
+    name: Name
+
+
+@router.post(
+    "/api/groups",
+    status_code=201,
+    response_model=GroupCreated,
+    responses={**PENDING, **problem_responses(403)},
+)
 async def create_group(
-    name: GroupName,
+    body: GroupNaming,
     who: Annotated[Caller, Depends(admin)],
     models: Models,
     bus: Bus,
     config: Config,
 ) -> JSONResponse:
     """A group of agents; answers its id (flows hand conversations to it by id)."""
-    if not name.strip():
-        raise HTTPException(400, "a group needs a non-empty name")
     command = CreateGroup(
-        workspace_id=who.workspace_id, group_id=uuid4(), name=name, created_by=who.member_id
+        workspace_id=who.workspace_id, group_id=uuid4(), name=body.name, created_by=who.member_id
     )
-    return await verdict(bus, config, models, who, command, 201)
+    return await verdict(bus, config, models, who, command, 201, GroupCreated)
 
 
-@router.get("/api/groups")
+@router.get("/api/groups", response_model=Groups)
 async def list_groups(who: Annotated[Caller, Depends(caller)], models: Models) -> dict[str, Any]:
+    """The workspace's groups (deleted ones left out)."""
     return {"groups": await models.groups(who.workspace_id)}
 
 
-@router.get("/api/groups/{group_id}")
+@router.get("/api/groups/{group_id}", response_model=Group, responses=problem_responses(404))
 async def get_group(
     group_id: UUID, who: Annotated[Caller, Depends(caller)], models: Models
 ) -> dict[str, Any]:
     return await _group(models, who, group_id)
 
 
-@router.patch("/api/groups/{group_id}")
+@router.patch("/api/groups/{group_id}", response_model=GroupRenamed, responses=ADMIN_ON_GROUP)
 async def rename_group(
     group_id: UUID,
-    name: GroupName,
+    body: GroupNaming,
     who: Annotated[Caller, Depends(admin)],
     models: Models,
     bus: Bus,
     config: Config,
 ) -> JSONResponse:
-    if not name.strip():
-        raise HTTPException(400, "a group needs a non-empty name")
     await _group(models, who, group_id)
-    command = RenameGroup(workspace_id=who.workspace_id, group_id=group_id, name=name.strip())
-    return await verdict(bus, config, models, who, command, 200)
+    command = RenameGroup(workspace_id=who.workspace_id, group_id=group_id, name=body.name)
+    return await verdict(bus, config, models, who, command, 200, GroupRenamed)
 
 
-@router.delete("/api/groups/{group_id}")
+@router.delete("/api/groups/{group_id}", response_model=GroupDeleted, responses=ADMIN_ON_GROUP)
 async def delete_group(
     group_id: UUID, who: Annotated[Caller, Depends(admin)], models: Models, bus: Bus, config: Config
 ) -> JSONResponse:
@@ -89,10 +122,14 @@ async def delete_group(
     (``GET /api/queue``), and conversations its members hold stay with them."""
     await _group(models, who, group_id)
     command = DeleteGroup(workspace_id=who.workspace_id, group_id=group_id)
-    return await verdict(bus, config, models, who, command, 200)
+    return await verdict(bus, config, models, who, command, 200, GroupDeleted)
 
 
-@router.put("/api/groups/{group_id}/members/{member_id}")
+@router.put(
+    "/api/groups/{group_id}/members/{member_id}",
+    response_model=GroupMembership,
+    responses=ADMIN_ON_GROUP,
+)
 async def add_group_member(
     group_id: UUID,
     member_id: UUID,
@@ -106,12 +143,16 @@ async def add_group_member(
     if member is None:
         raise HTTPException(404, f"no member {member_id} in this workspace")
     if await models.is_group_member(group_id, member_id):
-        return JSONResponse({"group_id": str(group_id), "member_id": str(member_id)})
+        return typed(GroupMembership(group_id=group_id, member_id=member_id))
     command = AddGroupMember(workspace_id=who.workspace_id, group_id=group_id, member_id=member_id)
-    return await verdict(bus, config, models, who, command, 200)
+    return await verdict(bus, config, models, who, command, 200, GroupMembership)
 
 
-@router.delete("/api/groups/{group_id}/members/{member_id}")
+@router.delete(
+    "/api/groups/{group_id}/members/{member_id}",
+    response_model=GroupMembership,
+    responses=ADMIN_ON_GROUP,
+)
 async def remove_group_member(
     group_id: UUID,
     member_id: UUID,
@@ -127,10 +168,12 @@ async def remove_group_member(
     command = RemoveGroupMember(
         workspace_id=who.workspace_id, group_id=group_id, member_id=member_id
     )
-    return await verdict(bus, config, models, who, command, 200)
+    return await verdict(bus, config, models, who, command, 200, GroupMembership)
 
 
-@router.get("/api/groups/{group_id}/roster")
+@router.get(
+    "/api/groups/{group_id}/roster", response_model=Roster, responses=problem_responses(403, 404)
+)
 async def roster(
     group_id: UUID, who: Annotated[Caller, Depends(caller)], models: Models
 ) -> dict[str, Any]:
@@ -139,7 +182,11 @@ async def roster(
     return {"group": group, "members": await models.roster(who.workspace_id, group_id)}
 
 
-@router.get("/api/groups/{group_id}/queue")
+@router.get(
+    "/api/groups/{group_id}/queue",
+    response_model=GroupQueue,
+    responses=problem_responses(403, 404),
+)
 async def queue(
     group_id: UUID, who: Annotated[Caller, Depends(caller)], models: Models
 ) -> dict[str, Any]:
@@ -148,7 +195,7 @@ async def queue(
     return {"group": group, "queue": await models.queue(who.workspace_id, group_id)}
 
 
-@router.get("/api/queue")
+@router.get("/api/queue", response_model=WorkspaceQueue, responses=problem_responses(403))
 async def workspace_queue(who: Annotated[Caller, Depends(admin)], models: Models) -> dict[str, Any]:
     """The workspace's own queue: hand-offs that named no group and deleted groups' queues."""
     return {"queue": await models.queue(who.workspace_id, None)}

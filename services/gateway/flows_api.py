@@ -12,8 +12,9 @@ from uuid import UUID, uuid4
 
 import orjson
 import yaml
-from fastapi import APIRouter, Body, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from events.flows import ChooseActiveFlow, PublishFlow
 from projections.queries import Caller, ReadModels
@@ -28,37 +29,120 @@ from services.gateway.dependencies import (
     settings,
     verdict,
 )
+from services.gateway.inputs import Identifier, known_query_only
+from services.gateway.problems import Problem, problem_responses
+from services.gateway.responses import (
+    ActiveFlowChosen,
+    CommandPending,
+    FlowPublished,
+    Flows,
+    FlowVersions,
+)
 from services.settings import Settings
 
-router = APIRouter(tags=["flows"])
+
+class FlowProblem(Problem):
+    """A flow the grammar refuses, and the block it names."""
+
+    block: str | None = Field(
+        default=None, description="the id of the offending block; null when it is no one block"
+    )
+
+
+router = APIRouter(
+    tags=["flows"],
+    responses=problem_responses(401, 422, 503),
+    dependencies=[Depends(known_query_only)],
+)
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+# A flow is a few kilobytes; the demo flow is 3. Larger bodies are refused before parsing
+# (a YAML document can also expand through aliases).
+MAX_FLOW_BYTES = 256 * 1024
+PENDING: dict[int | str, dict[str, Any]] = {
+    202: {"model": CommandPending, "description": "Sent; not decided within the wait."}
+}
+FLOW_EXAMPLE = {
+    "name": "Soporte",
+    "start": "greet",
+    "blocks": [
+        {"id": "greet", "type": "message", "text": "Hola {{contact.name}}", "next": "agent"},
+        {"id": "agent", "type": "connect_to_agent", "rotation": "no_owner"},
+    ],
+}
+FLOW_BODY = {
+    "description": "A flow document (the grammar is in the README); with `id` of an existing"
+    " flow, its next version.",
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {"type": "object", "additionalProperties": True},
+            "example": FLOW_EXAMPLE,
+        },
+        "application/yaml": {
+            "schema": {"type": "object", "additionalProperties": True},
+            "example": FLOW_EXAMPLE,
+        },
+    },
+}
+
+
+class FlowChoice(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"flow_id": "c0ffee00-1234-4abc-8def-0123456789ab"}]},
+    )
+
+    flow_id: UUID
 
 
 async def flow_document(request: Request) -> dict[str, Any]:
-    """The body as a flow document, from JSON or YAML."""
-    body = await request.body()
+    """The body as a flow document, from JSON or YAML (413 past ``MAX_FLOW_BYTES``)."""
+    body = await _bounded_body(request, MAX_FLOW_BYTES)
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
     try:
         document = yaml.safe_load(body) if content_type in YAML_TYPES else orjson.loads(body)
-    except (yaml.YAMLError, orjson.JSONDecodeError) as error:
+    except (yaml.YAMLError, orjson.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise HTTPException(400, f"the body is not valid {content_type}: {error}") from None
     if not isinstance(document, dict):
         raise HTTPException(400, "a flow is an object with name, start and blocks")
     return document
 
 
-@router.post("/api/flows", status_code=201)
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"a flow may be at most {limit} bytes")
+    received = bytearray()
+    async for chunk in request.stream():
+        received.extend(chunk)
+        if len(received) > limit:
+            raise HTTPException(413, f"a flow may be at most {limit} bytes")
+    return bytes(received)
+
+
+@router.post(
+    "/api/flows",
+    status_code=201,
+    response_model=FlowPublished,
+    responses={
+        **PENDING,
+        **problem_responses(403, 413),
+        400: {"model": FlowProblem, "description": "The flow breaks the grammar."},
+    },
+    openapi_extra={"requestBody": FLOW_BODY},
+)
 async def publish_flow(
-    document: Annotated[dict[str, Any], Depends(flow_document)],
+    # The caller first: a body is read only for an admin.
     who: Annotated[Caller, Depends(admin)],
+    document: Annotated[dict[str, Any], Depends(flow_document)],
     models: Annotated[ReadModels, Depends(read_models)],
     bus: Annotated[Publisher, Depends(publisher)],
     config: Annotated[Settings, Depends(settings)],
 ) -> JSONResponse:
     """Publish a flow (JSON or YAML); with ``"id"`` of an existing flow, its next version.
-
-    A flow that breaks the grammar answers 400 with ``detail`` and ``block``, the id of the
-    block it names (null when the problem is not in one block)."""
+    400 names the offending block (``block``: its id, null when the problem is not in one
+    block, so an editor can point at it); 422 is the directory's refusal (say, an unknown
+    group)."""
     raw_id = document.pop("id", None)
     try:
         flow_id = UUID(str(raw_id)) if raw_id is not None else uuid4()
@@ -72,40 +156,51 @@ async def publish_flow(
         )
     except FlowInvalid as error:
         # ``block`` lets an editor put the message next to the block it names.
-        return JSONResponse({"detail": str(error), "block": error.block}, 400)
+        problem = FlowProblem(detail=str(error), block=error.block)
+        return JSONResponse(problem.model_dump(mode="json", exclude_none=False), 400)
     command = PublishFlow(
         workspace_id=who.workspace_id,
         flow_id=flow_id,
         definition=document,
         published_by=who.member_id,
     )
-    return await verdict(bus, config, models, who, command, 201)
+    return await verdict(bus, config, models, who, command, 201, FlowPublished)
 
 
-@router.get("/api/flows")
+@router.get("/api/flows", response_model=Flows)
 async def list_flows(
     who: Annotated[Caller, Depends(caller)],
     models: Annotated[ReadModels, Depends(read_models)],
 ) -> dict[str, Any]:
+    """Each flow at its latest version, and the numbers it is active on."""
     return {"flows": await models.flows(who.workspace_id)}
 
 
-@router.get("/api/flows/{flow_id}/versions")
+@router.get(
+    "/api/flows/{flow_id}/versions",
+    response_model=FlowVersions,
+    responses=problem_responses(404),
+)
 async def flow_versions(
     flow_id: UUID,
     who: Annotated[Caller, Depends(caller)],
     models: Annotated[ReadModels, Depends(read_models)],
 ) -> dict[str, Any]:
+    """Every published version of the flow, first first."""
     versions = await models.flow_versions(who.workspace_id, flow_id)
     if not versions:
         raise HTTPException(404, f"no flow {flow_id} in this workspace")
     return {"flow_id": str(flow_id), "versions": versions}
 
 
-@router.put("/api/numbers/{phone_number_id}/flow")
+@router.put(
+    "/api/numbers/{phone_number_id}/flow",
+    response_model=ActiveFlowChosen,
+    responses={**PENDING, **problem_responses(403)},
+)
 async def choose_active_flow(
-    phone_number_id: str,
-    flow_id: Annotated[UUID, Body(embed=True)],
+    phone_number_id: Annotated[Identifier, Path(description="Meta's id of the business number")],
+    body: FlowChoice,
     who: Annotated[Caller, Depends(admin)],
     models: Annotated[ReadModels, Depends(read_models)],
     bus: Annotated[Publisher, Depends(publisher)],
@@ -115,7 +210,7 @@ async def choose_active_flow(
     command = ChooseActiveFlow(
         workspace_id=who.workspace_id,
         phone_number_id=phone_number_id,
-        flow_id=flow_id,
+        flow_id=body.flow_id,
         chosen_by=who.member_id,
     )
-    return await verdict(bus, config, models, who, command, 200)
+    return await verdict(bus, config, models, who, command, 200, ActiveFlowChosen)

@@ -16,6 +16,7 @@ from events.directory import (
     AgentStatus,
     DeactivateMember,
     Role,
+    RotateMemberToken,
     SetAgentStatus,
     SetNotificationSettings,
     UpdateMember,
@@ -25,44 +26,79 @@ from services.gateway.dependencies import (
     Publisher,
     admin,
     caller,
+    first,
     outcome_of,
     publisher,
     read_models,
     send_command,
     settings,
+    typed,
     verdict,
+)
+from services.gateway.inputs import Name, known_query_only
+from services.gateway.problems import problem_responses
+from services.gateway.responses import (
+    CommandPending,
+    Member,
+    MemberChanged,
+    MemberCreated,
+    MemberDeactivated,
+    Members,
+    NotificationsSet,
+    StatusSet,
+    TokenRotated,
 )
 from services.settings import Settings
 
-router = APIRouter(tags=["members"])
+router = APIRouter(
+    tags=["members"],
+    responses=problem_responses(401, 422, 503),
+    dependencies=[Depends(known_query_only)],
+)
 
 MAX_CAPACITY = 100
+ADMIN_ONLY = problem_responses(403)
+NOT_FOUND = problem_responses(404)
+PENDING: dict[int | str, dict[str, Any]] = {
+    202: {"model": CommandPending, "description": "Sent; not decided within the wait."}
+}
 
 
 class NewMember(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "Ana", "role": "agent", "capacity": 5}]},
+    )
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     role: Role = "agent"
     capacity: int = Field(default=5, ge=1, le=MAX_CAPACITY)
 
 
 class MemberChanges(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """At least one of the three."""
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"name": "Ana M.", "capacity": 7}]}
+    )
+
+    name: Name | None = None
     role: Role | None = None
     capacity: int | None = Field(default=None, ge=1, le=MAX_CAPACITY)
 
 
 class StatusChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"status": "available"}]}
+    )
 
     status: AgentStatus
 
 
 class NotificationSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"desktop": True, "sound": False}]}
+    )
 
     desktop: bool
     sound: bool
@@ -73,7 +109,15 @@ Bus = Annotated[Publisher, Depends(publisher)]
 Config = Annotated[Settings, Depends(settings)]
 
 
-@router.post("/api/members", status_code=201)
+@router.post(
+    "/api/members",
+    status_code=201,
+    response_model=MemberCreated,
+    responses={
+        202: {"model": MemberCreated, "description": "Sent; not decided within the wait."},
+        **ADMIN_ONLY,
+    },
+)
 async def add_member(
     body: NewMember,
     who: Annotated[Caller, Depends(admin)],
@@ -82,50 +126,56 @@ async def add_member(
     config: Config,
 ) -> JSONResponse:
     """A new member; answers its id and its token (shown once: only its hash is kept)."""
-    if not body.name.strip():
-        raise HTTPException(400, "a member needs a non-empty name")
     token = secrets.token_urlsafe(32)
     member_id = uuid4()
     command = AddMember(
         workspace_id=who.workspace_id,
         member_id=member_id,
-        name=body.name.strip(),
+        name=body.name,
         role=body.role,
         capacity=body.capacity,
         token_hash=token_hash(token),
     )
     command_id = await send_command(bus, config, who, command)
     outcome = await outcome_of(models, command_id)
-    created = {
-        "command_id": str(command_id),
-        "member_id": str(member_id),
-        "token": token,
-        "name": command.name,
-        "role": body.role,
-        "capacity": body.capacity,
-    }
+    # The member and its credential reach the read models from two topics: answer 201 once
+    # the token works, as the caller will use it next.
+    if outcome is not None and outcome["outcome"] == "accepted":
+        await first(lambda: models.caller(token))
+    created = MemberCreated(
+        command_id=command_id,
+        member_id=member_id,
+        token=token,
+        name=command.name,
+        role=body.role,
+        capacity=body.capacity,
+    )
     if outcome is None:
         # Not decided within the wait: the token works once the directory accepts the member.
-        return JSONResponse({**created, "detail": "accepted; not decided yet"}, 202)
+        return typed(created.model_copy(update={"detail": "accepted; not decided yet"}), 202)
     if outcome["outcome"] == "rejected":
         raise HTTPException(422, outcome["reason"])
-    return JSONResponse(created, 201)
+    return typed(created, 201)
 
 
-@router.get("/api/members")
+@router.get("/api/members", response_model=Members)
 async def list_members(who: Annotated[Caller, Depends(caller)], models: Models) -> dict[str, Any]:
     """Every member of the workspace (agents need them to transfer conversations)."""
     return {"members": await models.members(who.workspace_id)}
 
 
-@router.get("/api/members/{member_id}")
+@router.get("/api/members/{member_id}", response_model=Member, responses=NOT_FOUND)
 async def get_member(
     member_id: UUID, who: Annotated[Caller, Depends(caller)], models: Models
 ) -> dict[str, Any]:
     return await _member(models, who, member_id)
 
 
-@router.patch("/api/members/{member_id}")
+@router.patch(
+    "/api/members/{member_id}",
+    response_model=MemberChanged,
+    responses={**PENDING, **problem_responses(400, 403, 404)},
+)
 async def update_member(
     member_id: UUID,
     body: MemberChanges,
@@ -134,20 +184,25 @@ async def update_member(
     bus: Bus,
     config: Config,
 ) -> JSONResponse:
+    """Change a member's name, role or capacity (422 if it would leave no active admin)."""
     if body.name is None and body.role is None and body.capacity is None:
         raise HTTPException(400, "send at least one of name, role, capacity")
     await _member(models, who, member_id)
     command = UpdateMember(
         workspace_id=who.workspace_id,
         member_id=member_id,
-        name=body.name.strip() if body.name is not None else None,
+        name=body.name,
         role=body.role,
         capacity=body.capacity,
     )
-    return await verdict(bus, config, models, who, command, 200)
+    return await verdict(bus, config, models, who, command, 200, MemberChanged)
 
 
-@router.delete("/api/members/{member_id}")
+@router.delete(
+    "/api/members/{member_id}",
+    response_model=MemberDeactivated,
+    responses={**PENDING, **problem_responses(403, 404)},
+)
 async def deactivate_member(
     member_id: UUID,
     who: Annotated[Caller, Depends(admin)],
@@ -160,15 +215,50 @@ async def deactivate_member(
     The member stays in the records (histories name who answered)."""
     await _member(models, who, member_id)
     command = DeactivateMember(workspace_id=who.workspace_id, member_id=member_id)
-    return await verdict(bus, config, models, who, command, 200)
+    return await verdict(bus, config, models, who, command, 200, MemberDeactivated)
 
 
-@router.get("/api/me")
+@router.post(
+    "/api/members/{member_id}/token",
+    response_model=TokenRotated,
+    responses={
+        202: {"model": TokenRotated, "description": "Sent; not decided within the wait."},
+        **problem_responses(403, 404),
+    },
+)
+async def rotate_token(
+    member_id: UUID,
+    who: Annotated[Caller, Depends(caller)],
+    models: Models,
+    bus: Bus,
+    config: Config,
+) -> JSONResponse:
+    """A new token for the member (an admin's, or the member's own); the previous one stops
+    working once this answers 200. Shown once, like the first."""
+    if who.role != "admin" and who.member_id != member_id:
+        raise HTTPException(403, "only an admin or the member itself rotates its token")
+    await _member(models, who, member_id)
+    token = secrets.token_urlsafe(32)
+    command = RotateMemberToken(
+        workspace_id=who.workspace_id, member_id=member_id, token_hash=token_hash(token)
+    )
+    command_id = await send_command(bus, config, who, command)
+    outcome = await outcome_of(models, command_id)
+    rotated = TokenRotated(command_id=command_id, member_id=member_id, token=token)
+    if outcome is None:
+        return typed(rotated.model_copy(update={"detail": "accepted; not decided yet"}), 202)
+    if outcome["outcome"] == "rejected":
+        raise HTTPException(422, outcome["reason"])
+    return typed(rotated)
+
+
+@router.get("/api/me", response_model=Member)
 async def me(who: Annotated[Caller, Depends(caller)], models: Models) -> dict[str, Any]:
+    """The caller's own member record."""
     return await _member(models, who, who.member_id)
 
 
-@router.put("/api/me/status")
+@router.put("/api/me/status", response_model=StatusSet, responses=PENDING)
 async def set_status(
     body: StatusChange,
     who: Annotated[Caller, Depends(caller)],
@@ -179,17 +269,17 @@ async def set_status(
     """available / unavailable (offline is also set when the member's last session ends)."""
     current = await _member(models, who, who.member_id)
     if current["status"] == body.status:
-        return JSONResponse({"status": body.status})
+        return typed(StatusSet(status=body.status))
     command = SetAgentStatus(
         workspace_id=who.workspace_id,
         member_id=who.member_id,
         status=body.status,
         reason="set by the member",
     )
-    return await verdict(bus, config, models, who, command, 200)
+    return await verdict(bus, config, models, who, command, 200, StatusSet)
 
 
-@router.put("/api/me/notifications")
+@router.put("/api/me/notifications", response_model=NotificationsSet, responses=PENDING)
 async def set_notifications(
     body: NotificationSettings,
     who: Annotated[Caller, Depends(caller)],
@@ -197,13 +287,14 @@ async def set_notifications(
     bus: Bus,
     config: Config,
 ) -> JSONResponse:
+    """Whether the caller wants desktop notifications and sounds."""
     command = SetNotificationSettings(
         workspace_id=who.workspace_id,
         member_id=who.member_id,
         desktop=body.desktop,
         sound=body.sound,
     )
-    return await verdict(bus, config, models, who, command, 200)
+    return await verdict(bus, config, models, who, command, 200, NotificationsSet)
 
 
 async def _member(models: ReadModels, who: Caller, member_id: UUID) -> dict[str, Any]:

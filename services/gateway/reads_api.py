@@ -8,7 +8,7 @@ and how far it read, so the same read sent twice is one event.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -27,19 +27,41 @@ from services.gateway.dependencies import (
     settings,
     visible_conversation,
 )
+from services.gateway.inputs import known_query_only
+from services.gateway.problems import problem_responses
 from services.gateway.webhook import OutgoingRecord
 from services.settings import Settings
 
-router = APIRouter(tags=["conversations"])
+router = APIRouter(
+    tags=["conversations"],
+    responses=problem_responses(401, 422, 503),
+    dependencies=[Depends(known_query_only)],
+)
 
 
 class ReadUpTo(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"up_to": 3}]})
 
-    up_to: int = Field(ge=0, description="how many of the customer's messages were shown")
+    up_to: int = Field(
+        ge=0, le=2**31 - 1, description="how many of the customer's messages were shown"
+    )
 
 
-@router.post("/api/conversations/{conversation_id}/read")
+class ReadMarker(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"read_up_to": 3}]})
+
+    read_up_to: int = Field(description="my marker: customer messages I have seen")
+
+
+@router.post(
+    "/api/conversations/{conversation_id}/read",
+    response_model=ReadMarker,
+    status_code=200,
+    responses={
+        202: {"model": ReadMarker, "description": "Recorded; unread counts follow in a moment."},
+        **problem_responses(404),
+    },
+)
 async def mark_read(
     conversation_id: UUID,
     body: ReadUpTo,
@@ -83,5 +105,4 @@ async def mark_read(
         )
     except Exception:
         raise HTTPException(503, "the message bus is unavailable; retry later") from None
-    result: dict[str, Any] = {"read_up_to": body.up_to}
-    return JSONResponse(result, 202)
+    return JSONResponse(ReadMarker(read_up_to=body.up_to).model_dump(), 202)

@@ -29,14 +29,39 @@ from services.gateway.dependencies import (
     read_models,
     send_command,
 )
+from services.gateway.inputs import known_query_only
+from services.gateway.problems import problem_responses
+from services.gateway.responses import ANA, STREAM_CHANGE_EXAMPLE
 from services.settings import Settings
 
 log = structlog.get_logger(__name__)
-router = APIRouter(tags=["stream"])
+router = APIRouter(tags=["stream"], dependencies=[Depends(known_query_only)])
 
 POLL_SECONDS = 0.5
 KEEP_ALIVE_SECONDS = 15.0
 BATCH = 200
+MAX_SEQ = 2**63 - 1  # the feed's bigserial
+STREAM_EXAMPLE = (
+    f'id: 41\nevent: ready\ndata: {{"member_id": "{ANA}", "after": 41}}\n\n'
+    f"id: 42\nevent: {STREAM_CHANGE_EXAMPLE['kind']}\n"
+    f"data: {orjson.dumps(STREAM_CHANGE_EXAMPLE).decode()}\n\n: keep-alive\n\n"
+)
+STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-Sent Events until the client leaves: first `ready`, then one"
+        " event per change the caller may see (`id`: the feed's sequence number, `event`:"
+        " the event type, `data`: a JSON object as in the `StreamChange` schema), and a"
+        " `: keep-alive` comment after 15 quiet seconds.",
+        "content": {
+            "text/event-stream": {
+                "schema": {"type": "string"},
+                "example": STREAM_EXAMPLE,
+                "x-event-data": {"$ref": "#/components/schemas/StreamChange"},
+            }
+        },
+    },
+    **problem_responses(401, 422, 503),
+}
 
 
 class Sessions:
@@ -89,21 +114,27 @@ def sessions(request: Request) -> Sessions:
     return found
 
 
-@router.get("/api/stream", response_class=StreamingResponse)
+@router.get("/api/stream", response_class=StreamingResponse, responses=STREAM_RESPONSES)
 async def stream(
     request: Request,
     who: Annotated[Caller, Depends(caller)],
     models: Annotated[ReadModels, Depends(read_models)],
     tracker: Annotated[Sessions, Depends(sessions)],
-    last_event_id: Annotated[str | None, Header()] = None,
-    after: Annotated[int | None, Query(ge=0, description="resume after this event id")] = None,
+    last_event_id: Annotated[
+        str | None,
+        Header(description="the last `id` received; ignored unless a number (as browsers send)"),
+    ] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_SEQ, description="resume after this event id")
+    ] = None,
 ) -> StreamingResponse:
     """Changes I can see, as they are projected: ``id`` is the feed's sequence number (send it
     back as ``Last-Event-ID`` to resume), ``event`` the event type, ``data`` what changed
     (conversation, group, member); read the details from the other routes."""
     start = after
-    if last_event_id is not None and last_event_id.isdigit():
-        start = int(last_event_id)
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit():
+        start = min(int(last_event_id), MAX_SEQ)
     if start is None:
         start = await models.last_change_seq(who.workspace_id)
     return StreamingResponse(

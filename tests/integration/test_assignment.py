@@ -148,7 +148,6 @@ class Upstream:
                 name=name,
                 role=role,
                 capacity=capacity,
-                token_hash="0" * 64,
             )
         )
         if status != "offline":
@@ -425,7 +424,6 @@ def test_the_append_refuses_to_take_a_member_over_capacity_or_to_queue_a_closed_
             name="A",
             role="agent",
             capacity=1,
-            token_hash="0" * 64,
         )
         recorder.route(up.envelope(added, str(up.workspace)), Tracking("directory#0", 1))
         store.append([_assigned_event(up, member_id, group_id, "rotation")], None)

@@ -187,7 +187,6 @@ async def world(settings: Settings) -> AsyncIterator[World]:
                         name=name,
                         role=role,  # type: ignore[arg-type]
                         capacity=3,
-                        token_hash=uuid.uuid4().hex,
                     )
                 )
             for group, name in ((VENTAS, "Ventas"), (SOPORTE, "Soporte")):

@@ -130,7 +130,8 @@ async def test_members_groups_statuses_and_notifications(admin: Admin) -> None:
         True,
     )
     assert members[1]["group_ids"] == []
-    caller = await models.caller(BETO_TOKEN)
+    # The token's hash arrives on directory.credentials, apart from the member's row.
+    caller = await eventually(lambda: models.caller(BETO_TOKEN), lambda found: found is not None)
     assert caller is not None
     assert caller.member_id == beto
 

@@ -254,8 +254,17 @@ async def test_a_browser_session_is_a_signed_cookie_and_cookie_writes_need_the_p
         assert 'switchboard_session=""' in out.headers["set-cookie"]
         assert (await client.get("/api/me")).status_code == 401
 
-        # A deactivated member's session ends with its token.
+        # A new token ends the sessions the old one opened (a leaked token is rotated).
         await client.post("/sign-in", data={"token": agent["token"]})
+        assert (await client.get("/api/me")).status_code == 200
+        rotated = await ok(
+            await client.post(f"/api/members/{agent['member_id']}/token", headers=admin)
+        )
+        assert (await client.get("/api/me")).status_code == 401
+        assert (await client.get("/")).status_code == 303
+
+        # A deactivated member's session ends with its token.
+        await client.post("/sign-in", data={"token": rotated["token"]})
         assert (await client.get("/api/me")).status_code == 200
         await ok(await client.delete(f"/api/members/{agent['member_id']}", headers=admin))
         assert (await client.get("/api/me")).status_code == 401

@@ -168,6 +168,13 @@ async def test_another_workspace_sees_and_changes_nothing(settings: Settings) ->
                 not_found,
             ),
             ("DELETE", "/api/members/{member_id}", f"/api/members/{mid}", None, not_found),
+            (
+                "POST",
+                "/api/members/{member_id}/token",
+                f"/api/members/{mid}/token",
+                None,
+                not_found,
+            ),
             ("GET", "/api/groups", "/api/groups", None, none_of_one),
             ("POST", "/api/groups", "/api/groups", {"name": "G"}, none_of_one),
             ("GET", "/api/groups/{group_id}", f"/api/groups/{gid}", None, not_found),

@@ -26,6 +26,7 @@ from events.directory import (
     GroupMemberRemoved,
     GroupRenamed,
     MemberAdded,
+    MemberCredentialIssued,
     MemberDeactivated,
     MemberUpdated,
     NotificationSettingsChanged,
@@ -78,10 +79,18 @@ def test_creates_workspace_number_and_admin() -> None:
     events = decide_create_workspace(
         command(), COMMAND_ID, WorkspaceState(UUID(int=1)), NumberState("4801")
     )
-    assert [type(e) for e in events] == [WorkspaceCreated, BusinessNumberConnected, MemberAdded]
-    admin = events[2]
+    assert [type(e) for e in events] == [
+        WorkspaceCreated,
+        BusinessNumberConnected,
+        MemberAdded,
+        MemberCredentialIssued,
+    ]
+    admin, credential = events[2:]
     assert isinstance(admin, MemberAdded)
-    assert (admin.role, admin.token_hash) == ("admin", "ab" * 32)
+    assert admin.role == "admin"
+    assert credential == MemberCredentialIssued(
+        workspace_id=UUID(int=1), member_id=UUID(int=2), token_hash="ab" * 32, reason="added"
+    )
 
 
 def test_a_number_owned_elsewhere_is_rejected_with_the_owner() -> None:
@@ -156,7 +165,6 @@ def acme(*events: Payload) -> WorkspaceState:
             name="Ana",
             role="admin",
             capacity=10,
-            token_hash="a" * 64,
         ),
         MemberAdded(
             workspace_id=WORKSPACE,
@@ -164,7 +172,6 @@ def acme(*events: Payload) -> WorkspaceState:
             name="Beto",
             role="agent",
             capacity=3,
-            token_hash="b" * 64,
         ),
         GroupCreated(workspace_id=WORKSPACE, group_id=GROUP, name="Ventas"),
         GroupMemberAdded(workspace_id=WORKSPACE, group_id=GROUP, member_id=AGENT),
@@ -202,16 +209,19 @@ def update(member_id: UUID = AGENT, **overrides: object) -> UpdateMember:
 
 
 def test_add_member_adds_it_once() -> None:
-    [added] = decide_add_member(add_member(), COMMAND_ID, acme())
+    [added, credential] = decide_add_member(add_member(), COMMAND_ID, acme())
     assert added == MemberAdded(
         workspace_id=WORKSPACE,
         member_id=UUID(int=20),
         name="Carla",
         role="agent",
         capacity=4,
-        token_hash="c" * 64,
     )
-    state = evolve_workspace(acme(), added)
+    # The token's hash goes apart from the member (to the restricted credentials topic).
+    assert credential == MemberCredentialIssued(
+        workspace_id=WORKSPACE, member_id=UUID(int=20), token_hash="c" * 64, reason="added"
+    )
+    state = evolve_workspace(evolve_workspace(acme(), added), credential)
     assert UUID(int=20) in state.members
     assert decide_add_member(add_member(), COMMAND_ID, state) == []
     assert "already exists" in reason_of(
@@ -273,7 +283,6 @@ def test_an_admin_may_be_demoted_while_another_admin_is_active() -> None:
         name="Olga",
         role="admin",
         capacity=5,
-        token_hash="d" * 64,
     )
     [demoted] = decide_update_member(update(ADMIN, role="agent"), COMMAND_ID, acme(second))
     assert isinstance(demoted, MemberUpdated)

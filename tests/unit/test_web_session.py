@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from uuid import UUID
 
 import pytest
@@ -17,6 +18,7 @@ from services.gateway.web.session import (
 pytestmark = pytest.mark.unit
 SECRET = "s" * 40
 MEMBER, WORKSPACE = UUID(int=7), UUID(int=1)
+ISSUED = datetime(2026, 11, 24, 15, 0, 0, 123456, tzinfo=UTC)
 
 
 def request(method: str = "POST", **headers: str) -> Request:
@@ -37,23 +39,24 @@ def request(method: str = "POST", **headers: str) -> Request:
 
 def test_a_session_round_trips_and_names_the_member_not_the_token() -> None:
     codec = SessionCodec(SECRET, 3600)
-    session, cookie = codec.issue(MEMBER, WORKSPACE)
+    session, cookie = codec.issue(MEMBER, WORKSPACE, ISSUED)
     assert codec.read(cookie) == session
     assert (session.member_id, session.workspace_id) == (MEMBER, WORKSPACE)
+    assert session.credential_issued_at == ISSUED  # to the microsecond: a rotation ends it
     assert len(session.csrf) >= 32
-    assert codec.issue(MEMBER, WORKSPACE)[0].csrf != session.csrf  # fresh per sign-in
+    assert codec.issue(MEMBER, WORKSPACE, ISSUED)[0].csrf != session.csrf  # fresh per sign-in
 
 
 def test_an_altered_forged_or_expired_cookie_is_no_session() -> None:
     codec = SessionCodec(SECRET, 3600)
-    _, cookie = codec.issue(MEMBER, WORKSPACE)
+    _, cookie = codec.issue(MEMBER, WORKSPACE, ISSUED)
     assert codec.read(cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB")) is None
-    assert codec.read(SessionCodec("t" * 40, 3600).issue(MEMBER, WORKSPACE)[1]) is None
+    assert codec.read(SessionCodec("t" * 40, 3600).issue(MEMBER, WORKSPACE, ISSUED)[1]) is None
     assert codec.read("") is None
     assert codec.read(None) is None
     assert codec.read("not-a-cookie") is None
     short = SessionCodec(SECRET, 1)
-    _, soon_stale = short.issue(MEMBER, WORKSPACE)
+    _, soon_stale = short.issue(MEMBER, WORKSPACE, ISSUED)
     time.sleep(2.1)
     assert short.read(soon_stale) is None
 
@@ -64,7 +67,7 @@ def test_a_short_secret_is_refused() -> None:
 
 
 def test_a_write_from_the_suites_own_page_passes() -> None:
-    session, _ = SessionCodec(SECRET, 3600).issue(MEMBER, WORKSPACE)
+    session, _ = SessionCodec(SECRET, 3600).issue(MEMBER, WORKSPACE, ISSUED)
     own = request(origin="http://127.0.0.1:8000")
     assert csrf_problem(own, session, session.csrf) is None
     # A browser that sends no Origin still says where the request came from.
@@ -72,7 +75,7 @@ def test_a_write_from_the_suites_own_page_passes() -> None:
 
 
 def test_a_write_from_another_origin_or_without_the_token_is_refused() -> None:
-    session, _ = SessionCodec(SECRET, 3600).issue(MEMBER, WORKSPACE)
+    session, _ = SessionCodec(SECRET, 3600).issue(MEMBER, WORKSPACE, ISSUED)
     # Another port of the same host is the same *site*: SameSite lets the cookie through.
     other_port = request(origin="http://127.0.0.1:9999")
     assert "http://127.0.0.1:9999" in (csrf_problem(other_port, session, session.csrf) or "")

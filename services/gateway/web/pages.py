@@ -131,7 +131,9 @@ async def visit(request: Request, models: Models, codec: Codec) -> Visit:
     session = codec.read(request.cookies.get(COOKIE))
     if session is None:
         raise SignInRequired
-    caller = await models.session_caller(session.workspace_id, session.member_id)
+    caller = await models.session_caller(
+        session.workspace_id, session.member_id, session.credential_issued_at
+    )
     if caller is None:
         raise SignInRequired
     me = await models.member(caller.workspace_id, caller.member_id)
@@ -209,7 +211,9 @@ def page(request: Request, current: Visit, name: str, **values: Any) -> HTMLResp
 @router.get("/sign-in", response_class=HTMLResponse)
 async def sign_in_page(request: Request, models: Models, codec: Codec, next: str = "/") -> Response:
     session = codec.read(request.cookies.get(COOKIE))
-    if session is not None and await models.session_caller(session.workspace_id, session.member_id):
+    if session is not None and await models.session_caller(
+        session.workspace_id, session.member_id, session.credential_issued_at
+    ):
         return RedirectResponse(_safe_next(next), 303)
     return templates.TemplateResponse(request, "sign_in.html", {"next": _safe_next(next)})
 
@@ -233,7 +237,8 @@ async def sign_in(request: Request, models: Models, codec: Codec) -> Response:
             {"next": target, "error": "That token is unknown, or its member was deactivated."},
             status_code=401,
         )
-    _, value = codec.issue(found.member_id, found.workspace_id)
+    assert found.credential_issued_at is not None  # a token lookup always says when
+    _, value = codec.issue(found.member_id, found.workspace_id, found.credential_issued_at)
     response = RedirectResponse(target, 303)
     codec.set_cookie(request, response, value)
     return response

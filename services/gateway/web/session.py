@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -34,6 +35,8 @@ class Session:
     member_id: UUID
     workspace_id: UUID
     csrf: str
+    # When the token signed in with was issued: a new token (a rotation) ends the session.
+    credential_issued_at: datetime
 
 
 class SessionCodec:
@@ -48,11 +51,18 @@ class SessionCodec:
         self.serializer = URLSafeTimedSerializer(secret, salt="switchboard.session")
         self.max_age_seconds = max_age_seconds
 
-    def issue(self, member_id: UUID, workspace_id: UUID) -> tuple[Session, str]:
+    def issue(
+        self, member_id: UUID, workspace_id: UUID, credential_issued_at: datetime
+    ) -> tuple[Session, str]:
         """A new session (fresh CSRF token) and its cookie value."""
-        session = Session(member_id, workspace_id, secrets.token_urlsafe(32))
+        session = Session(member_id, workspace_id, secrets.token_urlsafe(32), credential_issued_at)
         value = self.serializer.dumps(
-            {"m": str(member_id), "w": str(workspace_id), "c": session.csrf}
+            {
+                "m": str(member_id),
+                "w": str(workspace_id),
+                "c": session.csrf,
+                "k": credential_issued_at.isoformat(),
+            }
         )
         return session, value
 
@@ -62,7 +72,8 @@ class SessionCodec:
             return None
         try:
             data = self.serializer.loads(value, max_age=int(self.max_age_seconds))
-            return Session(UUID(data["m"]), UUID(data["w"]), str(data["c"]))
+            issued = datetime.fromisoformat(str(data["k"]))
+            return Session(UUID(data["m"]), UUID(data["w"]), str(data["c"]), issued)
         except (BadSignature, KeyError, TypeError, ValueError):
             return None
 
