@@ -62,11 +62,13 @@ def static_version() -> str:
 def create_app(settings: Settings) -> FastAPI:
     if not settings.whatsapp_app_secret:
         raise ValueError("WHATSAPP_APP_SECRET is required: webhook signatures cannot be checked")
-    # Refuses a missing or short SWITCHBOARD_SESSION_SECRET: the suite's cookies need it.
-    session_codec = SessionCodec(settings.session_secret, settings.session_hours * 3600)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The gateway does not start without SWITCHBOARD_SESSION_SECRET (32+ characters):
+        # the suite's cookies are signed with it. (Checked here, not in create_app, so the
+        # app can be built for its OpenAPI document alone.)
+        session_codec = SessionCodec(settings.session_secret, settings.session_hours * 3600)
         await ensure_topics(settings)
         producer = idempotent_producer(settings, client_id="switchboard-gateway")
         await producer.start()

@@ -14,7 +14,7 @@ import orjson
 import yaml
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from events.flows import ChooseActiveFlow, PublishFlow
 from projections.queries import Caller, ReadModels
@@ -39,15 +39,6 @@ from services.gateway.responses import (
     FlowVersions,
 )
 from services.settings import Settings
-
-
-class FlowProblem(Problem):
-    """A flow the grammar refuses, and the block it names."""
-
-    block: str | None = Field(
-        default=None, description="the id of the offending block; null when it is no one block"
-    )
-
 
 router = APIRouter(
     tags=["flows"],
@@ -124,11 +115,7 @@ async def _bounded_body(request: Request, limit: int) -> bytes:
     "/api/flows",
     status_code=201,
     response_model=FlowPublished,
-    responses={
-        **PENDING,
-        **problem_responses(403, 413),
-        400: {"model": FlowProblem, "description": "The flow breaks the grammar."},
-    },
+    responses={**PENDING, **problem_responses(400, 403, 413)},
     openapi_extra={"requestBody": FLOW_BODY},
 )
 async def publish_flow(
@@ -156,8 +143,9 @@ async def publish_flow(
         )
     except FlowInvalid as error:
         # ``block`` lets an editor put the message next to the block it names.
-        problem = FlowProblem(detail=str(error), block=error.block)
-        return JSONResponse(problem.model_dump(mode="json", exclude_none=False), 400)
+        # The Problem body plus ``block``, so an editor can put the message next to it.
+        body = {**Problem(detail=str(error)).model_dump(mode="json"), "block": error.block}
+        return JSONResponse(body, 400)
     command = PublishFlow(
         workspace_id=who.workspace_id,
         flow_id=flow_id,
