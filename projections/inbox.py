@@ -100,23 +100,16 @@ def last_assignment(envelope: Envelope) -> LastAssignment | None:
 def flow_step_entry(envelope: Envelope) -> HistoryEntry | None:
     """The history line of a flow's step, if the event is one an agent should see."""
     match envelope.payload:
-        case FlowRunStarted() as started:
-            text = (
-                f"Flow version {started.version} started."
-                if started.flow_id is not None
-                else "No flow is active on this number."
-            )
+        case FlowRunStarted(flow_id=UUID() as flow_id) as started:
+            # After the customer's first message (which started the conversation) and before
+            # what the bot does about it. No line without a flow: the hand-off says why.
             return _step(
                 envelope,
                 started.conversation_id,
                 started.conversation_started_at,
-                text,
-                {
-                    "flow_id": str(started.flow_id) if started.flow_id else None,
-                    "version": started.version,
-                },
-                rank=RANK_CUSTOMER,
-                seq=0,
+                f"Flow version {started.version} started.",
+                {"step": "started", "flow_id": str(flow_id), "version": started.version},
+                seq=SEQ_FLOW_STEP - 1,
             )
         case AnswerCaptured() as captured:
             # The value is a chosen option's id (what conditions compare), the title what

@@ -96,9 +96,12 @@ async def test_the_inbox_says_what_each_conversation_needs_and_unread_is_per_mem
         )
         await ok(await client.put("/api/me/status", json={"status": "available"}, headers=ana))
 
-        first = int(time.time())
+        first = int(time.time()) - 10  # in the past: Meta's stamps are never ahead of us
         for index, text in enumerate(("hola", "Facturación")):
-            body = messages_webhook(NUMBER, [Text(CUSTOMER, f"w.suite.{index}", text, first)])
+            # The answer comes a second later, as a person's would.
+            body = messages_webhook(
+                NUMBER, [Text(CUSTOMER, f"w.suite.{index}", text, first + index)]
+            )
             await ok(
                 await client.post(
                     "/webhooks/whatsapp",
@@ -119,10 +122,13 @@ async def test_the_inbox_says_what_each_conversation_needs_and_unread_is_per_mem
         [item] = await eventually(mine, settled, within=30)
         conversation = item["conversation_id"]
         sent_at = datetime.fromtimestamp(first, UTC)
+        answered_at = sent_at + timedelta(seconds=1)
         assert item["last_message"]["text"] == "Te comunico con un asesor"
         assert item["last_message"]["author_kind"] == "bot"
         assert item["service_window_open"] is True
-        assert datetime.fromisoformat(item["service_window_until"]) == sent_at + timedelta(hours=24)
+        # The window runs from her last message; the deadline from the start.
+        window_until = datetime.fromisoformat(item["service_window_until"])
+        assert window_until == answered_at + timedelta(hours=24)
         # Nobody answered her yet: she waits since her first message.
         assert datetime.fromisoformat(item["waiting_since"]) == sent_at
         assert item["closes_because"] == "meta_24h"
@@ -142,7 +148,9 @@ async def test_the_inbox_says_what_each_conversation_needs_and_unread_is_per_mem
         )
         assert branch["text"].startswith("Branch at 'route': to 'agents' — rule 1 held")
         kinds = [(line["kind"], line["author_kind"]) for line in history]
-        assert kinds.index(("flow", "bot")) < kinds.index(("message", "customer"))
+        # The run starts after the message that started the conversation, before the bot
+        # asks anything.
+        assert kinds[:3] == [("message", "customer"), ("flow", "bot"), ("message", "bot")]
 
         # Reading moves my marker only: the admin's unread count stays.
         read = await client.post(

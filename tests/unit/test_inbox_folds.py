@@ -23,6 +23,7 @@ from events.outbound import OutboundMessageQueued
 from events.reads import ConversationRead, read_event_id
 from projections.conversations import history_entry
 from projections.inbox import (
+    SEQ_FLOW_STEP,
     DeadlineRow,
     LastAssignment,
     ReadMarker,
@@ -238,13 +239,13 @@ def test_flow_steps_sort_after_the_customers_message_and_before_the_bots_reply()
     ]
 
 
-def test_the_run_start_comes_first_and_the_end_says_where() -> None:
-    started = flow_step_entry(
-        wrapped(
+def test_the_run_start_follows_the_first_message_and_the_end_says_where() -> None:
+    def run(flow_id: UUID | None) -> Envelope:
+        return wrapped(
             FlowRunStarted(
                 conversation_id=CONVERSATION,
-                flow_id=UUID(int=9),
-                version=2,
+                flow_id=flow_id,
+                version=2 if flow_id else None,
                 phone_number_id="1",
                 contact_wa_id="57",
                 contact_name=None,
@@ -253,10 +254,13 @@ def test_the_run_start_comes_first_and_the_end_says_where() -> None:
             ),
             1,
         )
-    )
+
+    started = flow_step_entry(run(UUID(int=9)))
     assert started is not None
-    assert (started.rank, started.seq, started.text) == (0, 0, "Flow version 2 started.")
-    assert started.content == {"flow_id": str(UUID(int=9)), "version": 2}
+    assert (started.rank, started.text) == (0, "Flow version 2 started.")
+    assert 2 < started.seq < SEQ_FLOW_STEP  # after the customer's messages of that instant
+    assert started.content == {"step": "started", "flow_id": str(UUID(int=9)), "version": 2}
+    assert flow_step_entry(run(None)) is None  # the hand-off line says there is no flow
     ended = flow_step_entry(
         wrapped(FlowEnded(conversation_id=CONVERSATION, block_id="bye", ended_at=AT), 2)
     )
