@@ -36,6 +36,12 @@ INBOX_FIELDS = (
 SERVED_ORDER = "a.queued_at, a.queue_arrival NULLS LAST, a.conversation_id"
 
 
+def change_channel(projections_schema: str) -> str:
+    """The PostgreSQL channel the projector notifies when it adds to the changes feed (a
+    digest: a channel is an identifier of at most 63 bytes, and schemas may be long)."""
+    return "switchboard_changes_" + hashlib.sha256(projections_schema.encode()).hexdigest()[:20]
+
+
 def token_hash(token: str) -> str:
     """Tokens are 256-bit random secrets, so a plain SHA-256 is enough to store them."""
     return hashlib.sha256(token.encode()).hexdigest()

@@ -26,6 +26,7 @@ from services.gateway import (
     reads_api,
     stream_api,
 )
+from services.gateway.change_signal import ChangeSignal
 from services.gateway.dependencies import Publisher, read_models
 from services.gateway.openapi import described_openapi
 from services.gateway.problems import (
@@ -81,9 +82,14 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.session_codec = session_codec
         app.state.read_models = ReadModels(pool, settings.schema("projections"))
         app.state.sessions = stream_api.Sessions(app.state.publisher, settings)
+        app.state.change_signal = ChangeSignal(
+            settings.database().conninfo(), settings.schema("projections")
+        )
+        app.state.change_signal.start()
         try:
             yield
         finally:
+            await app.state.change_signal.stop()
             await app.state.sessions.drain()
             await producer.stop()
             await pool.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -22,6 +23,7 @@ from fastapi.responses import StreamingResponse
 
 from events.directory import SetAgentStatus
 from projections.queries import Caller, ReadModels
+from services.gateway.change_signal import ChangeSignal
 from services.gateway.dependencies import (
     Publisher,
     caller,
@@ -147,11 +149,13 @@ async def stream(
 async def _events(
     request: Request, who: Caller, models: ReadModels, tracker: Sessions, position: int
 ) -> AsyncIterator[bytes]:
+    signal: ChangeSignal = request.app.state.change_signal
     tracker.opened(who)
     try:
         yield _message("ready", {"member_id": str(who.member_id), "after": position}, position)
         quiet = 0.0
         while not await request.is_disconnected():
+            mark = signal.mark(who.workspace_id)
             changes = await models.changes_since(who.workspace_id, position, BATCH)
             # Read per batch, not per stream: an admin may add or remove the member meanwhile.
             groups = await groups_of(models, who) if changes else None
@@ -162,8 +166,10 @@ async def _events(
                     quiet = 0.0
             if len(changes) == BATCH:
                 continue
-            await asyncio.sleep(POLL_SECONDS)
-            quiet += POLL_SECONDS
+            # Woken by the projector's notification, or polling again at the latest.
+            waited = time.monotonic()
+            await signal.wait(who.workspace_id, mark, POLL_SECONDS)
+            quiet += time.monotonic() - waited
             if quiet >= KEEP_ALIVE_SECONDS:
                 yield b": keep-alive\n\n"
                 quiet = 0.0

@@ -4,14 +4,17 @@ steps in the history, read markers, and the browser session (cookie, CSRF, sign-
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
 
+from services.gateway.change_signal import ChangeSignal
 from services.settings import Settings
 from services.workspaces import create_workspace
 from tests.conftest import TEST_APP_SECRET
@@ -277,3 +280,27 @@ async def test_a_browser_session_is_a_signed_cookie_and_cookie_writes_need_the_p
         await ok(await client.delete(f"/api/members/{agent['member_id']}", headers=admin))
         assert (await client.get("/api/me")).status_code == 401
         assert (await client.get("/")).status_code == 303
+
+
+async def test_a_change_in_the_feed_wakes_the_streams_of_its_workspace_at_once(
+    settings: Settings,
+) -> None:
+    """The projector notifies PostgreSQL's channel as it commits a change; the gateway's
+    listener counts it for the workspace (the poll is only the fallback)."""
+    async with consumers(settings), gateway_client(settings) as client:
+        workspace = await create_workspace(settings, name="Signal", phone_number_id=NUMBER)
+        admin = {"Authorization": f"Bearer {workspace['admin_token']}"}
+        other = await create_workspace(settings, name="Quiet", phone_number_id=NUMBER + "7")
+        signal = ChangeSignal(settings.database().conninfo(), settings.schema("projections"))
+        signal.start()
+        try:
+            await asyncio.wait_for(signal.listening.wait(), 30)
+            ours, theirs = UUID(workspace["workspace_id"]), UUID(other["workspace_id"])
+            mark, quiet = signal.mark(ours), signal.mark(theirs)
+            status = {"status": "available"}
+            await ok(await client.put("/api/me/status", json=status, headers=admin))
+            await signal.wait(ours, mark, at_most=30)
+            assert signal.mark(ours) > mark  # woken by the notification, not the time limit
+            assert signal.mark(theirs) == quiet
+        finally:
+            await signal.stop()
