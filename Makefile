@@ -12,6 +12,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 INFRA := bash deploy/infra.sh
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help install run demo test test-unit lint format bench browser infra-up infra-down \
 	infra-status infra-logs infra-reset clean
@@ -49,8 +50,8 @@ format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: install infra-up ## throughput figures beside a raw baseline measured in the same run
-	@eval "$$($(INFRA) env)" && $(BIN)/python -m tests.bench
+bench: install infra-up ## end-to-end and micro benchmarks beside a raw baseline (BENCH_ARGS="--help")
+	@eval "$$($(INFRA) env)" && $(BIN)/python -m bench $(BENCH_ARGS)
 
 browser: ## make sure Debian's chromium is installed (the browser tests drive it)
 	@$(INFRA) browser
