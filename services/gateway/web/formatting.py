@@ -16,6 +16,7 @@ TICKS: dict[str, tuple[str, str]] = {
     "sent": ("✓", "sent"),
     "delivered": ("✓✓", "delivered"),
     "read": ("✓✓", "read"),
+    "played": ("✓✓", "played"),
     "refused": ("⊘", "refused"),
     "failed": ("!", "failed"),
     "deleted": ("⌫", "deleted"),

@@ -336,6 +336,8 @@ async def _conversation(
     return {
         "conversation": row,
         "history": history,
+        # A reply quotes the message it answers.
+        "by_wamid": {line["wamid"]: line for line in history if line.get("wamid")},
         "members": members,
         "groups": groups,
         "group_names": {g["group_id"]: g["name"] for g in groups},

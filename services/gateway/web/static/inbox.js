@@ -3,6 +3,26 @@
 // (claim, reply, transfer, close) through the JSON API.
 import { api, coalesce, fragment, toast } from "./api.js";
 
+/** How to find the focused element again in a re-rendered part (null: it was not there). */
+function focusKey(part) {
+  const active = document.activeElement;
+  if (!active || !part.contains(active)) return null;
+  if (active.id) return `#${CSS.escape(active.id)}`;
+  if (active.dataset.claim) return "[data-claim]";
+  if (active.dataset.retry) return `[data-retry="${CSS.escape(active.dataset.retry)}"]`;
+  const line = active.closest("[data-position]");
+  if (line && active.tagName === "SUMMARY") return `[data-position="${line.dataset.position}"] summary`;
+  if (active.tagName === "SUMMARY") return "details.transfer summary";
+  return null;
+}
+
+/** Replace ``old`` with ``fresh``; a keyboard user stays on the same control. */
+function swapKeepingFocus(old, fresh) {
+  const key = focusKey(old);
+  old.replaceWith(fresh);
+  if (key) fresh.querySelector(key)?.focus({ preventScroll: true });
+}
+
 export function setupInbox() {
   const inbox = document.getElementById("inbox");
   const pane = document.getElementById("conversation");
@@ -25,11 +45,12 @@ export function setupInbox() {
     const fresh = doc.getElementById("inbox-panel");
     const old = inbox.querySelector("#inbox-panel");
     if (!fresh || !old) return;
-    const focused = document.activeElement?.closest("[data-conversation-id], [data-tab]");
+    // Keep the keyboard where it was, if it was in the inbox (not, say, in the reply box).
+    const active = inbox.contains(document.activeElement) ? document.activeElement : null;
+    const focused = active?.closest("[data-conversation-id], [data-tab]");
     const key = focused?.dataset.conversationId ?? focused?.dataset.tab;
     old.replaceWith(fresh);
-    if (key && inbox.contains(focused) === false) {
-      // Keep the keyboard where it was (the same item or tab in the new list).
+    if (key) {
       const again = fresh.querySelector(`[data-conversation-id="${key}"] .item-link, a[data-tab="${key}"]`);
       again?.focus();
     }
@@ -78,9 +99,9 @@ export function setupInbox() {
       old.dataset.readUpTo = String(Math.max(Number(old.dataset.readUpTo), Number(fresh.dataset.readUpTo)));
       // Leave the header alone while its transfer form is open (the agent is choosing).
       if (!old.querySelector("details.transfer[open]")) {
-        old.querySelector("#conversation-header").replaceWith(fresh.querySelector("#conversation-header"));
+        swapKeepingFocus(old.querySelector("#conversation-header"), fresh.querySelector("#conversation-header"));
       }
-      old.querySelector("#history").replaceWith(fresh.querySelector("#history"));
+      swapKeepingFocus(old.querySelector("#history"), fresh.querySelector("#history"));
       for (const position of expanded) {
         old.querySelector(`#history [data-position="${position}"] details`)?.setAttribute("open", "");
       }
