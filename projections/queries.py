@@ -26,7 +26,9 @@ GROUP_MEMBER_IDS = (
     "ARRAY(SELECT gm.member_id FROM {s}.group_members gm WHERE gm.group_id = g.group_id"
     " ORDER BY gm.added_at, gm.member_id) AS member_ids"
 )
-CONVERSATION_FIELDS = "c.*, a.group_id, a.assignee_id, a.state AS assignment_state"
+CONVERSATION_FIELDS = (
+    "c.*, a.group_id, a.assignee_id, a.state AS assignment_state, a.queued_at, a.assigned_at"
+)
 INBOX_FIELDS = (
     "c.*, a.group_id, g.name AS group_name, a.state AS assignment_state, a.assignee_id,"
     " a.queued_at, a.assigned_at"

@@ -360,6 +360,8 @@ class Conversation(ConversationFacts):
     group_id: UUID | None = None
     assignee_id: UUID | None = None
     assignment_state: str | None = Field(default=None, description="queued, assigned, released")
+    queued_at: datetime | None = Field(default=None, description="when it began to wait")
+    assigned_at: datetime | None = Field(default=None, description="when its member got it")
 
 
 class Conversations(BaseModel):
@@ -379,8 +381,6 @@ class InboxConversation(Conversation):
     )
 
     group_name: str | None = None
-    queued_at: datetime | None = None
-    assigned_at: datetime | None = None
     assignee_name: str | None = Field(default=None, description="in ``all``: who holds it")
 
 

@@ -473,3 +473,24 @@ def queue_flow(group_id: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+async def says_in_kind(customer: Customer, message: dict[str, Any]) -> str:
+    """A customer message of any type, as Meta's webhook carries it (``message`` holds its
+    ``type``, the type's object and, for a reply, ``context``)."""
+    wamid = customer._wamid()
+    await customer.suite.webhook(
+        customer.phone_number_id,
+        {
+            "contacts": [{"profile": {"name": customer.name}, "wa_id": customer.wa_id}],
+            "messages": [
+                {
+                    "from": customer.wa_id,
+                    "id": wamid,
+                    "timestamp": str(int(time.time())),
+                    **message,
+                }
+            ],
+        },
+    )
+    return wamid
