@@ -19,14 +19,19 @@ from events.assignment import (
     upcast_conversation_queued_v1,
 )
 from events.base import Payload
+from events.business import BUSINESS_EVENTS
 from events.codec import Registry
 from events.conversation import (
     CONVERSATION_COMMANDS,
     CONVERSATION_EVENTS,
     ConversationStarted,
     CustomerMessageReceived,
+    MessageStatusUpdated,
     upcast_conversation_started_v1,
+    upcast_conversation_started_v2,
     upcast_customer_message_v1,
+    upcast_customer_message_v2,
+    upcast_status_v1,
 )
 from events.directory import (
     CREDENTIAL_EVENTS,
@@ -51,7 +56,12 @@ from events.flows import (
 from events.operations import InboundRecordUnrouted, RecordDeadLettered
 from events.outbound import OUTBOUND_EVENTS, OUTBOUND_REQUESTS
 from events.reads import READ_EVENTS
-from events.whatsapp import RAW_RECORDS
+from events.whatsapp import (
+    RAW_RECORDS,
+    REJECTED_RECORDS,
+    WhatsAppMessageReceived,
+    upcast_message_received_v1,
+)
 
 KEEP_FOREVER = -1
 
@@ -74,10 +84,28 @@ class Topic:
 
 WHATSAPP_INBOUND = Topic(
     name="whatsapp.inbound",
-    key="'{phone_number_id}:{contact wa_id}' (business number and customer)",
+    key="'{phone_number_id}:{contact id}' (business number and customer: wa_id, else BSUID)",
     partitions=6,
     carries=RAW_RECORDS,
-    description="Raw webhook items from Meta, one record per message, status or change.",
+    description="Raw webhook items from Meta about one customer each: messages, statuses and"
+    " the business app's echoes, as sent. (Records of other changes, keyed"
+    " '{waba_id}:{field}', were written here before whatsapp.business existed.)",
+)
+WHATSAPP_BUSINESS = Topic(
+    name="whatsapp.business",
+    key="waba_id (the WhatsApp business account)",
+    partitions=3,
+    carries=BUSINESS_EVENTS,
+    description="Typed webhook changes that are not a customer's message: marketing opt-outs,"
+    " template reviews and quality, account and number updates, errors Meta reports.",
+)
+WHATSAPP_REJECTED = Topic(
+    name="whatsapp.rejected",
+    key="phone_number_id when known, else waba_id, else empty",
+    partitions=1,
+    carries=REJECTED_RECORDS,
+    description="Parts of webhook deliveries that are not what Meta documents, kept whole with"
+    " the reason; the valid items of the same delivery went on.",
 )
 WHATSAPP_UNROUTED = Topic(
     name="whatsapp.unrouted",
@@ -95,7 +123,7 @@ CONVERSATION_EVENTS_TOPIC = Topic(
 )
 CONVERSATION_COMMANDS_TOPIC = Topic(
     name="conversation.commands",
-    key="'{phone_number_id}:{contact wa_id}' (same partitioning as whatsapp.inbound)",
+    key="'{phone_number_id}:{contact id}' (same partitioning as whatsapp.inbound)",
     partitions=6,
     carries=CONVERSATION_COMMANDS,
     description="Requests to the inbound service: close a conversation.",
@@ -189,6 +217,8 @@ DEAD_LETTERS = Topic(
 
 TOPICS: tuple[Topic, ...] = (
     WHATSAPP_INBOUND,
+    WHATSAPP_BUSINESS,
+    WHATSAPP_REJECTED,
     WHATSAPP_UNROUTED,
     CONVERSATION_EVENTS_TOPIC,
     CONVERSATION_COMMANDS_TOPIC,
@@ -218,8 +248,12 @@ def build_registry() -> Registry:
     """Every payload class of the catalogue, with the upcasters of older versions."""
     registry = Registry(payload for topic in TOPICS for payload in topic.carries)
     registry.add_upcaster(CustomerMessageReceived.event_type, 1, upcast_customer_message_v1)
+    registry.add_upcaster(CustomerMessageReceived.event_type, 2, upcast_customer_message_v2)
     registry.add_upcaster(MemberAdded.event_type, 1, upcast_member_added_v1)
     registry.add_upcaster(ConversationStarted.event_type, 1, upcast_conversation_started_v1)
+    registry.add_upcaster(ConversationStarted.event_type, 2, upcast_conversation_started_v2)
+    registry.add_upcaster(MessageStatusUpdated.event_type, 1, upcast_status_v1)
+    registry.add_upcaster(WhatsAppMessageReceived.event_type, 1, upcast_message_received_v1)
     registry.add_upcaster(AnswerCaptured.event_type, 1, upcast_answer_captured_v1)
     registry.add_upcaster(FlowPublished.event_type, 1, upcast_flow_published_v1)
     registry.add_upcaster(PublishFlow.event_type, 1, upcast_publish_flow_v1)

@@ -78,11 +78,15 @@ class Envelope(BaseModel):
         workspace_id: UUID | None,
         occurred_at: Instant,
         actor: Actor,
+        scope: str = "",
     ) -> list[Envelope]:
         """Envelopes for the events this one caused: same correlation, derived ids.
 
         ``stream_of`` names each event's stream (its Kafka key), e.g. its conversation id.
+        ``scope`` names what else makes the cause unique when this envelope's id does not
+        (the workspace a raw webhook record was routed to); it enters every derived id.
         """
+        prefix = f"{scope}/" if scope else ""
         return [
             Envelope.wrap(
                 payload,
@@ -90,7 +94,9 @@ class Envelope(BaseModel):
                 # flows' run start and the expiry's deadline, both first of what a
                 # conversation's start causes) must not make one id, or a reader that
                 # recognises events by id (the projector) keeps only one of them.
-                event_id=uuid5(EVENT_ID_NAMESPACE, f"{self.event_id}/{payload.event_type}/{index}"),
+                event_id=uuid5(
+                    EVENT_ID_NAMESPACE, f"{prefix}{self.event_id}/{payload.event_type}/{index}"
+                ),
                 stream_id=stream_of(payload),
                 workspace_id=workspace_id,
                 occurred_at=occurred_at,

@@ -15,9 +15,12 @@ from typing import Any
 from uuid import UUID
 
 from events.conversation import (
+    BusinessMessageEchoed,
     ConversationClosed,
     ConversationStarted,
     CustomerMessageReceived,
+    MessageEdited,
+    MessageRevoked,
     MessageStatusUpdated,
 )
 from events.envelope import Envelope
@@ -32,15 +35,17 @@ from events.outbound import (
 )
 
 # "unknown" ranks below "sent": a definite result recorded later (another replica's) wins.
+# "played" (a voice message listened to) comes after "read"; a status Meta adds later ranks 0.
 STATUS_RANK = {
     "queued": 0,
     "unknown": 1,
     "sent": 2,
     "delivered": 3,
     "read": 4,
-    "refused": 5,
-    "failed": 6,
-    "deleted": 7,
+    "played": 5,
+    "refused": 6,
+    "failed": 7,
+    "deleted": 8,
 }
 RANK_CUSTOMER, RANK_REPLY, RANK_SYSTEM, RANK_STATUS = 0, 1, 2, 3
 
@@ -59,11 +64,20 @@ class ConversationRow:
     close_reason: str | None
     last_activity_at: datetime
     message_count: int
+    contact_user_id: str | None = None
+    contact_username: str | None = None
+    contact_country_code: str | None = None
 
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    """One line of a conversation's history: a message (either way) or a system line."""
+    """One line of a conversation's history: a message (either way) or a system line.
+
+    A message line also says what Meta said around it: the message it replies to
+    (``reply_to``, with Meta's whole ``context``), whether it was forwarded, the ad it came
+    from (``referral``), its group; and what happened to it since: ``edited_at`` with the
+    earlier versions in ``previous``, ``revoked_at`` once its author deleted it.
+    """
 
     conversation_id: UUID
     event_id: UUID
@@ -82,6 +96,15 @@ class HistoryEntry:
     content: dict[str, Any] | None
     status: str | None
     errors: list[dict[str, Any]] | None
+    reply_to: str | None = None
+    forwarded: bool = False
+    frequently_forwarded: bool = False
+    context: dict[str, Any] | None = None
+    referral: dict[str, Any] | None = None
+    group_id: str | None = None
+    edited_at: datetime | None = None
+    previous: list[dict[str, Any]] | None = None
+    revoked_at: datetime | None = None
     # Ids the text mentions, and what they name ("group" or "member"): the history API shows
     # their names (projections/naming.py). Names are not written here: a rebuild reads the
     # topics in any order, and a line must not depend on whether its names were read first.
@@ -96,6 +119,38 @@ class DeliveryUpdate:
     status: str
     wamid: str | None
     errors: list[dict[str, Any]] | None
+    workspace_id: UUID | None = None
+
+
+@dataclass(frozen=True)
+class LineEdit:
+    """A message line's new version: its text and content change, the old ones are kept."""
+
+    conversation_id: UUID
+    wamid: str
+    message_type: str
+    text: str | None
+    content: dict[str, Any]
+    edited_at: datetime
+
+
+@dataclass(frozen=True)
+class LineRevoke:
+    """A message line its author deleted: shown as deleted, its text no longer shown."""
+
+    conversation_id: UUID
+    wamid: str
+    revoked_at: datetime
+
+
+@dataclass(frozen=True)
+class LineVersion:
+    """What a message line shows now, as stored."""
+
+    message_type: str | None
+    text: str | None
+    content: dict[str, Any] | None
+    previous: list[dict[str, Any]] | None
 
 
 def apply_conversation(row: ConversationRow | None, envelope: Envelope) -> ConversationRow | None:
@@ -118,6 +173,9 @@ def apply_conversation(row: ConversationRow | None, envelope: Envelope) -> Conve
                 close_reason=None,
                 last_activity_at=started.started_at,
                 message_count=0,
+                contact_user_id=started.contact_user_id,
+                contact_username=started.contact_username,
+                contact_country_code=started.contact_country_code,
             )
         case CustomerMessageReceived(sent_at=sent_at) if row is not None:
             return replace(
@@ -150,6 +208,24 @@ def history_entry(envelope: Envelope, row: ConversationRow | None) -> HistoryEnt
                 text=message.text,
                 reply_id=message.reply_id,
                 content=message.content,
+                errors=message.errors or None,
+                **around(message.context, message.context_wamid),
+                referral=message.referral,
+                group_id=message.group_id,
+            )
+        case BusinessMessageEchoed() as echo:
+            return line(
+                echo.conversation_id,
+                echo.sent_at,
+                RANK_REPLY,
+                kind="message",
+                author_kind="business",
+                author_id=row.phone_number_id if row else None,
+                wamid=echo.wamid,
+                message_type=echo.kind,
+                text=echo.text,
+                content=echo.content,
+                **around(echo.context, None),
             )
         case OutboundMessageQueued() as queued:
             return line(
@@ -233,6 +309,53 @@ def history_entry(envelope: Envelope, row: ConversationRow | None) -> HistoryEnt
             return None
 
 
+def around(context: dict[str, Any] | None, reply_to: str | None) -> dict[str, Any]:
+    """The line's fields from Meta's ``context``: the message replied to, forwarding."""
+    context = context or {}
+    replied = context.get("id")
+    return {
+        "context": context or None,
+        "reply_to": replied if isinstance(replied, str) else reply_to,
+        "forwarded": context.get("forwarded") is True,
+        "frequently_forwarded": context.get("frequently_forwarded") is True,
+    }
+
+
+def line_change(envelope: Envelope) -> LineEdit | LineRevoke | None:
+    """An edit or a deletion of an existing message line."""
+    match envelope.payload:
+        case MessageEdited() as edited:
+            return LineEdit(
+                edited.conversation_id,
+                edited.wamid,
+                edited.kind,
+                edited.text,
+                edited.content,
+                edited.edited_at,
+            )
+        case MessageRevoked() as revoked:
+            return LineRevoke(revoked.conversation_id, revoked.wamid, revoked.revoked_at)
+        case _:
+            return None
+
+
+def edited_line(current: LineVersion, edit: LineEdit) -> LineVersion:
+    """The line after an edit: the new version shows, the one it replaces joins ``previous``
+    (oldest first), as WhatsApp keeps an edited message's history."""
+    replaced = {
+        "message_type": current.message_type,
+        "text": current.text,
+        "content": current.content,
+        "replaced_at": edit.edited_at.isoformat(),
+    }
+    return LineVersion(
+        message_type=edit.message_type,
+        text=edit.text,
+        content=edit.content,
+        previous=[*(current.previous or []), replaced],
+    )
+
+
 def refs(
     *, groups: Iterable[UUID | None] = (), members: Iterable[UUID | None] = ()
 ) -> dict[str, str] | None:
@@ -244,17 +367,20 @@ def refs(
 
 def delivery_update(envelope: Envelope) -> DeliveryUpdate | None:
     """The dispatcher's word on a message (or a retry asked for it), in the order it spoke."""
+    workspace = envelope.workspace_id
     match envelope.payload:
         case RetryOutboundMessage(message_id=message_id):
-            return DeliveryUpdate(message_id, "queued", None, None)
+            return DeliveryUpdate(message_id, "queued", None, None, workspace)
         case OutboundMessageSent(message_id=message_id, wamid=wamid):
-            return DeliveryUpdate(message_id, "sent", wamid, None)
+            return DeliveryUpdate(message_id, "sent", wamid, None, workspace)
         case OutboundMessageFailed(message_id=message_id, reason=reason, error=error):
-            return DeliveryUpdate(message_id, "failed", None, [{"reason": reason, "error": error}])
+            return DeliveryUpdate(
+                message_id, "failed", None, [{"reason": reason, "error": error}], workspace
+            )
         case OutboundMessageRefused(message_id=message_id, reason=reason):
-            return DeliveryUpdate(message_id, "refused", None, [{"reason": reason}])
+            return DeliveryUpdate(message_id, "refused", None, [{"reason": reason}], workspace)
         case OutboundOutcomeUnknown(message_id=message_id, reason=reason):
-            return DeliveryUpdate(message_id, "unknown", None, [{"reason": reason}])
+            return DeliveryUpdate(message_id, "unknown", None, [{"reason": reason}], workspace)
         case _:
             return None
 
@@ -302,6 +428,12 @@ class _Line:
         content: dict[str, Any] | None = None,
         status: str | None = None,
         errors: list[dict[str, Any]] | None = None,
+        reply_to: str | None = None,
+        forwarded: bool = False,
+        frequently_forwarded: bool = False,
+        context: dict[str, Any] | None = None,
+        referral: dict[str, Any] | None = None,
+        group_id: str | None = None,
         refs: dict[str, str] | None = None,
     ) -> HistoryEntry:
         return HistoryEntry(
@@ -322,5 +454,11 @@ class _Line:
             content=content,
             status=status,
             errors=errors,
+            reply_to=reply_to,
+            forwarded=forwarded,
+            frequently_forwarded=frequently_forwarded,
+            context=context,
+            referral=referral,
+            group_id=group_id,
             refs=refs,
         )

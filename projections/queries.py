@@ -102,13 +102,14 @@ class ReadModels:
     async def conversations_of_contact(
         self, workspace_id: UUID, contact_wa_id: str
     ) -> list[dict[str, Any]]:
-        """The contact's conversations, oldest first, with who holds each."""
+        """The contact's conversations, oldest first, with who holds each. A contact is
+        found by its WhatsApp id or by its business-scoped user id (BSUID)."""
         return await self._all(
             f"SELECT {CONVERSATION_FIELDS} FROM {{s}}.conversations c"
             " LEFT JOIN {s}.conversation_assignments a USING (conversation_id)"
-            " WHERE c.workspace_id = %s AND c.contact_wa_id = %s"
+            " WHERE c.workspace_id = %s AND (c.contact_wa_id = %s OR c.contact_user_id = %s)"
             " ORDER BY c.started_at, c.conversation_id",
-            (workspace_id, contact_wa_id),
+            (workspace_id, contact_wa_id, contact_wa_id),
         )
 
     async def conversation(
@@ -234,7 +235,9 @@ class ReadModels:
         lines = await self._all(
             "SELECT row_number() OVER w AS position, event_id, kind, author_kind, author_id,"
             " author_name, message_id, wamid, message_type, text, reply_id, content, status,"
-            " errors, occurred_at, refs FROM {s}.conversation_history WHERE conversation_id = %s"
+            " errors, occurred_at, refs, reply_to, forwarded, frequently_forwarded, context,"
+            " referral, group_id, edited_at, previous, revoked_at"
+            " FROM {s}.conversation_history WHERE conversation_id = %s"
             " WINDOW w AS (ORDER BY occurred_at, rank, seq, event_id) ORDER BY position",
             (conversation_id,),
         )

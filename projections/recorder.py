@@ -17,6 +17,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
 from psycopg.types.json import Jsonb
 
+from events.conversation import MessageStatusUpdated
 from events.directory import AgentStatusChanged
 from events.envelope import Envelope
 from projections.assignments import (
@@ -30,10 +31,15 @@ from projections.conversations import (
     ConversationRow,
     DeliveryUpdate,
     HistoryEntry,
+    LineEdit,
+    LineRevoke,
+    LineVersion,
     apply_conversation,
     delivery_update,
+    edited_line,
     history_entry,
     later_status,
+    line_change,
     line_status,
 )
 from projections.directory import (
@@ -65,11 +71,12 @@ from projections.inbox import (
     read_marker,
 )
 from projections.queries import change_channel
+from projections.readable import write_readably
 from services.store import EVENTS_TABLE, RELAY_TRACKING, TRACKING_TABLE, AlreadyTracked
 
 # Bump when a read model's tables change shape: the projector then drops the read models
 # and rebuilds them from offset zero (they are views; the events are the truth).
-READ_MODEL_VERSION = 8
+READ_MODEL_VERSION = 9
 
 TABLES = (
     "applied_events",
@@ -109,9 +116,14 @@ SCHEMA_STATEMENTS = (
         closed_at timestamptz,
         close_reason text,
         last_activity_at timestamptz NOT NULL,
-        message_count integer NOT NULL)""",
+        message_count integer NOT NULL,
+        contact_user_id text,
+        contact_username text,
+        contact_country_code text)""",
     """CREATE INDEX IF NOT EXISTS conversations_by_contact
         ON {s}.conversations (workspace_id, contact_wa_id, started_at)""",
+    """CREATE INDEX IF NOT EXISTS conversations_by_user_id
+        ON {s}.conversations (workspace_id, contact_user_id, started_at)""",
     """CREATE TABLE IF NOT EXISTS {s}.conversation_history (
         event_id uuid PRIMARY KEY,
         conversation_id uuid NOT NULL,
@@ -130,7 +142,16 @@ SCHEMA_STATEMENTS = (
         content jsonb,
         status text,
         errors jsonb,
-        refs jsonb)""",
+        refs jsonb,
+        reply_to text,
+        forwarded boolean NOT NULL DEFAULT false,
+        frequently_forwarded boolean NOT NULL DEFAULT false,
+        context jsonb,
+        referral jsonb,
+        group_id text,
+        edited_at timestamptz,
+        previous jsonb,
+        revoked_at timestamptz)""",
     """CREATE INDEX IF NOT EXISTS conversation_history_in_order
         ON {s}.conversation_history (conversation_id, occurred_at, rank, seq, event_id)""",
     """CREATE INDEX IF NOT EXISTS conversation_history_by_wamid
@@ -183,12 +204,17 @@ SCHEMA_STATEMENTS = (
         message_id uuid PRIMARY KEY,
         status text NOT NULL,
         wamid text,
-        errors jsonb)""",
+        errors jsonb,
+        workspace_id uuid)""",
     """CREATE INDEX IF NOT EXISTS deliveries_by_wamid ON {s}.deliveries (wamid)""",
+    # Meta's furthest status of each message the business sent, per workspace: a wamid is
+    # Meta's, and the same one replayed into another workspace is another message.
     """CREATE TABLE IF NOT EXISTS {s}.wamid_statuses (
-        wamid text PRIMARY KEY,
+        workspace_id uuid NOT NULL,
+        wamid text NOT NULL,
         status text NOT NULL,
-        errors jsonb)""",
+        errors jsonb,
+        PRIMARY KEY (workspace_id, wamid))""",
     """CREATE TABLE IF NOT EXISTS {s}.groups (
         group_id uuid PRIMARY KEY,
         workspace_id uuid NOT NULL,
@@ -270,7 +296,12 @@ CONVERSATION_COLUMNS = (
     "close_reason",
     "last_activity_at",
     "message_count",
+    "contact_user_id",
+    "contact_username",
+    "contact_country_code",
 )
+HISTORY_COLUMNS = tuple(HistoryEntry.__dataclass_fields__)
+HISTORY_JSON = frozenset({"content", "errors", "refs", "context", "referral", "previous"})
 
 
 @dataclass(frozen=True)
@@ -301,6 +332,7 @@ class ProjectionRecorder(PostgresProcessRecorder):
         """Apply one event to every read model it touches, with its position, atomically."""
         try:
             with self.datastore.transaction(commit=True) as cursor:
+                write_readably(cursor)
                 self._insert_tracking(cursor, tracking)
                 if not self._first_time(cursor, envelope):
                     return
@@ -385,7 +417,14 @@ class ProjectionRecorder(PostgresProcessRecorder):
     def _project_conversation(self, cursor: Cursor[DictRow], envelope: Envelope) -> Change | None:
         """The conversation row, history line and delivery status an event changes; what an
         agent sees change, if anything."""
-        conversation_id = getattr(envelope.payload, "conversation_id", None)
+        payload = envelope.payload
+        if isinstance(payload, MessageStatusUpdated) and envelope.workspace_id is not None:
+            # Kept by wamid even when no conversation of the thread sent the message: the
+            # line of whoever sent it shows it (a bot turn, an agent's reply, an echo).
+            self._record_meta_status(
+                cursor, envelope.workspace_id, payload.wamid, payload.status, payload.errors
+            )
+        conversation_id = getattr(payload, "conversation_id", None)
         if conversation_id is None:
             return None
         cursor.execute(
@@ -402,10 +441,14 @@ class ProjectionRecorder(PostgresProcessRecorder):
         if entry is not None:
             visible = True
             self._insert_history(cursor, entry)
-            if entry.kind == "status" and entry.wamid is not None and entry.status is not None:
-                self._record_meta_status(cursor, entry.wamid, entry.status, entry.errors)
+            if entry.author_kind == "business" and after is not None:
+                self._refresh_echo(cursor, after.workspace_id, entry.wamid)
             if entry.message_id is not None:
                 self._refresh_message(cursor, entry.message_id)
+        change = line_change(envelope)
+        if change is not None:
+            visible = True
+            self._change_line(cursor, change)
         update = delivery_update(envelope)
         if update is not None:
             visible = True
@@ -480,23 +523,57 @@ class ProjectionRecorder(PostgresProcessRecorder):
         return None
 
     def _insert_history(self, cursor: Cursor[DictRow], entry: HistoryEntry) -> None:
+        columns = ", ".join(HISTORY_COLUMNS)
+        values = ", ".join(f"%({c})s" for c in HISTORY_COLUMNS)
         cursor.execute(
             self._sql(
-                "INSERT INTO {s}.conversation_history (event_id, conversation_id, occurred_at,"
-                " rank, seq, kind, author_kind, author_id, author_name, message_id, wamid,"
-                " message_type, text, reply_id, content, status, errors, refs) VALUES"
-                " (%(event_id)s, %(conversation_id)s, %(occurred_at)s, %(rank)s, %(seq)s,"
-                " %(kind)s, %(author_kind)s, %(author_id)s, %(author_name)s, %(message_id)s,"
-                " %(wamid)s, %(message_type)s, %(text)s, %(reply_id)s, %(content)s,"
-                " %(status)s, %(errors)s, %(refs)s) ON CONFLICT (event_id) DO NOTHING"
+                f"INSERT INTO {{s}}.conversation_history ({columns}) VALUES ({values})"
+                " ON CONFLICT (event_id) DO NOTHING"
             ),
             {
-                **entry.__dict__,
-                "content": Jsonb(entry.content) if entry.content is not None else None,
-                "errors": Jsonb(entry.errors) if entry.errors is not None else None,
-                "refs": Jsonb(entry.refs) if entry.refs is not None else None,
+                column: Jsonb(value) if column in HISTORY_JSON and value is not None else value
+                for column, value in entry.__dict__.items()
             },
         )
+
+    def _change_line(self, cursor: Cursor[DictRow], change: LineEdit | LineRevoke) -> None:
+        """An edit or a deletion changes the message's own line, never adds one."""
+        if isinstance(change, LineRevoke):
+            # What the author deleted is no longer shown (the event keeps it).
+            cursor.execute(
+                self._sql(
+                    "UPDATE {s}.conversation_history SET revoked_at = %s, text = NULL,"
+                    " content = NULL, previous = NULL WHERE conversation_id = %s"
+                    " AND wamid = %s AND kind = 'message'"
+                ),
+                (change.revoked_at, change.conversation_id, change.wamid),
+            )
+            return
+        cursor.execute(
+            self._sql(
+                "SELECT event_id, message_type, text, content, previous"
+                " FROM {s}.conversation_history"
+                " WHERE conversation_id = %s AND wamid = %s AND kind = 'message'"
+            ),
+            (change.conversation_id, change.wamid),
+        )
+        for row in cursor.fetchall():
+            current = LineVersion(row["message_type"], row["text"], row["content"], row["previous"])
+            edited = edited_line(current, change)
+            cursor.execute(
+                self._sql(
+                    "UPDATE {s}.conversation_history SET message_type = %s, text = %s,"
+                    " content = %s, previous = %s, edited_at = %s WHERE event_id = %s"
+                ),
+                (
+                    edited.message_type,
+                    edited.text,
+                    Jsonb(edited.content),
+                    Jsonb(edited.previous),
+                    change.edited_at,
+                    row["event_id"],
+                ),
+            )
 
     def _project_assignment(self, cursor: Cursor[DictRow], envelope: Envelope) -> Change | None:
         """Who holds the conversation, the decision's history line and the verdict on a claim
@@ -567,16 +644,19 @@ class ProjectionRecorder(PostgresProcessRecorder):
     def _record_delivery(self, cursor: Cursor[DictRow], update: DeliveryUpdate) -> None:
         cursor.execute(
             self._sql(
-                "INSERT INTO {s}.deliveries VALUES (%s, %s, %s, %s) ON CONFLICT (message_id)"
+                "INSERT INTO {s}.deliveries (message_id, status, wamid, errors, workspace_id)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (message_id)"
                 " DO UPDATE SET status = EXCLUDED.status,"
                 " wamid = COALESCE(EXCLUDED.wamid, {s}.deliveries.wamid),"
-                " errors = COALESCE(EXCLUDED.errors, {s}.deliveries.errors)"
+                " errors = COALESCE(EXCLUDED.errors, {s}.deliveries.errors),"
+                " workspace_id = COALESCE(EXCLUDED.workspace_id, {s}.deliveries.workspace_id)"
             ),
             (
                 update.message_id,
                 update.status,
                 update.wamid,
                 Jsonb(update.errors) if update.errors else None,
+                update.workspace_id,
             ),
         )
         self._refresh_message(cursor, update.message_id)
@@ -584,35 +664,58 @@ class ProjectionRecorder(PostgresProcessRecorder):
     def _record_meta_status(
         self,
         cursor: Cursor[DictRow],
+        workspace_id: UUID,
         wamid: str,
         status: str,
         errors: list[dict[str, Any]] | None,
     ) -> None:
         cursor.execute(
-            self._sql("SELECT status FROM {s}.wamid_statuses WHERE wamid = %s"), (wamid,)
+            self._sql(
+                "SELECT status FROM {s}.wamid_statuses WHERE workspace_id = %s AND wamid = %s"
+            ),
+            (workspace_id, wamid),
         )
         found = cursor.fetchone()
         furthest = later_status(found["status"] if found else None, status)
         cursor.execute(
             self._sql(
-                "INSERT INTO {s}.wamid_statuses VALUES (%s, %s, %s) ON CONFLICT (wamid)"
-                " DO UPDATE SET status = EXCLUDED.status,"
+                "INSERT INTO {s}.wamid_statuses VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (workspace_id, wamid) DO UPDATE SET status = EXCLUDED.status,"
                 " errors = COALESCE(EXCLUDED.errors, {s}.wamid_statuses.errors)"
             ),
-            (wamid, furthest, Jsonb(errors) if errors else None),
+            (workspace_id, wamid, furthest, Jsonb(errors) if errors else None),
         )
         cursor.execute(
-            self._sql("SELECT message_id FROM {s}.deliveries WHERE wamid = %s"), (wamid,)
+            self._sql(
+                "SELECT message_id FROM {s}.deliveries WHERE wamid = %s AND workspace_id = %s"
+            ),
+            (wamid, workspace_id),
         )
         for row in cursor.fetchall():
             self._refresh_message(cursor, row["message_id"])
+        self._refresh_echo(cursor, workspace_id, wamid)
+
+    def _refresh_echo(self, cursor: Cursor[DictRow], workspace_id: UUID, wamid: str | None) -> None:
+        """A message the business sent from its app shows Meta's furthest status, whichever
+        of the two (the echo, the status) was projected first."""
+        cursor.execute(
+            self._sql(
+                "UPDATE {s}.conversation_history h SET status = w.status, errors = w.errors"
+                " FROM {s}.wamid_statuses w, {s}.conversations c"
+                " WHERE w.workspace_id = %s AND w.wamid = %s AND h.wamid = w.wamid"
+                " AND h.author_kind = 'business' AND h.kind = 'message'"
+                " AND c.conversation_id = h.conversation_id AND c.workspace_id = w.workspace_id"
+            ),
+            (workspace_id, wamid),
+        )
 
     def _refresh_message(self, cursor: Cursor[DictRow], message_id: UUID) -> None:
         cursor.execute(
             self._sql(
                 "SELECT d.status, d.wamid, d.errors, w.status AS meta_status,"
                 " w.errors AS meta_errors FROM {s}.deliveries d"
-                " LEFT JOIN {s}.wamid_statuses w ON w.wamid = d.wamid WHERE d.message_id = %s"
+                " LEFT JOIN {s}.wamid_statuses w ON w.wamid = d.wamid"
+                " AND w.workspace_id = d.workspace_id WHERE d.message_id = %s"
             ),
             (message_id,),
         )

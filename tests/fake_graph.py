@@ -86,7 +86,8 @@ class Received:
 
     @property
     def to(self) -> str:
-        return str(self.body.get("to"))
+        """The customer: a phone number (``to``) or a business-scoped user id (``recipient``)."""
+        return str(self.body.get("to") or self.body.get("recipient"))
 
     @property
     def text(self) -> str | None:
@@ -136,7 +137,7 @@ class FakeGraphApi:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = {"unparseable": raw.decode("utf-8", "replace")}
-        to = str(body.get("to")) if isinstance(body, dict) else ""
+        to = str(body.get("to") or body.get("recipient")) if isinstance(body, dict) else ""
         with self._lock:
             script = self._scripts.get(to)
             reply = script.popleft() if script else self.default

@@ -52,3 +52,38 @@ def messages_webhook(phone_number_id: str, messages: Sequence[Text]) -> bytes:
 
 def signed_headers(secret: str, body: bytes) -> dict[str, str]:
     return {"Content-Type": "application/json", "X-Hub-Signature-256": sign(secret, body)}
+
+
+def webhook(*changes: tuple[str, dict[str, Any]], waba_id: str = "318400117223051") -> bytes:
+    """One delivery of the given ``(field, value)`` changes, as Meta batches them."""
+    return orjson.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": waba_id,
+                    "changes": [{"field": field, "value": value} for field, value in changes],
+                }
+            ],
+        }
+    )
+
+
+def messages_value(
+    phone_number_id: str,
+    *,
+    contacts: Sequence[dict[str, Any]] = (),
+    messages: Sequence[Any] = (),
+    statuses: Sequence[Any] = (),
+    **more: Any,
+) -> dict[str, Any]:
+    """The value of a ``messages`` change for one business number."""
+    value: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "573001112233", "phone_number_id": phone_number_id},
+        **more,
+    }
+    for name, items in (("contacts", contacts), ("messages", messages), ("statuses", statuses)):
+        if items:
+            value[name] = list(items)
+    return value

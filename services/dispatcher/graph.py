@@ -35,12 +35,29 @@ NOT_SENT_ERRORS: tuple[type[httpx.TransportError], ...] = (
 )
 
 
+def recipient(contact_id: str) -> JsonObject:
+    """Where Meta's Messages API takes the customer: ``to`` for a phone number (wa_id),
+    ``recipient`` for a business-scoped user id (BSUID, ``US.13491208655302741918``), all a
+    conversation knows of a customer who adopted a username. (Meta's "Business-scoped user
+    IDs" page: ``to`` wins when both are sent, so only one is.)"""
+    digits = contact_id.removeprefix("+")
+    return (
+        {"to": contact_id} if digits.isascii() and digits.isdigit() else {"recipient": contact_id}
+    )
+
+
 def message_body(request: OutboundMessageQueued) -> JsonObject:
-    """Meta's JSON body for one message, per the Cloud API's message types."""
+    """Meta's JSON body for one message, per the Cloud API's message types.
+
+    ``biz_opaque_callback_data`` carries the conversation id: Meta returns it in every
+    status of the message, so a status is attached to the conversation that sent the
+    message even when the customer has started another one since.
+    """
     body: JsonObject = {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
-        "to": request.to,
+        **recipient(request.to),
+        "biz_opaque_callback_data": str(request.conversation_id),
     }
     match request.kind:
         case "text":

@@ -16,7 +16,7 @@ from fastapi_offline import FastAPIOffline
 from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from events.catalogue import WHATSAPP_INBOUND
+from events.catalogue import WHATSAPP_BUSINESS, WHATSAPP_INBOUND, WHATSAPP_REJECTED
 from projections.queries import ReadModels
 from services.gateway import (
     conversations_api,
@@ -42,6 +42,7 @@ from services.gateway.webhook import (
     WebhookError,
     signature_valid,
     split_webhook,
+    token_matches,
 )
 from services.kafka import ensure_topics, idempotent_producer
 from services.settings import Settings
@@ -131,7 +132,7 @@ def create_app(settings: Settings) -> FastAPI:
         """Meta's verification handshake: echo the challenge if the token matches."""
         if mode != "subscribe" or challenge is None:
             raise HTTPException(400, "expected hub.mode=subscribe and a hub.challenge")
-        if not settings.whatsapp_verify_token or token != settings.whatsapp_verify_token:
+        if not token_matches(settings.whatsapp_verify_token, token):
             raise HTTPException(403, "hub.verify_token does not match WHATSAPP_VERIFY_TOKEN")
         return challenge
 
@@ -150,17 +151,26 @@ def create_app(settings: Settings) -> FastAPI:
         request: Request,
         x_hub_signature_256: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
-        """Meta's webhook: 200 once Kafka holds every record; 503 if it cannot (Meta retries)."""
+        """Meta's webhook: 200 once Kafka holds every record (invalid items parked on
+        ``whatsapp.rejected`` with the reason); 400 for a body that is not a webhook; 503 if
+        Kafka does not acknowledge (Meta retries)."""
         body = await request.body()
         if not signature_valid(settings.whatsapp_app_secret, body, x_hub_signature_256):
             raise HTTPException(401, "missing or wrong X-Hub-Signature-256")
         try:
-            records = split_webhook(body, received_at=datetime.now(UTC))
+            split = split_webhook(body, received_at=datetime.now(UTC))
         except WebhookError as error:
             raise HTTPException(400, str(error)) from None
         publisher: Publisher = request.app.state.publisher
+        batches = (
+            (WHATSAPP_INBOUND, split.inbound),
+            (WHATSAPP_BUSINESS, split.business),
+            (WHATSAPP_REJECTED, split.rejected),
+        )
         try:
-            await publisher.publish(WHATSAPP_INBOUND.qualified(settings.topic_prefix), records)
+            for topic, records in batches:
+                if records:
+                    await publisher.publish(topic.qualified(settings.topic_prefix), records)
         except Exception as error:  # any broker failure: Meta retries, nothing is lost
             log.warning("webhook not accepted: Kafka unavailable", error=repr(error))
             return JSONResponse(
@@ -168,7 +178,7 @@ def create_app(settings: Settings) -> FastAPI:
                 status_code=503,
                 headers={"Retry-After": "5"},
             )
-        return JSONResponse({"accepted": len(records)})
+        return JSONResponse({"accepted": split.accepted, "rejected": len(split.rejected)})
 
     app.include_router(conversations_api.router)
     app.include_router(members_api.router)

@@ -362,6 +362,11 @@ class Conversation(ConversationFacts):
     assignment_state: str | None = Field(default=None, description="queued, assigned, released")
     queued_at: datetime | None = Field(default=None, description="when it began to wait")
     assigned_at: datetime | None = Field(default=None, description="when its member got it")
+    contact_user_id: str | None = Field(
+        default=None, description="the customer's business-scoped user id (BSUID), when sent"
+    )
+    contact_username: str | None = Field(default=None, description="the WhatsApp username")
+    contact_country_code: str | None = None
 
 
 class Conversations(BaseModel):
@@ -415,6 +420,15 @@ HISTORY_LINE_EXAMPLE = {
     "status": None,
     "errors": None,
     "occurred_at": NOW,
+    "reply_to": None,
+    "forwarded": False,
+    "frequently_forwarded": False,
+    "context": None,
+    "referral": None,
+    "group_id": None,
+    "edited_at": None,
+    "previous": None,
+    "revoked_at": None,
 }
 
 
@@ -428,7 +442,9 @@ class HistoryLine(BaseModel):
     position: int
     event_id: UUID
     kind: str = Field(description="message, status, system, assignment, flow, closed")
-    author_kind: str = Field(description="customer, bot, member, meta, system")
+    author_kind: str = Field(
+        description="customer, bot, member, business (its WhatsApp Business app), meta, system"
+    )
     author_id: str | None
     author_name: str | None
     message_id: UUID | None
@@ -440,6 +456,17 @@ class HistoryLine(BaseModel):
     status: str | None
     errors: Any = None
     occurred_at: datetime
+    reply_to: str | None = Field(default=None, description="the wamid the message answers")
+    forwarded: bool = False
+    frequently_forwarded: bool = False
+    context: Any = Field(default=None, description="Meta's context object, as sent")
+    referral: Any = Field(default=None, description="the click-to-WhatsApp ad it came from")
+    group_id: str | None = Field(default=None, description="a group message's group")
+    edited_at: datetime | None = None
+    previous: Any = Field(default=None, description="earlier versions of an edited message")
+    revoked_at: datetime | None = Field(
+        default=None, description="when its author deleted it (text and content then null)"
+    )
 
 
 class History(BaseModel):
@@ -563,9 +590,14 @@ class ActiveFlowChosen(BaseModel):
 
 
 class WebhookAccepted(BaseModel):
-    model_config = _examples({"accepted": 2})
+    model_config = _examples({"accepted": 2, "rejected": 0})
 
     accepted: int = Field(description="records Kafka acknowledged (one per message, status...)")
+    rejected: int = Field(
+        default=0,
+        description="parts that are not what Meta documents, parked on whatsapp.rejected with"
+        " the reason (the valid items of the delivery were accepted)",
+    )
 
 
 # --- the stream ------------------------------------------------------------------------

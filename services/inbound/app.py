@@ -15,7 +15,11 @@ from events.catalogue import (
     build_registry,
 )
 from events.envelope import Envelope
-from events.whatsapp import WhatsAppMessageReceived, WhatsAppStatusReceived
+from events.whatsapp import (
+    WhatsAppMessageEchoed,
+    WhatsAppMessageReceived,
+    WhatsAppStatusReceived,
+)
 from services.consumer import Delivery, TrackedRuntime
 from services.inbound.handlers import DirectoryViewHandler, InboundHandler
 from services.inbound.routes import InboundRecorder
@@ -86,7 +90,9 @@ class RouteWaiter:
 
     async def __call__(self, delivery: Delivery, envelope: Envelope) -> None:
         payload = envelope.payload
-        if not isinstance(payload, WhatsAppMessageReceived | WhatsAppStatusReceived):
+        if not isinstance(
+            payload, WhatsAppMessageReceived | WhatsAppMessageEchoed | WhatsAppStatusReceived
+        ):
             return
         number = payload.phone_number_id
 

@@ -13,7 +13,13 @@ from events.conversation import CloseConversation
 from events.directory import BusinessNumberConnected
 from events.envelope import Actor, Envelope
 from events.operations import InboundRecordUnrouted
-from events.whatsapp import WhatsAppChangeReceived, WhatsAppMessageReceived, WhatsAppStatusReceived
+from events.whatsapp import (
+    WhatsAppChangeReceived,
+    WhatsAppMessageEchoed,
+    WhatsAppMessageReceived,
+    WhatsAppStatusReceived,
+    status_recipient,
+)
 from services.consumer import Delivery, StoreBackedHandler
 from services.inbound.decide import ThreadState, decide, evolve, thread_id
 from services.inbound.routes import InboundRecorder
@@ -43,12 +49,14 @@ class InboundHandler(StoreBackedHandler):
     def handle(self, delivery: Delivery, envelope: Envelope) -> None:
         record = envelope.payload
         match record:
-            case WhatsAppMessageReceived() | WhatsAppStatusReceived():
+            case WhatsAppMessageReceived() | WhatsAppMessageEchoed() | WhatsAppStatusReceived():
                 contact = (
-                    record.contact_wa_id
-                    if isinstance(record, WhatsAppMessageReceived)
-                    else str(record.status["recipient_id"])
+                    record.contact_id
+                    if not isinstance(record, WhatsAppStatusReceived)
+                    else status_recipient(record.status)
                 )
+                if contact is None:
+                    raise ValueError("the status names no recipient (recipient_id, user id)")
                 workspace_id = self.recorder.route(record.phone_number_id)
                 if workspace_id is None:
                     self._unrouted(delivery, envelope, record.phone_number_id)
@@ -70,7 +78,8 @@ class InboundHandler(StoreBackedHandler):
                 )
                 self._decide(thread, record.workspace_id, envelope, delivery, actor=envelope.actor)
             case WhatsAppChangeReceived():
-                # Kept on the inbound topic (which keeps its history); nothing acts on it yet.
+                # Written before business updates had a topic of their own; kept on the
+                # inbound topic, which keeps its history. Nothing here acts on it.
                 self.store.append([], delivery.tracking)
             case _:
                 raise TypeError(f"inbound does not handle {envelope.event_type}")
@@ -87,13 +96,7 @@ class InboundHandler(StoreBackedHandler):
         for _ in range(CONFLICT_ATTEMPTS):
             state, version = self._thread(thread)
             payloads = decide(cause.payload, state, now=cause.occurred_at)
-            envelopes = cause.caused(
-                payloads,
-                stream_of=lambda payload: _stream_of(payload, thread),
-                workspace_id=workspace_id,
-                occurred_at=_event_time(payloads, cause),
-                actor=actor,
-            )
+            envelopes = conversation_envelopes(cause, payloads, thread, workspace_id, actor)
             new_events = [
                 NewEvent(thread, version + index + 1, envelope)
                 for index, envelope in enumerate(envelopes)
@@ -133,6 +136,8 @@ class InboundHandler(StoreBackedHandler):
             reason=f"no workspace owns business number {phone_number_id}",
             record=delivery.value.decode("utf-8"),
         )
+        # The record's id derives from the number, the contact and the item: Meta's retry of
+        # the same body (at a new offset) is recognised as kept already.
         event_id = uuid5(UNROUTED_NAMESPACE, str(envelope.event_id))
         kept = Envelope.wrap(
             unrouted,
@@ -144,7 +149,10 @@ class InboundHandler(StoreBackedHandler):
             causation_id=envelope.event_id,
             actor=Actor(kind="system", id=self.name),
         )
-        self.store.append([NewEvent(event_id, 1, kept)], delivery.tracking)
+        try:
+            self.store.append([NewEvent(event_id, 1, kept)], delivery.tracking)
+        except StreamConflict:
+            self.store.append([], delivery.tracking)
 
 
 class DirectoryViewHandler(StoreBackedHandler):
@@ -168,6 +176,25 @@ class DirectoryViewHandler(StoreBackedHandler):
             raise AlreadyTracked(delivery.tracking.application_name) from None
 
 
+def conversation_envelopes(
+    cause: Envelope, payloads: list[Payload], thread: UUID, workspace_id: UUID, actor: Actor
+) -> list[Envelope]:
+    """The envelopes of what a record caused in a thread.
+
+    Their ids derive from the workspace as well as the record: the gateway cannot know the
+    workspace, and the same record routed to another workspace (a number moved, a replay
+    into a second workspace) must give events of its own, not copies the read models skip.
+    """
+    return cause.caused(
+        payloads,
+        stream_of=lambda payload: _stream_of(payload, thread),
+        workspace_id=workspace_id,
+        occurred_at=_event_time(payloads, cause),
+        actor=actor,
+        scope=str(workspace_id),
+    )
+
+
 def _stream_of(payload: Payload, thread: UUID) -> str:
     conversation = getattr(payload, "conversation_id", None)
     return str(conversation) if conversation is not None else str(thread)
@@ -176,7 +203,7 @@ def _stream_of(payload: Payload, thread: UUID) -> str:
 def _event_time(payloads: list[Payload], cause: Envelope) -> datetime:
     """An event happens when the customer's message or Meta's status says it did."""
     for payload in payloads:
-        for attribute in ("sent_at", "status_at", "closed_at"):
+        for attribute in ("sent_at", "status_at", "edited_at", "revoked_at", "closed_at"):
             moment = getattr(payload, attribute, None)
             if isinstance(moment, datetime):
                 return moment

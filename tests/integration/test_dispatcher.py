@@ -275,6 +275,7 @@ async def test_every_kind_goes_out_in_order_once_with_metas_wamid(
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
         "to": to,
+        "biz_opaque_callback_data": str(conversation),
         "type": "text",
         "text": {"body": "Hola"},
     }

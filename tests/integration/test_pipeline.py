@@ -21,12 +21,14 @@ from events.catalogue import (
     CONVERSATION_EVENTS_TOPIC,
     DEAD_LETTERS,
     WHATSAPP_INBOUND,
+    WHATSAPP_REJECTED,
     WHATSAPP_UNROUTED,
 )
 from events.codec import encode
 from events.conversation import CloseConversation
 from events.envelope import Actor, Envelope
 from events.operations import InboundRecordUnrouted, RecordDeadLettered
+from events.whatsapp import WebhookItemRejected
 from services.settings import Settings
 from services.workspaces import WorkspaceRejected, create_workspace
 from tests.conftest import TEST_APP_SECRET
@@ -94,7 +96,7 @@ async def test_a_signed_webhook_shows_in_the_history(system: Slice) -> None:
     body = messages_webhook(NUMBER, [Text(customer, "wamid.a1", "Hola, necesito ayuda")])
     response = await system.post(body)
     assert response.status_code == 200
-    assert response.json() == {"accepted": 1}
+    assert response.json() == {"accepted": 1, "rejected": 0}
     [line] = await system.history(customer, 1)
     assert line["text"] == "Hola, necesito ayuda"
     assert line["author_kind"] == "customer"
@@ -126,7 +128,7 @@ async def test_three_messages_in_one_body_keep_their_order(system: Slice) -> Non
     body = messages_webhook(
         NUMBER, [Text(customer, f"wamid.m{n}", f"message {n}", 1764000000 + n) for n in range(3)]
     )
-    assert (await system.post(body)).json() == {"accepted": 3}
+    assert (await system.post(body)).json() == {"accepted": 3, "rejected": 0}
     lines = await system.history(customer, 3)
     # Customer lines only: the flows service's hand-off line (no flow is active here) may
     # sit between them, so positions increase but need not be consecutive.
@@ -137,9 +139,24 @@ async def test_three_messages_in_one_body_keep_their_order(system: Slice) -> Non
 
 
 async def test_bad_bodies_get_a_precise_400(system: Slice) -> None:
-    response = await system.post(b'{"object": "whatsapp_business_account", "entry": [{}]}')
+    response = await system.post(b'{"object": "whatsapp_business_account", "entry": {}}')
     assert response.status_code == 400
-    assert "entry[0].id" in response.json()["detail"]
+    assert "entry must be a non-empty list" in response.json()["detail"]
+    response = await system.post(b'{"object": "page", "entry": [{}]}')
+    assert response.status_code == 400
+    assert "whatsapp_business_account" in response.json()["detail"]
+
+
+async def test_a_broken_entry_is_parked_with_the_reason_not_refused(system: Slice) -> None:
+    """Issue 8, item 4: 400 only for a body that is not a webhook at all."""
+    response = await system.post(b'{"object": "whatsapp_business_account", "entry": [{}]}')
+    assert (response.status_code, response.json()) == (200, {"accepted": 0, "rejected": 1})
+    [parked] = await eventually(
+        lambda: topic_records(system.settings, WHATSAPP_REJECTED), lambda found: len(found) == 1
+    )
+    assert isinstance(parked.payload, WebhookItemRejected)
+    assert (parked.payload.path, parked.payload.item) == ("entry[0]", "{}")
+    assert "'id'" in parked.payload.reason
 
 
 async def test_the_verification_handshake(system: Slice) -> None:

@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 
 from events.catalogue import TOPICS, build_registry, topic_of
 from events.codec import CodecError, decode, encode
-from events.conversation import CustomerMessageReceived
+from events.conversation import ConversationStarted, CustomerMessageReceived, MessageStatusUpdated
 from events.envelope import Actor, Envelope
 from events.expiry import DeadlineSet
 from events.flows import FlowRunStarted
+from events.whatsapp import WhatsAppMessageReceived
 
 pytestmark = pytest.mark.unit
 REGISTRY = build_registry()
@@ -73,7 +74,7 @@ def test_envelope_carries_the_contract_fields() -> None:
         "payload",
     }
     assert wire["event_type"] == "conversation.customer_message_received"
-    assert wire["schema_version"] == 2
+    assert wire["schema_version"] == 3
     assert wire["occurred_at"] == "2026-11-24T15:00:00Z"
 
 
@@ -109,7 +110,7 @@ def test_naive_timestamps_are_rejected() -> None:
         decode(orjson.dumps(wire), REGISTRY)
 
 
-def test_version_1_message_is_read_as_version_2() -> None:
+def test_version_1_message_is_read_as_version_3() -> None:
     """A v1 record (text only) is upcast: kind 'text', content with the body."""
     wire = orjson.loads(encode(message_envelope()))
     wire["schema_version"] = 1
@@ -120,7 +121,7 @@ def test_version_1_message_is_read_as_version_2() -> None:
         "sent_at": "2025-01-01T10:00:00Z",
     }
     envelope = decode(orjson.dumps(wire), REGISTRY)
-    assert envelope.schema_version == 2
+    assert envelope.schema_version == 3
     assert envelope.payload == CustomerMessageReceived(
         conversation_id=UUID(int=7),
         wamid="wamid.old",
@@ -131,12 +132,97 @@ def test_version_1_message_is_read_as_version_2() -> None:
         content={"body": "an old message"},
         context_wamid=None,
         sent_at=datetime(2025, 1, 1, 10, tzinfo=UTC),
+        received_at=None,  # not recorded before v3
     )
+
+
+def old_record(event_type: str, version: int, payload: dict[str, object]) -> bytes:
+    wire = orjson.loads(encode(message_envelope()))
+    return orjson.dumps(
+        {**wire, "event_type": event_type, "schema_version": version, "payload": payload}
+    )
+
+
+def test_records_written_before_issue_8_are_read_as_their_current_versions() -> None:
+    """The reply-to wamid, the contact's wa_id and the five statuses of older versions."""
+    message = decode(
+        old_record(
+            "conversation.customer_message_received",
+            2,
+            {
+                "conversation_id": str(UUID(int=7)),
+                "wamid": "w2",
+                "sequence": 3,
+                "kind": "text",
+                "text": "hola",
+                "reply_id": None,
+                "content": {"body": "hola"},
+                "context_wamid": "w1",
+                "sent_at": "2025-01-01T10:00:00Z",
+            },
+        ),
+        REGISTRY,
+    ).payload
+    assert isinstance(message, CustomerMessageReceived)
+    assert (message.context, message.errors, message.received_at) == ({"id": "w1"}, [], None)
+    started = decode(
+        old_record(
+            "conversation.started",
+            1,
+            {
+                "conversation_id": str(UUID(int=7)),
+                "phone_number_id": "4801",
+                "display_phone_number": "57300",
+                "contact_wa_id": "5731",
+                "contact_name": None,
+                "started_at": "2025-01-01T10:00:00Z",
+            },
+        ),
+        REGISTRY,
+    ).payload
+    assert isinstance(started, ConversationStarted)
+    assert (started.contact_user_id, started.received_at) == (None, None)
+    raw = decode(
+        old_record(
+            "whatsapp.message_received",
+            1,
+            {
+                "waba_id": "1",
+                "phone_number_id": "4801",
+                "display_phone_number": "57300",
+                "contact_wa_id": "5731",
+                "contact_name": "Valentina",
+                "message": {"id": "w1"},
+                "received_at": "2025-01-01T10:00:00Z",
+            },
+        ),
+        REGISTRY,
+    ).payload
+    assert isinstance(raw, WhatsAppMessageReceived)
+    assert (raw.contact_id, raw.contact_wa_id, raw.contact_user_id) == ("5731", "5731", None)
+    status = decode(
+        old_record(
+            "conversation.message_status_updated",
+            1,
+            {
+                "conversation_id": None,
+                "wamid": "out",
+                "status": "read",
+                "recipient_wa_id": "5731",
+                "status_at": "2025-01-01T10:00:00Z",
+                "errors": [],
+                "pricing": None,
+            },
+        ),
+        REGISTRY,
+    ).payload
+    assert isinstance(status, MessageStatusUpdated)
+    assert status.status == "read"
 
 
 def test_a_version_newer_than_the_reader_is_refused() -> None:
     wire = orjson.loads(encode(message_envelope()))
-    wire["schema_version"] = 3
+    wire["schema_version"] = 4
     with pytest.raises(CodecError, match="newer"):
         decode(orjson.dumps(wire), REGISTRY)
 

@@ -316,9 +316,18 @@ def test_text_body() -> None:
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
         "to": "5731",
+        "biz_opaque_callback_data": str(CONVERSATION),
         "type": "text",
         "text": {"body": "¿En qué te ayudo?"},
     }
+
+
+def test_a_customer_known_only_by_a_business_scoped_user_id_is_the_recipient() -> None:
+    """Meta's "Business-scoped user IDs": ``to`` takes a phone number, ``recipient`` a BSUID."""
+    body = message_body(queued(to="US.13491208655302741918"))
+    assert body["recipient"] == "US.13491208655302741918"
+    assert "to" not in body
+    assert message_body(queued(to="+5731"))["to"] == "+5731"
 
 
 def test_buttons_body() -> None:

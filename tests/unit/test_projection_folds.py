@@ -18,9 +18,12 @@ from events.assignment import (
 )
 from events.base import Payload
 from events.conversation import (
+    BusinessMessageEchoed,
     ConversationClosed,
     ConversationStarted,
     CustomerMessageReceived,
+    MessageEdited,
+    MessageRevoked,
     MessageStatusUpdated,
 )
 from events.directory import (
@@ -38,7 +41,17 @@ from projections.assignments import (
     assignment_entry,
     assignment_outcome,
 )
-from projections.conversations import apply_conversation, history_entry, later_status, line_status
+from projections.conversations import (
+    LineEdit,
+    LineRevoke,
+    LineVersion,
+    apply_conversation,
+    edited_line,
+    history_entry,
+    later_status,
+    line_change,
+    line_status,
+)
 from projections.directory import (
     GroupDeletion,
     GroupMemberRemoval,
@@ -157,6 +170,93 @@ def test_statuses_only_move_forward() -> None:
     assert later_status("read", "delivered") == "read"
     assert later_status("delivered", "read") == "read"
     assert later_status("read", "failed") == "failed"
+    assert later_status("read", "played") == "played"
+    assert later_status("played", "read") == "played"
+    assert later_status("delivered", "something_new") == "delivered"
+
+
+def test_a_customer_line_shows_what_meta_said_around_the_message() -> None:
+    """Issue 8, item 3: reply-to, forwarding, the ad, the group and errors were not shown."""
+    row = apply_conversation(None, started())
+    context = {"from": "57300", "id": "wamid.prev", "forwarded": True}
+    referral = {"source_type": "ad", "source_id": "ADID"}
+    errors = [{"code": 131051, "title": "Message type unknown"}]
+    message = received(1).payload.model_copy(
+        update={"context": context, "referral": referral, "group_id": "g.1", "errors": errors}
+    )
+    entry = history_entry(wrapped(message, 5), row)
+    assert entry is not None
+    assert (entry.reply_to, entry.forwarded, entry.frequently_forwarded) == (
+        "wamid.prev",
+        True,
+        False,
+    )
+    assert (entry.context, entry.referral, entry.group_id, entry.errors) == (
+        context,
+        referral,
+        "g.1",
+        errors,
+    )
+
+
+def test_a_business_app_echo_is_a_line_of_the_business() -> None:
+    row = apply_conversation(None, started())
+    echoed = BusinessMessageEchoed(
+        conversation_id=CONVERSATION,
+        wamid="wamid.echo",
+        kind="text",
+        text="desde la app",
+        content={"body": "desde la app"},
+        context=None,
+        sent_at=AT,
+        received_at=AT,
+    )
+    entry = history_entry(wrapped(echoed, 6), row)
+    assert entry is not None
+    assert (entry.kind, entry.author_kind, entry.text, entry.wamid) == (
+        "message",
+        "business",
+        "desde la app",
+        "wamid.echo",
+    )
+
+
+def test_an_edit_replaces_the_text_and_keeps_the_earlier_versions() -> None:
+    edit = MessageEdited(
+        conversation_id=CONVERSATION,
+        wamid="w1",
+        edit_wamid="w1.e",
+        author="customer",
+        kind="text",
+        text="second",
+        content={"body": "second"},
+        edited_at=AT,
+    )
+    change = line_change(wrapped(edit, 8))
+    assert isinstance(change, LineEdit)
+    first = LineVersion("text", "first", {"body": "first"}, None)
+    once = edited_line(first, change)
+    assert (once.text, once.content) == ("second", {"body": "second"})
+    assert once.previous == [
+        {
+            "message_type": "text",
+            "text": "first",
+            "content": {"body": "first"},
+            "replaced_at": AT.isoformat(),
+        }
+    ]
+    twice = edited_line(once, change)
+    assert twice.previous is not None
+    assert [version["text"] for version in twice.previous] == ["first", "second"]
+    revoke = MessageRevoked(
+        conversation_id=CONVERSATION,
+        wamid="w1",
+        revoke_wamid="w1.r",
+        author="customer",
+        revoked_at=AT,
+    )
+    assert line_change(wrapped(revoke, 9)) == LineRevoke(CONVERSATION, "w1", AT)
+    assert history_entry(wrapped(edit, 8), None) is None
 
 
 def test_a_message_line_shows_metas_word_once_the_dispatcher_sent_it() -> None:
