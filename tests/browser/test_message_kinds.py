@@ -1,5 +1,6 @@
 """Every kind of customer message reads as what it is in the conversation: media with their
-type and caption, a location, shared contacts, a reaction, a reply quoting what it answers."""
+type and caption, a location, shared contacts, a reaction, a reply quoting what it answers,
+an edit keeping what it replaced, a deletion hiding the text."""
 
 from __future__ import annotations
 
@@ -78,14 +79,29 @@ async def test_media_locations_contacts_reactions_and_replies_read_as_such(
         {"type": "reaction", "reaction": {"message_id": first, "emoji": "👍"}},
         {"type": "text", "text": {"body": "¿Me confirman?"}, "context": {"id": first}},
     ]
+    typo = {"type": "text", "text": {"body": "Mi pedio es el 4411"}}
     await asyncio.sleep(1 - time.time() % 1)  # she writes again in a later second
     for message in kinds:
         await says_in_kind(customer, message)
+    typed = await says_in_kind(customer, typo)
+    # Meta's edit and revoke messages name the message they change.
+    await says_in_kind(
+        customer,
+        {
+            "type": "edit",
+            "edit": {
+                "original_message_id": typed,
+                "message": {"type": "text", "text": {"body": "Mi pedido es el 4411"}},
+            },
+        },
+    )
+    gone = await says_in_kind(customer, {"type": "text", "text": {"body": "número equivocado"}})
+    await says_in_kind(customer, {"type": "revoke", "revoke": {"original_message_id": gone}})
 
     admin = await sign_in(await new_context(), ws.admin_token)
     await admin.goto(f"/conversations/{conversation['conversation_id']}?tab=all")
     history = admin.locator("#history")
-    await expect(history.locator(".msg.customer")).to_have_count(1 + len(kinds))
+    await expect(history.locator(".msg.customer")).to_have_count(1 + len(kinds) + 2)
     customer_lines = history.locator(".msg.customer .body")
     await expect(customer_lines.nth(1)).to_have_text("[image, image/jpeg] La factura")
     await expect(customer_lines.nth(2)).to_have_text(
@@ -97,4 +113,15 @@ async def test_media_locations_contacts_reactions_and_replies_read_as_such(
     await expect(customer_lines.nth(5)).to_contain_text("Laura Gómez +57 300 555 0101")
     await expect(customer_lines.nth(6)).to_have_text("reacted 👍 to a message")
     await expect(customer_lines.nth(7)).to_have_text("¿Me confirman?")
+    # A reply quotes what it answers.
+    reply = history.locator(".msg.customer", has_text="¿Me confirman?")
+    await expect(reply.locator(".quoted")).to_have_text("↩ Les envío los datos")
+    edited = history.locator(".msg.customer", has_text="Mi pedido es el 4411")
+    await expect(edited.locator(".edits summary")).to_contain_text("edited")
+    await edited.locator(".edits summary").click()
+    await expect(edited.locator(".edits li")).to_contain_text("Mi pedio es el 4411")
+    await expect(history).not_to_contain_text("número equivocado")
+    await expect(history.locator(".msg.customer").last).to_contain_text(
+        "This message was deleted by its author"
+    )
     await shots(admin, "every kind of message in the history")
