@@ -5,9 +5,11 @@
 #   bash deploy/run.sh --demo   the same, then send signed sample webhooks, print the
 #                               history, and stop
 #
-# `make run` / `make demo` call this after `make install infra-up`. A demo workspace is
-# created on first run and remembered in .local/demo-workspace.json (its admin token works
-# until `make infra-reset`).
+# `make run` / `make demo` call this after `make install infra-up`. A demo workspace (an
+# admin, two agents in a group, the demo flow) is created on first run and remembered in
+# .local/demo-workspace.json (its tokens work until `make infra-reset`). Without
+# WHATSAPP_ACCESS_TOKEN the WhatsApp sandbox stands in for Meta (SWITCHBOARD_SANDBOX=1):
+# write as a customer at /sandbox.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -31,6 +33,14 @@ if [[ -z "${SWITCHBOARD_SESSION_SECRET:-}" ]]; then
   fi
   SWITCHBOARD_SESSION_SECRET="$(cat "$SECRET_FILE")"
   export SWITCHBOARD_SESSION_SECRET
+fi
+# The WhatsApp sandbox stands in for Meta unless a real access token is configured.
+if [[ -z "${SWITCHBOARD_SANDBOX:-}" ]]; then
+  if [[ -n "${WHATSAPP_ACCESS_TOKEN:-}" ]]; then
+    export SWITCHBOARD_SANDBOX=0
+  else
+    export SWITCHBOARD_SANDBOX=1
+  fi
 fi
 export SWITCHBOARD_HTTP_HOST="${SWITCHBOARD_HTTP_HOST:-127.0.0.1}"
 export SWITCHBOARD_HTTP_PORT="${SWITCHBOARD_HTTP_PORT:-8000}"
@@ -66,45 +76,32 @@ else
   done
 fi
 
-# The demo workspace: reuse the remembered one while its token still works.
-token=""
-if [[ -f "$DEMO_FILE" ]]; then
-  token="$("$BIN/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin_token"])' "$DEMO_FILE")"
-  code="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" \
-    "$URL/api/conversations?contact=0")"
-  [[ "$code" == 200 ]] || token=""
-fi
-if [[ -z "$token" ]]; then
-  "$BIN/switchboard" workspace create "Demo workspace" --phone-number-id "$DEMO_NUMBER" \
-    --time-zone America/Bogota >"$DEMO_FILE.tmp"
-  mv "$DEMO_FILE.tmp" "$DEMO_FILE"
-  token="$("$BIN/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin_token"])' "$DEMO_FILE")"
-fi
-# The demo flow (deploy/demo-flow.yaml), active on the demo number, unless there is one.
-# (The projector may still be creating its tables: give it a few seconds.)
-for _ in $(seq 1 50); do
-  flows="$(curl -fsS -H "Authorization: Bearer $token" "$URL/api/flows" 2>/dev/null)" && break
-  sleep 0.2
+# The demo workspace, its two agents in a group, the demo flow handing off to it, agent
+# conversations on: created on first run, remembered in .local/demo-workspace.json (tokens are
+# shown once), checked again on later runs. (The projector may still be creating its tables.)
+sheet=""
+for _ in $(seq 1 20); do
+  sheet="$("$BIN/switchboard" demo-setup --url "$URL" --phone-number-id "$DEMO_NUMBER" \
+    --state "$DEMO_FILE" --flow deploy/demo-flow.yaml)" && break
+  sheet=""
+  sleep 1
 done
-if [[ "$flows" == '{"flows":[]}' ]]; then
-  flow_id="$(curl -fsS -X POST "$URL/api/flows" -H "Authorization: Bearer $token" \
-    -H 'Content-Type: application/yaml' --data-binary @deploy/demo-flow.yaml |
-    "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["flow_id"])')"
-  curl -fsS -o /dev/null -X PUT "$URL/api/numbers/$DEMO_NUMBER/flow" \
-    -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-    --data "{\"flow_id\": \"$flow_id\"}"
+if [[ -z "$sheet" ]]; then
+  echo "the demo workspace could not be set up; see $LOGS/gateway.log" >&2
+  exit 1
 fi
+token="$("$BIN/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin_token"])' "$DEMO_FILE")"
 
 cat <<INFO
 
 switchboard is running.
-  HTTP API        $URL   (OpenAPI: $URL/openapi.json, docs: $URL/docs)
-  webhook         $URL/webhooks/whatsapp   (app secret: \$WHATSAPP_APP_SECRET, verify token: $WHATSAPP_VERIFY_TOKEN)
-  demo workspace  $(cat "$DEMO_FILE" | tr -d '\n' | tr -s ' ')
-  admin token     $token
-  process logs    $LOGS/{gateway,inbound,directory,flows,dispatcher,expiry,assignment,relay,projector}.log
-  infrastructure  make infra-status / make infra-logs
-Try it:  make demo   (or: .venv/bin/switchboard demo --token $token --phone-number-id $DEMO_NUMBER)
+$sheet
+  HTTP API          $URL   (OpenAPI: $URL/openapi.json, docs: $URL/docs)
+  webhook           $URL/webhooks/whatsapp   (app secret: \$WHATSAPP_APP_SECRET, verify token: $WHATSAPP_VERIFY_TOKEN)
+  demo workspace    $DEMO_FILE
+  process logs      $LOGS/{gateway,inbound,directory,flows,dispatcher,expiry,assignment,relay,projector}.log
+  infrastructure    make infra-status / make infra-logs
+Try it: open the sandbox and the agent suite side by side, or: make demo
 INFO
 
 if [[ "$mode" == "--demo" ]]; then

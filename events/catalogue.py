@@ -37,8 +37,12 @@ from events.directory import (
     CREDENTIAL_EVENTS,
     DIRECTORY_COMMANDS,
     DIRECTORY_EVENTS,
+    BusinessNumberConnected,
+    CreateWorkspace,
     MemberAdded,
+    upcast_create_workspace_v1,
     upcast_member_added_v1,
+    upcast_number_connected_v1,
 )
 from events.expiry import EXPIRY_EVENTS
 from events.flows import (
@@ -48,10 +52,12 @@ from events.flows import (
     HAND_OFF_REQUESTS,
     AnswerCaptured,
     FlowPublished,
+    FlowRunStarted,
     PublishFlow,
     upcast_answer_captured_v1,
     upcast_flow_published_v1,
     upcast_publish_flow_v1,
+    upcast_run_started_v1,
 )
 from events.operations import InboundRecordUnrouted, RecordDeadLettered
 from events.outbound import OUTBOUND_EVENTS, OUTBOUND_REQUESTS
@@ -249,6 +255,9 @@ def build_registry() -> Registry:
     registry = Registry(payload for topic in TOPICS for payload in topic.carries)
     registry.add_upcaster(CustomerMessageReceived.event_type, 1, upcast_customer_message_v1)
     registry.add_upcaster(CustomerMessageReceived.event_type, 2, upcast_customer_message_v2)
+    registry.add_upcaster(CreateWorkspace.event_type, 1, upcast_create_workspace_v1)
+    registry.add_upcaster(BusinessNumberConnected.event_type, 1, upcast_number_connected_v1)
+    registry.add_upcaster(FlowRunStarted.event_type, 1, upcast_run_started_v1)
     registry.add_upcaster(MemberAdded.event_type, 1, upcast_member_added_v1)
     registry.add_upcaster(ConversationStarted.event_type, 1, upcast_conversation_started_v1)
     registry.add_upcaster(ConversationStarted.event_type, 2, upcast_conversation_started_v2)

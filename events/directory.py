@@ -17,9 +17,14 @@ AgentStatus = Literal["available", "unavailable", "offline"]
 
 
 class CreateWorkspace(Payload):
-    """Command: a workspace, its first business number and its first admin."""
+    """Command: a workspace, its first business number and its first admin.
+
+    Version 2 says whether the number starts with agent conversations on (version 1 did not
+    know the switch: its numbers handed off, so it reads as on).
+    """
 
     event_type = "directory.create_workspace"
+    schema_version = 2
 
     workspace_id: Id
     name: str
@@ -28,6 +33,7 @@ class CreateWorkspace(Payload):
     admin_member_id: Id
     admin_name: str
     admin_token_hash: str
+    agent_conversations: bool
 
 
 class WorkspaceCreated(Payload):
@@ -39,10 +45,44 @@ class WorkspaceCreated(Payload):
 
 
 class BusinessNumberConnected(Payload):
+    """The number belongs to the workspace from now on.
+
+    Version 2 says whether flows may hand its conversations to agents (``agent_conversations``);
+    version 1 predates the switch and its numbers handed off, so it reads as on.
+    """
+
     event_type = "directory.business_number_connected"
+    schema_version = 2
 
     workspace_id: Id
     phone_number_id: str
+    agent_conversations: bool
+
+
+class SetAgentConversations(Payload):
+    """Command: may flows hand this number's conversations to agents (connect-to-agent blocks)?
+
+    While off, a connect-to-agent block follows its ``fallback`` (or the flow's error path)
+    instead of handing off; an admin turns it on once the team is ready.
+    """
+
+    event_type = "directory.set_agent_conversations"
+
+    workspace_id: Id
+    phone_number_id: str
+    enabled: bool
+    set_by: Id
+
+
+class AgentConversationsSet(Payload):
+    """Agent conversations on the number were turned on or off (``enabled``) by ``set_by``."""
+
+    event_type = "directory.agent_conversations_set"
+
+    workspace_id: Id
+    phone_number_id: str
+    enabled: bool
+    set_by: Id
 
 
 class MemberAdded(Payload):
@@ -291,6 +331,7 @@ DIRECTORY_COMMANDS: tuple[type[Payload], ...] = (
     RemoveGroupMember,
     SetAgentStatus,
     SetNotificationSettings,
+    SetAgentConversations,
     RotateMemberToken,
 )
 # Kept off ``directory.events``: the topic of their own is restricted.
@@ -308,5 +349,16 @@ DIRECTORY_EVENTS: tuple[type[Payload], ...] = (
     GroupMemberRemoved,
     AgentStatusChanged,
     NotificationSettingsChanged,
+    AgentConversationsSet,
     CommandRejected,
 )
+
+
+def upcast_create_workspace_v1(data: JsonObject) -> JsonObject:
+    """v1 predates the agent-conversations switch; its numbers handed off: on."""
+    return {**data, "agent_conversations": True}
+
+
+def upcast_number_connected_v1(data: JsonObject) -> JsonObject:
+    """v1 predates the agent-conversations switch; its numbers handed off: on."""
+    return {**data, "agent_conversations": True}

@@ -70,10 +70,13 @@ class ActiveFlowChosen(Payload):
 class FlowRunStarted(Payload):
     """A conversation started on a number; it will run this flow version (None: no flow).
 
-    The version is fixed here: a conversation keeps the version it started with.
+    The version is fixed here: a conversation keeps the version it started with, and so the
+    number's agent-conversations switch as it was then (``agent_conversations``; version 1
+    predates the switch, when every hand-off went ahead: it reads as on).
     """
 
     event_type = "flow.run_started"
+    schema_version = 2
 
     conversation_id: Id
     flow_id: Id | None
@@ -83,6 +86,7 @@ class FlowRunStarted(Payload):
     contact_name: str | None
     time_zone: str
     conversation_started_at: Instant
+    agent_conversations: bool
 
 
 class QuestionAsked(Payload):
@@ -155,6 +159,22 @@ class HandOffRequested(Payload):
     member_id: Id | None
     reason: str
     requested_at: Instant
+
+
+class HandOffWithheld(Payload):
+    """A connect-to-agent block did not hand off: agent conversations are off on the number.
+
+    The run goes on at ``fallback`` (the block's own), or fails there (``fallback`` None) and
+    takes the flow's error path.
+    """
+
+    event_type = "flow.hand_off_withheld"
+
+    conversation_id: Id
+    block_id: str
+    reason: str
+    fallback: str | None
+    withheld_at: Instant
 
 
 class ExpirationRequested(Payload):
@@ -303,8 +323,16 @@ FLOW_EVENTS: tuple[type[Payload], ...] = (
     AnswerCaptured,
     AnswerRejected,
     ConditionEvaluated,
+    HandOffWithheld,
     ExpirationRequested,
     FlowEnded,
     FlowFailed,
 )
+
+
+def upcast_run_started_v1(data: JsonObject) -> JsonObject:
+    """v1 predates the agent-conversations switch, when every hand-off went ahead: on."""
+    return {**data, "agent_conversations": True}
+
+
 HAND_OFF_REQUESTS: tuple[type[Payload], ...] = (HandOffRequested,)

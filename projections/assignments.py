@@ -261,6 +261,24 @@ def assignment_change(envelope: Envelope) -> tuple[UUID, UUID | None, UUID | Non
             return None
 
 
+def change_cause(envelope: Envelope) -> UUID | None:
+    """The member whose own action an event records, if any: no one is notified of what
+    they did themselves. A claim names its claimer and a transfer its requester (decisions
+    are the assignment service's, so their actor is the system); otherwise a member actor."""
+    match envelope.payload:
+        case ConversationAssigned(via="claim", member_id=member_id):
+            return member_id
+        case ConversationTransferred(requested_by=requested_by):
+            return requested_by
+        case _:
+            if envelope.actor.kind == "member" and envelope.actor.id is not None:
+                try:
+                    return UUID(envelope.actor.id)
+                except ValueError:
+                    return None
+            return None
+
+
 def _present(**values: UUID | None) -> dict[str, Any]:
     return {key: str(value) for key, value in values.items() if value is not None}
 

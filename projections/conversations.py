@@ -24,7 +24,7 @@ from events.conversation import (
     MessageStatusUpdated,
 )
 from events.envelope import Envelope
-from events.flows import ExpirationRequested, FlowFailed, HandOffRequested
+from events.flows import ExpirationRequested, FlowFailed, HandOffRequested, HandOffWithheld
 from events.outbound import (
     OutboundMessageFailed,
     OutboundMessageQueued,
@@ -275,6 +275,17 @@ def history_entry(envelope: Envelope, row: ConversationRow | None) -> HistoryEnt
                     mode="json", include={"group_id", "rotation", "member_id", "reason"}
                 ),
                 refs=refs(groups=[hand_off.group_id], members=[hand_off.member_id]),
+            )
+        case HandOffWithheld() as withheld:
+            then = f"going on at {withheld.fallback!r}" if withheld.fallback else "no fallback"
+            return line(
+                withheld.conversation_id,
+                withheld.withheld_at,
+                RANK_SYSTEM,
+                kind="system",
+                author_kind="bot",
+                text=f"not handed to agents at {withheld.block_id}: {withheld.reason}; {then}",
+                content=withheld.model_dump(mode="json", include={"block_id", "fallback"}),
             )
         case FlowFailed() as failed:
             return line(

@@ -12,9 +12,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from events.conversation import ConversationStarted
 from events.directory import (
     AddGroupMember,
     AddMember,
+    AgentConversationsSet,
     AgentStatusChanged,
     BusinessNumberConnected,
     CommandRejected,
@@ -34,6 +36,7 @@ from events.directory import (
     RemoveGroupMember,
     RenameGroup,
     RotateMemberToken,
+    SetAgentConversations,
     SetAgentStatus,
     SetNotificationSettings,
     UpdateMember,
@@ -55,6 +58,22 @@ class WorkspaceRow:
 class NumberRow:
     phone_number_id: str
     workspace_id: UUID
+    agent_conversations: bool
+
+
+@dataclass(frozen=True)
+class NumberAgentConversations:
+    phone_number_id: str
+    agent_conversations: bool
+
+
+@dataclass(frozen=True)
+class NumberDisplay:
+    """The number as customers see it, from Meta's webhooks (the directory never knew it)."""
+
+    phone_number_id: str
+    workspace_id: UUID
+    display_phone_number: str
 
 
 @dataclass(frozen=True)
@@ -176,6 +195,8 @@ class GroupMemberRemoval:
 DirectoryRow = (
     WorkspaceRow
     | NumberRow
+    | NumberAgentConversations
+    | NumberDisplay
     | MemberRow
     | CredentialRow
     | GroupRow
@@ -194,6 +215,8 @@ DirectoryRow = (
 
 
 def directory_rows(envelope: Envelope) -> list[DirectoryRow]:
+    """The directory rows an event writes (a conversation's start tells the number's display
+    form, which only Meta's webhooks carry)."""
     at = envelope.occurred_at
     rows: list[DirectoryRow]
     match envelope.payload:
@@ -207,8 +230,23 @@ def directory_rows(envelope: Envelope) -> list[DirectoryRow]:
                     envelope, CreateWorkspace.event_type, {"workspace_id": str(workspace_id)}
                 ),
             ]
-        case BusinessNumberConnected(workspace_id=workspace_id, phone_number_id=number):
-            return [NumberRow(number, workspace_id)]
+        case BusinessNumberConnected(
+            workspace_id=workspace_id, phone_number_id=number, agent_conversations=enabled
+        ):
+            return [NumberRow(number, workspace_id, enabled)]
+        case AgentConversationsSet(phone_number_id=number, enabled=enabled):
+            return [
+                NumberAgentConversations(number, enabled),
+                *_accepted(
+                    envelope,
+                    SetAgentConversations.event_type,
+                    {"phone_number_id": number, "agent_conversations": enabled},
+                ),
+            ]
+        case ConversationStarted(phone_number_id=number, display_phone_number=display) if (
+            envelope.workspace_id is not None and display
+        ):
+            return [NumberDisplay(number, envelope.workspace_id, display)]
         case MemberAdded() as member:
             return [
                 MemberRow(

@@ -351,10 +351,12 @@ class ReadModels:
         self, workspace_id: UUID, after_seq: int, limit: int
     ) -> list[dict[str, Any]]:
         """The workspace's changes after ``after_seq``, in order: seq, workspace_id,
-        conversation_id, group_id, member_id, kind (the event type), occurred_at."""
+        conversation_id, group_id, member_id, kind (the event type), occurred_at, caused_by
+        (the member whose own action it was, if any)."""
         return await self._all(
-            "SELECT seq, workspace_id, conversation_id, group_id, member_id, kind, occurred_at"
-            " FROM {s}.changes WHERE workspace_id = %s AND seq > %s ORDER BY seq LIMIT %s",
+            "SELECT seq, workspace_id, conversation_id, group_id, member_id, kind, occurred_at,"
+            " caused_by FROM {s}.changes WHERE workspace_id = %s AND seq > %s"
+            " ORDER BY seq LIMIT %s",
             (workspace_id, after_seq, limit),
         )
 
@@ -396,6 +398,27 @@ class ReadModels:
             "SELECT version, name, definition, published_by, published_at FROM {s}.flow_versions"
             " WHERE workspace_id = %s AND flow_id = %s ORDER BY version",
             (workspace_id, flow_id),
+        )
+
+    async def numbers(self, workspace_id: UUID) -> list[dict[str, Any]]:
+        """The workspace's business numbers: display form (from Meta's webhooks; None until
+        a customer wrote), active flow and whether flows may hand off to agents."""
+        return await self._all(
+            "SELECT n.phone_number_id, n.display_phone_number, f.flow_id AS active_flow_id,"
+            " n.agent_conversations FROM {s}.business_numbers n"
+            " LEFT JOIN {s}.active_flows f USING (phone_number_id)"
+            " WHERE n.workspace_id = %s ORDER BY n.phone_number_id",
+            (workspace_id,),
+        )
+
+    async def every_number(self) -> list[dict[str, Any]]:
+        """Every workspace's business numbers with the workspace's name (for the WhatsApp
+        sandbox, which stands in for Meta and so serves them all)."""
+        return await self._all(
+            "SELECT n.phone_number_id, n.display_phone_number, w.name AS workspace_name"
+            " FROM {s}.business_numbers n LEFT JOIN {s}.workspaces w USING (workspace_id)"
+            " ORDER BY w.name, n.phone_number_id",
+            (),
         )
 
     async def ping(self) -> None:

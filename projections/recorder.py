@@ -18,7 +18,7 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 from psycopg.types.json import Jsonb
 
 from events.conversation import MessageStatusUpdated
-from events.directory import AgentStatusChanged
+from events.directory import AgentConversationsSet, AgentStatusChanged
 from events.envelope import Envelope
 from projections.assignments import (
     AssignmentRow,
@@ -26,6 +26,7 @@ from projections.assignments import (
     assignment_change,
     assignment_entry,
     assignment_outcome,
+    change_cause,
 )
 from projections.conversations import (
     ConversationRow,
@@ -57,6 +58,8 @@ from projections.directory import (
     MemberNotifications,
     MemberRow,
     MemberStatus,
+    NumberAgentConversations,
+    NumberDisplay,
     NumberRow,
     OutcomeRow,
     WorkspaceRow,
@@ -76,7 +79,7 @@ from services.store import EVENTS_TABLE, RELAY_TRACKING, TRACKING_TABLE, Already
 
 # Bump when a read model's tables change shape: the projector then drops the read models
 # and rebuilds them from offset zero (they are views; the events are the truth).
-READ_MODEL_VERSION = 9
+READ_MODEL_VERSION = 10
 
 TABLES = (
     "applied_events",
@@ -165,7 +168,9 @@ SCHEMA_STATEMENTS = (
         created_at timestamptz NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS {s}.business_numbers (
         phone_number_id text PRIMARY KEY,
-        workspace_id uuid NOT NULL)""",
+        workspace_id uuid NOT NULL,
+        display_phone_number text,
+        agent_conversations boolean NOT NULL DEFAULT false)""",
     """CREATE TABLE IF NOT EXISTS {s}.members (
         member_id uuid PRIMARY KEY,
         workspace_id uuid NOT NULL,
@@ -255,7 +260,8 @@ SCHEMA_STATEMENTS = (
         group_id uuid,
         member_id uuid,
         kind text NOT NULL,
-        occurred_at timestamptz NOT NULL)""",
+        occurred_at timestamptz NOT NULL,
+        caused_by uuid)""",
     """CREATE INDEX IF NOT EXISTS changes_by_workspace ON {s}.changes (workspace_id, seq)""",
     # The agent suite's inbox (projections/inbox.py): read markers, deadlines, last turns.
     """CREATE TABLE IF NOT EXISTS {s}.conversation_reads (
@@ -343,6 +349,8 @@ class ProjectionRecorder(PostgresProcessRecorder):
                     self._write_directory(cursor, row)
                 if isinstance(envelope.payload, AgentStatusChanged):
                     change = Change(None, None, envelope.payload.member_id)
+                if isinstance(envelope.payload, AgentConversationsSet):
+                    change = Change(None, None, None)  # admins' screens show the switch
                 if change is not None and envelope.workspace_id is not None:
                     # Last in the transaction: see _record_change.
                     self._record_change(cursor, envelope, change)
@@ -621,7 +629,7 @@ class ProjectionRecorder(PostgresProcessRecorder):
         cursor.execute(
             self._sql(
                 "INSERT INTO {s}.changes (workspace_id, conversation_id, group_id, member_id,"
-                " kind, occurred_at) VALUES (%s, %s, %s, %s, %s, %s)"
+                " kind, occurred_at, caused_by) VALUES (%s, %s, %s, %s, %s, %s, %s)"
             ),
             (
                 envelope.workspace_id,
@@ -630,6 +638,7 @@ class ProjectionRecorder(PostgresProcessRecorder):
                 change.member_id,
                 envelope.event_type,
                 envelope.occurred_at,
+                change_cause(envelope),
             ),
         )
         # Delivered at commit: the gateways' streams wake now rather than at their next poll.
@@ -754,9 +763,25 @@ class ProjectionRecorder(PostgresProcessRecorder):
                 )
             case NumberRow():
                 statement = (
-                    "INSERT INTO {s}.business_numbers VALUES (%(phone_number_id)s,"
-                    " %(workspace_id)s) ON CONFLICT (phone_number_id) DO UPDATE"
-                    " SET workspace_id = EXCLUDED.workspace_id"
+                    "INSERT INTO {s}.business_numbers (phone_number_id, workspace_id,"
+                    " agent_conversations) VALUES (%(phone_number_id)s, %(workspace_id)s,"
+                    " %(agent_conversations)s) ON CONFLICT (phone_number_id) DO UPDATE"
+                    " SET workspace_id = EXCLUDED.workspace_id,"
+                    " agent_conversations = EXCLUDED.agent_conversations"
+                )
+            case NumberAgentConversations():
+                statement = (
+                    "UPDATE {s}.business_numbers SET agent_conversations ="
+                    " %(agent_conversations)s WHERE phone_number_id = %(phone_number_id)s"
+                )
+            case NumberDisplay():
+                # A conversation's start may be projected before the number's connection
+                # (other topic): the row is made here then, and completed by it.
+                statement = (
+                    "INSERT INTO {s}.business_numbers (phone_number_id, workspace_id,"
+                    " display_phone_number) VALUES (%(phone_number_id)s, %(workspace_id)s,"
+                    " %(display_phone_number)s) ON CONFLICT (phone_number_id) DO UPDATE"
+                    " SET display_phone_number = EXCLUDED.display_phone_number"
                 )
             case MemberRow():
                 statement = (

@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--time-zone", default="UTC", help="IANA name, e.g. America/Bogota")
     create.add_argument("--admin-name", default="Admin")
     create.add_argument(
+        "--agent-conversations",
+        action="store_true",
+        help="let flows hand the number's conversations to agents at once"
+        " (otherwise an admin turns it on: PUT /api/numbers/{id}/agent-conversations)",
+    )
+    create.add_argument(
         "--wait", type=float, default=60.0, help="seconds to wait until it is usable"
     )
     create.set_defaults(action=_create_workspace)
@@ -88,6 +94,17 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--phone-number-id", required=True)
     demo.add_argument("--fixtures", default=None, help="folder of webhook JSON samples")
     demo.set_defaults(action=_demo)
+
+    setup = commands.add_parser(
+        "demo-setup",
+        help="create (or check) the demo workspace, its two agents, group and flow; print"
+        " where to go and the sign-in tokens",
+    )
+    setup.add_argument("--url", default=None, help="gateway base URL (default: this config)")
+    setup.add_argument("--phone-number-id", required=True, help="the demo business number")
+    setup.add_argument("--state", default=".local/demo-workspace.json", help="remembered here")
+    setup.add_argument("--flow", default="deploy/demo-flow.yaml", help="the demo flow")
+    setup.set_defaults(action=_demo_setup)
 
     asyncapi = commands.add_parser("asyncapi", help="print the AsyncAPI document of the consumers")
     asyncapi.set_defaults(action=_asyncapi)
@@ -181,6 +198,7 @@ def _create_workspace(settings: Settings, args: argparse.Namespace) -> int:
                 phone_number_id=args.phone_number_id,
                 time_zone=args.time_zone,
                 admin_name=args.admin_name,
+                agent_conversations=args.agent_conversations,
                 wait_seconds=args.wait,
             )
         )
@@ -222,6 +240,33 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
         phone_number_id=args.phone_number_id,
         fixtures=Path(args.fixtures) if args.fixtures else None,
     )
+
+
+def _demo_setup(settings: Settings, args: argparse.Namespace) -> int:
+    import logging
+
+    import httpx
+
+    from services.demo_setup import DemoSetup, DemoSetupFailed, sign_in_sheet
+    from services.workspaces import WorkspaceRejected
+
+    url = (args.url or f"http://{settings.http_host}:{settings.http_port}").rstrip("/")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per call is noise here
+
+    async def setup() -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            demo = DemoSetup(
+                settings, client, Path(args.state), args.phone_number_id, Path(args.flow)
+            )
+            return await demo.ensure()
+
+    try:
+        state = asyncio.run(setup())
+    except (DemoSetupFailed, WorkspaceRejected, TimeoutError, httpx.HTTPError) as error:
+        print(f"switchboard: the demo could not be set up: {error}", file=sys.stderr)
+        return 1
+    print(sign_in_sheet(state, url, sandbox=settings.sandbox))
+    return 0
 
 
 def _asyncapi(settings: Settings, args: argparse.Namespace) -> int:

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import unquote, urlparse
 
 DEFAULT_KAFKA = "127.0.0.1:19092"
 DEFAULT_DATABASE = "postgresql://switchboard:switchboard@127.0.0.1:55432/switchboard"
+DEFAULT_GRAPH_API = "https://graph.facebook.com/v21.0"
+GRAPH_API_VERSION = "v21.0"
+# Where the gateway serves the sandbox's stand-in for Meta's Graph API.
+SANDBOX_GRAPH_PATH = "/sandbox/graph"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
 
 
 class SettingsError(ValueError):
@@ -62,8 +70,14 @@ class Settings:
     http_port: int = 8000
     whatsapp_app_secret: str = ""
     whatsapp_verify_token: str = ""
-    whatsapp_api_base_url: str = "https://graph.facebook.com/v21.0"
+    whatsapp_api_base_url: str = DEFAULT_GRAPH_API
     whatsapp_access_token: str = ""
+    # The WhatsApp sandbox (development): the gateway plays Meta at /sandbox, and the
+    # dispatcher sends there (see ``sandbox_settings``).
+    sandbox: bool = False
+    # How long after a member's last live stream ended it is set offline (a reload, a
+    # dropped connection that comes back within it, keeps the status).
+    presence_grace_seconds: float = 60.0
     publish_timeout_seconds: float = 5.0
     relay_poll_seconds: float = 0.05
     # The dispatcher: attempts per round of sending (a retry request starts a new round),
@@ -94,10 +108,10 @@ class Settings:
             http_port=_int(env, "SWITCHBOARD_HTTP_PORT", 8000),
             whatsapp_app_secret=env.get("WHATSAPP_APP_SECRET", ""),
             whatsapp_verify_token=env.get("WHATSAPP_VERIFY_TOKEN", ""),
-            whatsapp_api_base_url=env.get(
-                "WHATSAPP_API_BASE_URL", "https://graph.facebook.com/v21.0"
-            ),
+            whatsapp_api_base_url=env.get("WHATSAPP_API_BASE_URL") or DEFAULT_GRAPH_API,
             whatsapp_access_token=env.get("WHATSAPP_ACCESS_TOKEN", ""),
+            sandbox=_bool(env, "SWITCHBOARD_SANDBOX"),
+            presence_grace_seconds=_float(env, "SWITCHBOARD_PRESENCE_GRACE_SECONDS", 60.0),
             publish_timeout_seconds=_float(env, "SWITCHBOARD_PUBLISH_TIMEOUT", 5.0),
             relay_poll_seconds=_float(env, "SWITCHBOARD_RELAY_POLL_SECONDS", 0.05),
             dispatch_max_attempts=_int(env, "SWITCHBOARD_DISPATCH_MAX_ATTEMPTS", 5),
@@ -129,6 +143,13 @@ class Settings:
             raise SettingsError(
                 f"SWITCHBOARD_SESSION_HOURS must be more than 0, got {settings.session_hours}"
             )
+        if settings.presence_grace_seconds < 0:
+            raise SettingsError(
+                "SWITCHBOARD_PRESENCE_GRACE_SECONDS must be 0 or more,"
+                f" got {settings.presence_grace_seconds}"
+            )
+        if settings.sandbox:
+            return sandbox_settings(settings, explicit_base_url=env.get("WHATSAPP_API_BASE_URL"))
         return settings
 
     def database(self) -> DatabaseUrl:
@@ -141,6 +162,57 @@ class Settings:
     def group_id(self, consumer: str) -> str:
         prefix = self.topic_prefix if self.group_prefix is None else self.group_prefix
         return f"{prefix}switchboard.{consumer}"
+
+
+def sandbox_access_token(app_secret: str) -> str:
+    """The bearer token the sandbox's Graph API stand-in accepts: derived from the app
+    secret, so only processes configured with it can put messages on the sandbox phones."""
+    digest = hmac.new(app_secret.encode(), b"switchboard sandbox graph api", hashlib.sha256)
+    return "sandbox-" + digest.hexdigest()[:40]
+
+
+def sandbox_settings(settings: Settings, *, explicit_base_url: str | None) -> Settings:
+    """Sandbox mode: the dispatcher sends to the gateway's Graph API stand-in, with the
+    sandbox's token. It refuses a real access token (and Meta's address), so a development
+    setup cannot message real customers."""
+    if settings.whatsapp_access_token:
+        raise SettingsError(
+            "SWITCHBOARD_SANDBOX=1 refuses to start with WHATSAPP_ACCESS_TOKEN set: the sandbox"
+            " stands in for Meta; unset the token, or turn the sandbox off to reach Meta"
+        )
+    if not settings.whatsapp_app_secret:
+        raise SettingsError(
+            "SWITCHBOARD_SANDBOX=1 needs WHATSAPP_APP_SECRET: the sandbox signs its webhooks"
+            " with it"
+        )
+    base_url = explicit_base_url or ""
+    host = urlparse(base_url).hostname or ""
+    if host == "facebook.com" or host.endswith(".facebook.com"):
+        raise SettingsError(
+            f"SWITCHBOARD_SANDBOX=1 refuses WHATSAPP_API_BASE_URL={base_url!r}: that is Meta;"
+            " leave it unset (the gateway's sandbox) or turn the sandbox off"
+        )
+    if not base_url:
+        # The gateway as the other processes reach it (a wildcard bind is reached locally).
+        gateway = settings.http_host if settings.http_host not in ("0.0.0.0", "::") else None
+        base_url = (
+            f"http://{gateway or '127.0.0.1'}:{settings.http_port}"
+            f"{SANDBOX_GRAPH_PATH}/{GRAPH_API_VERSION}"
+        )
+    return replace(
+        settings,
+        whatsapp_api_base_url=base_url,
+        whatsapp_access_token=sandbox_access_token(settings.whatsapp_app_secret),
+    )
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in TRUE_WORDS:
+        return True
+    if raw in FALSE_WORDS:
+        return False
+    raise SettingsError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), got {raw!r}")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

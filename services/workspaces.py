@@ -37,8 +37,14 @@ async def create_workspace(
     phone_number_id: str,
     time_zone: str = "UTC",
     admin_name: str = "Admin",
+    agent_conversations: bool = False,
     wait_seconds: float = 60.0,
 ) -> dict[str, Any]:
+    """Create a workspace with its first number and admin; its id and the admin's token.
+
+    ``agent_conversations``: whether flows may hand the number's conversations to agents at
+    once (off by default: an admin turns it on when the team is ready).
+    """
     if not name.strip():
         raise ValueError("the workspace name is empty")
     if not phone_number_id.strip():
@@ -54,6 +60,7 @@ async def create_workspace(
         admin_member_id=uuid4(),
         admin_name=admin_name,
         admin_token_hash=token_hash(token),
+        agent_conversations=agent_conversations,
     )
     command_id = uuid4()
     envelope = Envelope.wrap(
@@ -101,6 +108,7 @@ async def create_workspace(
         "name": name,
         "phone_number_id": phone_number_id,
         "time_zone": time_zone,
+        "agent_conversations": agent_conversations,
         "admin_member_id": str(command.admin_member_id),
         "admin_token": token,
     }

@@ -19,6 +19,7 @@ from events.base import Payload
 from events.directory import (
     AddGroupMember,
     AddMember,
+    AgentConversationsSet,
     AgentStatus,
     AgentStatusChanged,
     BusinessNumberConnected,
@@ -41,6 +42,7 @@ from events.directory import (
     RenameGroup,
     Role,
     RotateMemberToken,
+    SetAgentConversations,
     SetAgentStatus,
     SetNotificationSettings,
     UpdateMember,
@@ -136,6 +138,7 @@ class FlowState:
 class NumberState:
     phone_number_id: str
     owner: UUID | None = None
+    agent_conversations: bool = False
 
 
 def evolve_workspace(state: WorkspaceState, event: Payload) -> WorkspaceState:
@@ -202,8 +205,10 @@ def evolve_flow(state: FlowState, event: Payload) -> FlowState:
 
 def evolve_number(state: NumberState, event: Payload) -> NumberState:
     match event:
-        case BusinessNumberConnected(workspace_id=owner):
-            return replace(state, owner=owner)
+        case BusinessNumberConnected(workspace_id=owner, agent_conversations=enabled):
+            return replace(state, owner=owner, agent_conversations=enabled)
+        case AgentConversationsSet(enabled=enabled):
+            return replace(state, agent_conversations=enabled)
         case _:
             return state
 
@@ -239,7 +244,9 @@ def decide_create_workspace(
             workspace_id=command.workspace_id, name=command.name, time_zone=command.time_zone
         ),
         BusinessNumberConnected(
-            workspace_id=command.workspace_id, phone_number_id=command.phone_number_id
+            workspace_id=command.workspace_id,
+            phone_number_id=command.phone_number_id,
+            agent_conversations=command.agent_conversations,
         ),
         MemberAdded(
             workspace_id=command.workspace_id,
@@ -304,6 +311,29 @@ def decide_choose_active_flow(
             phone_number_id=command.phone_number_id,
             flow_id=command.flow_id,
             chosen_by=command.chosen_by,
+        )
+    ]
+
+
+def decide_set_agent_conversations(
+    command: SetAgentConversations, command_id: UUID, number: NumberState
+) -> list[Payload]:
+    """Turn the number's agent conversations on or off. Setting the value it already has is
+    accepted too (the caller waits for a verdict, and the event changes nothing)."""
+    if number.owner != command.workspace_id:
+        return [
+            _reject(
+                command,
+                command_id,
+                f"business number {command.phone_number_id} is not this workspace's",
+            )
+        ]
+    return [
+        AgentConversationsSet(
+            workspace_id=command.workspace_id,
+            phone_number_id=command.phone_number_id,
+            enabled=command.enabled,
+            set_by=command.set_by,
         )
     ]
 

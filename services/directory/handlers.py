@@ -10,6 +10,7 @@ from events.base import Payload
 from events.directory import (
     AddGroupMember,
     AddMember,
+    AgentConversationsSet,
     AgentStatusChanged,
     BusinessNumberConnected,
     CommandRejected,
@@ -21,6 +22,7 @@ from events.directory import (
     RemoveGroupMember,
     RenameGroup,
     RotateMemberToken,
+    SetAgentConversations,
     SetAgentStatus,
     SetNotificationSettings,
     UpdateMember,
@@ -44,6 +46,7 @@ from services.directory.decide import (
     decide_remove_group_member,
     decide_rename_group,
     decide_rotate_member_token,
+    decide_set_agent_conversations,
     decide_set_agent_status,
     decide_set_notification_settings,
     decide_update_member,
@@ -160,6 +163,16 @@ class DirectoryHandler(StoreBackedHandler):
                     ),
                     self._load(command.flow_id, FlowState(command.flow_id), evolve_flow),
                 )
+            case SetAgentConversations():
+                return decide_set_agent_conversations(
+                    command,
+                    envelope.event_id,
+                    self._load(
+                        number_stream(command.phone_number_id),
+                        NumberState(command.phone_number_id),
+                        evolve_number,
+                    ),
+                )
             case ChooseActiveFlow():
                 return decide_choose_active_flow(
                     command,
@@ -199,6 +212,7 @@ class DirectoryHandler(StoreBackedHandler):
             case (
                 BusinessNumberConnected(phone_number_id=number)
                 | ActiveFlowChosen(phone_number_id=number)
+                | AgentConversationsSet(phone_number_id=number)
             ):
                 return number_stream(number)
             case FlowPublished(flow_id=flow_id):

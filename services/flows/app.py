@@ -55,20 +55,28 @@ def create_app(settings: Settings) -> FastStream:
             async with caught_up_with(DIRECTORY_EVENTS_TOPIC, settings, store.position) as seen:
 
                 async def flow_view_current(delivery: Delivery, envelope: Envelope) -> None:
-                    """A conversation's number may have a flow this service has not read yet."""
+                    """A conversation's number may have a flow, or an agent-conversations
+                    switch, that this service has not read yet."""
                     started = envelope.payload
                     if not isinstance(started, ConversationStarted):
                         return
                     number = started.phone_number_id
 
-                    async def has_flow() -> bool:
+                    async def known() -> bool:
                         found = await anyio.to_thread.run_sync(
                             recorder.active_flow, number, arrival(started)
                         )
-                        return found is not None
+                        if found is None:
+                            return False
+                        switches = await anyio.to_thread.run_sync(
+                            recorder.agent_conversation_switches, number
+                        )
+                        return bool(switches)
 
                     await seen.believe(
-                        has_flow, within=VIEW_WAIT_SECONDS, what=f"the active flow of {number}"
+                        known,
+                        within=VIEW_WAIT_SECONDS,
+                        what=f"the active flow and agent-conversations switch of {number}",
                     )
 
                 runs.bind(FlowRunHandler(store, recorder), before_handle=flow_view_current)

@@ -9,7 +9,7 @@ replay queues the same messages.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -27,6 +27,7 @@ from events.flows import (
     FlowFailed,
     FlowRunStarted,
     HandOffRequested,
+    HandOffWithheld,
     QuestionAsked,
 )
 from events.outbound import OutboundMessageQueued, ReplyOption
@@ -76,6 +77,33 @@ class RunState:
     messages: int = 0
 
 
+@dataclass(frozen=True)
+class SwitchChange:
+    """One change of a number's agent-conversations switch, as the flows service's view
+    holds it: ``connected`` (its value when the number joined a workspace) or ``set``."""
+
+    at: datetime
+    kind: Literal["connected", "set"]
+    enabled: bool
+
+
+def agent_conversations_as_of(changes: Sequence[SwitchChange], at: datetime) -> bool:
+    """Whether the number's connect-to-agent blocks may hand off at ``at``.
+
+    ``changes`` come oldest first. The last change at or before ``at`` holds. Before any:
+    the value the number was connected with, or on when the first change known is an
+    admin's (a number connected before the switch existed handed off). No change known at
+    all (the caller has waited for its view to catch up): connected before this view
+    existed, when every number handed off: on.
+    """
+    earlier = [change for change in changes if change.at <= at]
+    if earlier:
+        return earlier[-1].enabled
+    if changes and changes[0].kind == "connected":
+        return changes[0].enabled
+    return True
+
+
 class FlowRuntimeError(Exception):
     """The flow cannot go on from a block (a missing variable, a bad substitution...)."""
 
@@ -106,15 +134,24 @@ def evolve(state: RunState, event: Payload) -> RunState:
 
 def arrival(started: ConversationStarted) -> datetime:
     """When the conversation's first message reached switchboard: what decides which flow
-    version it runs (the version active then). Meta's timestamp is whole seconds and may be
-    long past (a delivery retried for hours), so comparing it with the precise instant a flow
-    was chosen left customers who wrote in that second, or whose message came late, without
-    a flow. A version 1 record did not say; its message time stands in."""
+    version it runs (the version active then), and the number's agent-conversations switch.
+    Meta's timestamp is whole seconds and may be long past (a delivery retried for hours), so
+    comparing it with the precise instant a flow was chosen left customers who wrote in that
+    second, or whose message came late, without a flow. A version 1 record did not say; its
+    message time stands in."""
     return started.received_at or started.started_at
 
 
-def start(started: ConversationStarted, active: ActiveFlow | None, time_zone: str) -> list[Payload]:
-    """A new conversation: fix the flow version it will run (None when the number has none)."""
+def start(
+    started: ConversationStarted,
+    active: ActiveFlow | None,
+    time_zone: str,
+    *,
+    agent_conversations: bool,
+) -> list[Payload]:
+    """A new conversation: fix the flow version it will run (None when the number has none)
+    and whether its connect-to-agent blocks may hand off (the number's switch at its
+    arrival)."""
     return [
         FlowRunStarted(
             conversation_id=started.conversation_id,
@@ -125,6 +162,7 @@ def start(started: ConversationStarted, active: ActiveFlow | None, time_zone: st
             contact_name=started.contact_name,
             time_zone=time_zone,
             conversation_started_at=started.started_at,
+            agent_conversations=agent_conversations,
         )
     ]
 
@@ -194,6 +232,8 @@ class _Run:
                 return None
             case ConditionBlock():
                 return self.evaluate(block)
+            case ConnectToAgentBlock() if not self.started.agent_conversations:
+                return self.withhold(block)
             case ConnectToAgentBlock():
                 if block.text:
                     self.say(self.substitute(block.text))
@@ -242,6 +282,26 @@ class _Run:
                 )
                 return None
         raise AssertionError(f"unhandled block {block!r}")
+
+    def withhold(self, block: ConnectToAgentBlock) -> str | None:
+        """No hand-off while the number's agent conversations are off: the block's fallback,
+        or a failure there (the flow's error path, else the workspace's queue)."""
+        reason = (
+            f"agent conversations are off on business number {self.started.phone_number_id}"
+            " (an admin turns them on)"
+        )
+        self.emit(
+            HandOffWithheld(
+                conversation_id=self.started.conversation_id,
+                block_id=block.id,
+                reason=reason,
+                fallback=block.fallback,
+                withheld_at=self.at,
+            )
+        )
+        if block.fallback is not None:
+            return block.fallback
+        return self.fail(block, f"{reason}, and the block has no fallback")
 
     # -- questions -----------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ A flow is JSON (or YAML) like::
                   {"days": ["mon", "tue", "wed", "thu", "fri"]},
                   {"time": {"from": "08:00", "to": "18:00"}}], "next": "agent"}]},
        {"id": "agent", "type": "connect_to_agent", "group": "<group id>",
-        "rotation": "available", "text": "Te paso con un asesor de {{topic.title}}"},
+        "rotation": "available", "text": "Te paso con un asesor de {{topic.title}}",
+        "fallback": "bye"},
        {"id": "limit", "type": "set_expiration", "after": "30m", "next": "..."},
        {"id": "bye", "type": "end", "text": "¡Gracias!"}]}
 
@@ -25,9 +26,11 @@ are read through ``events.flows.upcast_flow_definition_v1``.
 
 ``parse_flow`` rejects, with a message naming the block: unknown block types, duplicate ids,
 transitions to missing blocks, unreachable blocks, blocks with no way out, unknown members,
-time ranges and durations that do not parse, and time zones that do not exist. A *new*
-version must also pass ``services.flows.publishing.check_publishable`` (Meta's limits, every
-variable captured before it is used).
+time ranges and durations that do not parse, and time zones that do not exist. A
+connect-to-agent block's optional ``fallback`` is where the run goes on while agent
+conversations are off on the number; it must not lead back to the block without a question.
+A *new* version must also pass ``services.flows.publishing.check_publishable`` (Meta's
+limits, every variable captured before it is used).
 """
 
 from __future__ import annotations
@@ -187,6 +190,9 @@ class ConnectToAgentBlock(_Strict):
     rotation: Literal["available", "all", "specific", "no_owner"]
     member: UUID | None = None
     text: str | None = None
+    # Where the run goes on while agent conversations are off on the number (None: the
+    # flow's error path).
+    fallback: str | None = None
 
 
 class SetExpirationBlock(_Strict):
@@ -250,6 +256,8 @@ def transitions(block: Block) -> list[str]:
             return [next_block] + ([fallback] if fallback else [])
         case ConditionBlock(rules=rules, default=default):
             return [rule.next for rule in rules] + [default]
+        case ConnectToAgentBlock(fallback=fallback):
+            return [fallback] if fallback else []
         case _:
             return []
 
@@ -381,5 +389,31 @@ def _check_blocks(
                     raise FlowInvalid(f"group {group} does not exist in this workspace", block.id)
                 if rotation != "no_owner" and block.group is None and rotation != "specific":
                     raise FlowInvalid(f"rotation {rotation!r} needs a 'group'", block.id)
+                if block.fallback is not None and _returns_without_waiting(
+                    flow, block.fallback, block.id
+                ):
+                    raise FlowInvalid(
+                        f"fallback {block.fallback!r} leads back here without a question:"
+                        " while agent conversations are off it would loop",
+                        block.id,
+                    )
             case _:
                 pass
+
+
+def _returns_without_waiting(flow: FlowDefinition, start: str, target: str) -> bool:
+    """Whether some path from ``start`` reaches ``target`` without a question (which waits
+    for the customer, so a loop through it is a conversation, not a spin)."""
+    seen: set[str] = set()
+    pending = [start]
+    while pending:
+        current = pending.pop()
+        if current == target:
+            return True
+        if current in seen:
+            continue
+        seen.add(current)
+        block = flow.block(current)
+        if not isinstance(block, QuestionBlock):
+            pending.extend(transitions(block))
+    return False

@@ -11,7 +11,15 @@ from events.conversation import CloseConversation, ConversationStarted, Customer
 from events.envelope import Actor, Envelope
 from events.flows import HandOffRequested
 from services.consumer import Delivery, StoreBackedHandler
-from services.flows.decide import RunState, arrival, decide, evolve, run_id, start
+from services.flows.decide import (
+    RunState,
+    agent_conversations_as_of,
+    arrival,
+    decide,
+    evolve,
+    run_id,
+    start,
+)
 from services.flows.definition import FlowDefinition, parse_flow
 from services.flows.views import FlowsRecorder
 from services.store import EventStore, NewEvent, StreamConflict
@@ -69,9 +77,14 @@ class FlowRunHandler(StoreBackedHandler):
         if isinstance(event, ConversationStarted):
             if state.started is not None:
                 return []  # the start was seen before (a re-sent event)
-            active = self.recorder.active_flow(event.phone_number_id, arrival(event))
+            # The number's flow and agent-conversations switch as of the conversation's arrival.
+            at = arrival(event)
+            active = self.recorder.active_flow(event.phone_number_id, at)
+            switches = self.recorder.agent_conversation_switches(event.phone_number_id)
             zone = self.recorder.time_zone(workspace_id) or "UTC"
-            return start(event, active, zone)
+            return start(
+                event, active, zone, agent_conversations=agent_conversations_as_of(switches, at)
+            )
         flow = self._flow(state)
         return decide(flow, state, event, workspace_id=workspace_id)
 

@@ -15,10 +15,10 @@ from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
 from psycopg.sql import SQL, Composed, Identifier
 from psycopg.types.json import Jsonb
 
-from events.directory import WorkspaceCreated
+from events.directory import AgentConversationsSet, BusinessNumberConnected, WorkspaceCreated
 from events.envelope import Envelope
 from events.flows import ActiveFlowChosen, FlowPublished, upcast_flow_definition_v1
-from services.flows.decide import ActiveFlow
+from services.flows.decide import ActiveFlow, SwitchChange
 from services.store import EVENTS_TABLE, TRACKING_TABLE, AlreadyTracked
 
 # Versions and choices are kept with their event times, not overwritten: a conversation
@@ -36,6 +36,13 @@ VIEW_TABLES = (
     # before version 2 (grammar v1) are read through the same upcaster as the events.
     """ALTER TABLE {s}.flow_versions
         ADD COLUMN IF NOT EXISTS schema_version smallint NOT NULL DEFAULT 1""",
+    # Each number's agent-conversations switch as it was set over time ('connected': its
+    # value when the number joined a workspace; 'set': an admin's change). A number with no
+    # row was connected before this view existed (see decide.agent_conversations_as_of).
+    """CREATE TABLE IF NOT EXISTS {s}.agent_conversation_switches (
+        phone_number_id text NOT NULL, set_at timestamptz NOT NULL, event_id uuid NOT NULL,
+        kind text NOT NULL, enabled boolean NOT NULL,
+        PRIMARY KEY (phone_number_id, set_at, event_id))""",
 )
 
 
@@ -91,6 +98,21 @@ class FlowsRecorder(PostgresProcessRecorder):
             definition = upcast_flow_definition_v1(definition)
         return definition
 
+    def agent_conversation_switches(self, phone_number_id: str) -> list[SwitchChange]:
+        """Every change of the number's agent-conversations switch, oldest first."""
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                self._sql(
+                    "SELECT set_at, kind, enabled FROM {s}.agent_conversation_switches"
+                    " WHERE phone_number_id = %s ORDER BY set_at, event_id"
+                ),
+                (phone_number_id,),
+            )
+            return [
+                SwitchChange(row["set_at"], row["kind"], row["enabled"])
+                for row in cursor.fetchall()
+            ]
+
     def time_zone(self, workspace_id: UUID) -> str | None:
         row = self._one(
             "SELECT time_zone FROM {s}.workspace_zones WHERE workspace_id = %s", workspace_id
@@ -124,6 +146,22 @@ class FlowsRecorder(PostgresProcessRecorder):
                                 " ON CONFLICT DO NOTHING"
                             ),
                             (number, envelope.occurred_at, envelope.event_id, flow_id),
+                        )
+                    case (
+                        BusinessNumberConnected(phone_number_id=number, agent_conversations=on)
+                        | AgentConversationsSet(phone_number_id=number, enabled=on)
+                    ):
+                        kind = (
+                            "connected"
+                            if isinstance(envelope.payload, BusinessNumberConnected)
+                            else "set"
+                        )
+                        cursor.execute(
+                            self._sql(
+                                "INSERT INTO {s}.agent_conversation_switches"
+                                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+                            ),
+                            (number, envelope.occurred_at, envelope.event_id, kind, on),
                         )
                     case WorkspaceCreated(workspace_id=workspace_id, time_zone=zone):
                         cursor.execute(

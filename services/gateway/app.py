@@ -12,6 +12,7 @@ import structlog
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -23,12 +24,14 @@ from services.gateway import (
     directory_api,
     flows_api,
     members_api,
+    numbers_api,
     reads_api,
     stream_api,
 )
 from services.gateway.change_signal import ChangeSignal
 from services.gateway.dependencies import Publisher, read_models
 from services.gateway.openapi import described_openapi
+from services.gateway.presence import Presence
 from services.gateway.problems import (
     PROBLEM_CONTENT,
     http_problem,
@@ -82,16 +85,23 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.settings = settings
         app.state.session_codec = session_codec
         app.state.read_models = ReadModels(pool, settings.schema("projections"))
-        app.state.sessions = stream_api.Sessions(app.state.publisher, settings)
+        app.state.presence = Presence(pool, app.state.read_models, app.state.publisher, settings)
+        await app.state.presence.start()
         app.state.change_signal = ChangeSignal(
             settings.database().conninfo(), settings.schema("projections")
         )
         app.state.change_signal.start()
+        if settings.sandbox:
+            from services.gateway.sandbox.phones import Phones
+            from services.gateway.sandbox.routes import Sandbox
+
+            app.state.sandbox = Sandbox(Phones(pool, settings), settings)
+            await app.state.sandbox.phones.create()
         try:
             yield
         finally:
             await app.state.change_signal.stop()
-            await app.state.sessions.drain()
+            await app.state.presence.stop()
             await producer.stop()
             await pool.close()
 
@@ -186,6 +196,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(flows_api.router)
     app.include_router(reads_api.router)
     app.include_router(stream_api.router)
+    app.include_router(numbers_api.router)
+    if settings.sandbox:
+        # Development only: absent (404) unless SWITCHBOARD_SANDBOX=1.
+        from services.gateway.sandbox.routes import STATIC, graph, phone
+
+        app.include_router(graph)
+        app.include_router(phone)
+        app.mount("/sandbox/static", StaticFiles(directory=STATIC), name="sandbox-static")
 
     # The agent suite (pages, fragments and static files) at /.
     pages.install(app, static_version())

@@ -586,6 +586,48 @@ class ActiveFlowChosen(BaseModel):
     flow_id: UUID
 
 
+# --- business numbers ------------------------------------------------------------------
+
+
+NUMBER_EXAMPLE = {
+    "phone_number_id": "480112093385611",
+    "display_phone_number": "573001112233",
+    "active_flow_id": FLOW,
+    "agent_conversations": True,
+}
+
+
+class BusinessNumber(BaseModel):
+    model_config = _examples(NUMBER_EXAMPLE)
+
+    phone_number_id: str = Field(description="Meta's id of the business number")
+    display_phone_number: str | None = Field(
+        description="the number as customers see it, from Meta's webhooks (null until a"
+        " customer wrote)"
+    )
+    active_flow_id: UUID | None = Field(description="the flow new conversations run")
+    agent_conversations: bool = Field(
+        description="whether its flows may hand conversations to agents (off: a connect-to-agent"
+        " block follows its fallback)"
+    )
+
+
+class BusinessNumbers(BaseModel):
+    model_config = _examples({"numbers": [NUMBER_EXAMPLE]})
+
+    numbers: list[BusinessNumber] = Field(description="the workspace's numbers")
+
+
+class AgentConversationsSwitched(BaseModel):
+    model_config = _examples(
+        {"command_id": COMMAND, "phone_number_id": "480112093385611", "agent_conversations": True}
+    )
+
+    command_id: UUID
+    phone_number_id: str
+    agent_conversations: bool
+
+
 # --- the webhook -----------------------------------------------------------------------
 
 
@@ -611,12 +653,16 @@ STREAM_CHANGE_EXAMPLE = {
     "member_id": ANA,
     "kind": "assignment.conversation_assigned",
     "occurred_at": NOW,
+    "caused_by": None,
+    "notify_desktop": True,
+    "play_sound": True,
 }
 
 
 class StreamChange(BaseModel):
     """The ``data`` of one ``/api/stream`` event: what changed; read the details from the
-    other routes. The first event (``ready``) carries ``member_id`` and ``after`` instead."""
+    other routes. The first event (``ready``) carries ``member_id`` and ``after`` instead (and
+    both hints false)."""
 
     model_config = _examples(STREAM_CHANGE_EXAMPLE)
 
@@ -627,3 +673,11 @@ class StreamChange(BaseModel):
     member_id: UUID | None
     kind: str = Field(description="the event type (also the SSE ``event`` field)")
     occurred_at: datetime
+    caused_by: UUID | None = Field(
+        description="the member whose own action this was, if any (never notified of it)"
+    )
+    notify_desktop: bool = Field(
+        description="show a desktop notification (the member's setting and the kind of event;"
+        " see the README's notification hints)"
+    )
+    play_sound: bool = Field(description="play the notification sound (likewise)")

@@ -2,39 +2,31 @@
 
 The projector writes a change feed (``changes``, one row per projected event an agent could
 see) with a sequence number; each stream polls it from where the client left off
-(``Last-Event-ID``) and sends what the caller may see. A member whose last stream on this
-gateway ends is set ``offline``: its session ended.
+(``Last-Event-ID``) and sends what the caller may see, with the notification hints decided
+for the caller (``hints.py``). Each stream is a presence session (``presence.py``): a member
+none of whose streams came back within the grace period is set ``offline``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
-from uuid import UUID
 
 import orjson
 import structlog
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from events.directory import SetAgentStatus
 from projections.queries import Caller, ReadModels
 from services.gateway.change_signal import ChangeSignal
-from services.gateway.dependencies import (
-    Publisher,
-    caller,
-    groups_of,
-    read_models,
-    send_command,
-)
+from services.gateway.dependencies import caller, read_models
+from services.gateway.hints import Viewer, hints
 from services.gateway.inputs import known_query_only
+from services.gateway.presence import HEARTBEAT, Presence
 from services.gateway.problems import problem_responses
 from services.gateway.responses import ANA, STREAM_CHANGE_EXAMPLE
-from services.settings import Settings
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["stream"], dependencies=[Depends(known_query_only)])
@@ -44,7 +36,8 @@ KEEP_ALIVE_SECONDS = 15.0
 BATCH = 200
 MAX_SEQ = 2**63 - 1  # the feed's bigserial
 STREAM_EXAMPLE = (
-    f'id: 41\nevent: ready\ndata: {{"member_id": "{ANA}", "after": 41}}\n\n'
+    f'id: 41\nevent: ready\ndata: {{"member_id": "{ANA}", "after": 41,'
+    ' "notify_desktop": false, "play_sound": false}\n\n'
     f"id: 42\nevent: {STREAM_CHANGE_EXAMPLE['kind']}\n"
     f"data: {orjson.dumps(STREAM_CHANGE_EXAMPLE).decode()}\n\n: keep-alive\n\n"
 )
@@ -66,53 +59,8 @@ STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-class Sessions:
-    """Open streams per member on this gateway, and the offline updates they leave behind."""
-
-    def __init__(self, publisher: Publisher, settings: Settings) -> None:
-        self.publisher = publisher
-        self.settings = settings
-        self.open: Counter[UUID] = Counter()
-        self.pending: set[asyncio.Task[None]] = set()
-
-    def opened(self, who: Caller) -> None:
-        self.open[who.member_id] += 1
-
-    def closed(self, who: Caller, models: ReadModels) -> None:
-        self.open[who.member_id] -= 1
-        if self.open[who.member_id] > 0:
-            return
-        del self.open[who.member_id]
-        # The stream's task is being cancelled: the update runs on its own task.
-        task = asyncio.create_task(self._offline(who, models))
-        self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
-
-    async def _offline(self, who: Caller, models: ReadModels) -> None:
-        try:
-            member = await models.member(who.workspace_id, who.member_id)
-            if member is None or not member["active"] or member["status"] == "offline":
-                return
-            command = SetAgentStatus(
-                workspace_id=who.workspace_id,
-                member_id=who.member_id,
-                status="offline",
-                reason="session ended",
-            )
-            await send_command(self.publisher, self.settings, who, command)
-        except Exception as error:  # the next session sets the status again; say why here
-            log.warning(
-                "could not set a member offline", member=str(who.member_id), error=repr(error)
-            )
-
-    async def drain(self) -> None:
-        """Wait for the offline updates still in flight (at shutdown)."""
-        if self.pending:
-            await asyncio.wait(self.pending, timeout=5)
-
-
-def sessions(request: Request) -> Sessions:
-    found: Sessions = request.app.state.sessions
+def presence(request: Request) -> Presence:
+    found: Presence = request.app.state.presence
     return found
 
 
@@ -121,7 +69,7 @@ async def stream(
     request: Request,
     who: Annotated[Caller, Depends(caller)],
     models: Annotated[ReadModels, Depends(read_models)],
-    tracker: Annotated[Sessions, Depends(sessions)],
+    tracker: Annotated[Presence, Depends(presence)],
     last_event_id: Annotated[
         str | None,
         Header(description="the last `id` received; ignored unless a number (as browsers send)"),
@@ -132,7 +80,8 @@ async def stream(
 ) -> StreamingResponse:
     """Changes I can see, as they are projected: ``id`` is the feed's sequence number (send it
     back as ``Last-Event-ID`` to resume), ``event`` the event type, ``data`` what changed
-    (conversation, group, member); read the details from the other routes."""
+    (conversation, group, member, ``caused_by``) with the caller's notification hints
+    ``notify_desktop`` and ``play_sound``; read the details from the other routes."""
     start = after
     # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
     if last_event_id is not None and last_event_id.isascii() and last_event_id.isdigit():
@@ -147,23 +96,36 @@ async def stream(
 
 
 async def _events(
-    request: Request, who: Caller, models: ReadModels, tracker: Sessions, position: int
+    request: Request, who: Caller, models: ReadModels, tracker: Presence, position: int
 ) -> AsyncIterator[bytes]:
     signal: ChangeSignal = request.app.state.change_signal
-    tracker.opened(who)
+    session = await tracker.opened(who)
     try:
-        yield _message("ready", {"member_id": str(who.member_id), "after": position}, position)
+        ready = {"member_id": str(who.member_id), "after": position}
+        yield _message("ready", {**ready, "notify_desktop": False, "play_sound": False}, position)
         quiet = 0.0
+        beat = time.monotonic()
         while not await request.is_disconnected():
             mark = signal.mark(who.workspace_id)
             changes = await models.changes_since(who.workspace_id, position, BATCH)
-            # Read per batch, not per stream: an admin may add or remove the member meanwhile.
-            groups = await groups_of(models, who) if changes else None
+            # Read per batch, not per stream: an admin may add or remove the member meanwhile,
+            # and the member may change its notification settings.
+            viewer = await _viewer(models, who) if changes else None
             for change in changes:
                 position = change["seq"]
-                if _visible(who, groups, change):
-                    yield _message(change["kind"], change, position)
+                assert viewer is not None
+                if _visible(who, viewer, change):
+                    hinted = hints(change, viewer)
+                    data = {
+                        **change,
+                        "notify_desktop": hinted.notify_desktop,
+                        "play_sound": hinted.play_sound,
+                    }
+                    yield _message(change["kind"], data, position)
                     quiet = 0.0
+            if time.monotonic() - beat >= HEARTBEAT.total_seconds():
+                await tracker.heartbeat(session)
+                beat = time.monotonic()
             if len(changes) == BATCH:
                 continue
             # Woken by the projector's notification, or polling again at the latest.
@@ -175,12 +137,26 @@ async def _events(
                 quiet = 0.0
     finally:
         with contextlib.suppress(Exception):
-            tracker.closed(who, models)
+            tracker.closed(session)
 
 
-def _visible(who: Caller, groups: set[UUID] | None, change: dict[str, Any]) -> bool:
-    if groups is None:  # an admin
+async def _viewer(models: ReadModels, who: Caller) -> Viewer:
+    member = await models.member(who.workspace_id, who.member_id)
+    return Viewer(
+        member_id=who.member_id,
+        is_admin=who.role == "admin",
+        # An admin sees every group's changes but is hinted only of its own groups' (and
+        # of the workspace's queue).
+        groups=set(member["group_ids"]) if member is not None else set(),
+        desktop=bool(member and member["desktop_notifications"]),
+        sound=bool(member and member["sound_notifications"]),
+    )
+
+
+def _visible(who: Caller, viewer: Viewer, change: dict[str, Any]) -> bool:
+    if viewer.is_admin:
         return True
+    groups = viewer.groups
     if change.get("member_id") == who.member_id:
         return True
     if change.get("group_id") in groups:

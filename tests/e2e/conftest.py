@@ -59,10 +59,13 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-async def create_workspace_cli(env: dict[str, str], name: str, number: str) -> dict[str, Any]:
+async def create_workspace_cli(
+    env: dict[str, str], name: str, number: str, *, agent_conversations: bool = False
+) -> dict[str, Any]:
     """``switchboard workspace create`` exactly as the README shows it."""
+    options = ["--agent-conversations"] if agent_conversations else []
     done = await asyncio.to_thread(
-        cli, env, "workspace", "create", name, "--phone-number-id", number
+        cli, env, "workspace", "create", name, "--phone-number-id", number, *options
     )
     assert done.returncode == 0, done.stderr
     created: dict[str, Any] = json.loads(done.stdout)

@@ -84,7 +84,8 @@ async def start_with_flow(
     for name in ALL:
         processes.start(name)
     await wait_for_gateway(http)
-    workspace = await create_workspace_cli(env, "Acme", number)
+    workspace = await create_workspace_cli(env, "Acme", number, agent_conversations=True)
+    # create_workspace_cli uses the CLI default zone (UTC); the flow names Bogotá itself.
     auth = {"Authorization": f"Bearer {workspace['admin_token']}"}
     group = await http.post("/api/groups", json={"name": "Billing"}, headers=auth)
     assert group.status_code == 201, group.text

@@ -160,7 +160,7 @@ class Team:
 
 async def build_team(settings: Settings, client: httpx.AsyncClient, *, capacity: int) -> Team:
     workspace = await create_workspace(
-        settings, name="Acme", phone_number_id=NUMBER, time_zone="UTC"
+        settings, name="Acme", phone_number_id=NUMBER, time_zone="UTC", agent_conversations=True
     )
     team = Team(settings, client, {"Authorization": f"Bearer {workspace['admin_token']}"})
     group = await client.post("/api/groups", json={"name": "Support"}, headers=team.admin)

@@ -142,7 +142,11 @@ async def test_members_added_by_member_added_v1_keep_their_tokens(settings: Sett
                 ),
                 encode(
                     _envelope(
-                        BusinessNumberConnected(workspace_id=workspace_id, phone_number_id=number),
+                        BusinessNumberConnected(
+                            workspace_id=workspace_id,
+                            phone_number_id=number,
+                            agent_conversations=True,
+                        ),
                         workspace_id,
                         2,
                         at,

@@ -27,7 +27,11 @@ async def test_replaying_the_flows_service_from_offset_zero_decides_the_same(
 ) -> None:
     async with consumers(settings), gateway_client(settings) as client:
         workspace = await create_workspace(
-            settings, name="Replay", phone_number_id=NUMBER, time_zone="America/Bogota"
+            settings,
+            name="Replay",
+            phone_number_id=NUMBER,
+            time_zone="America/Bogota",
+            agent_conversations=True,
         )
         auth = {"Authorization": f"Bearer {workspace['admin_token']}"}
         group = await create_group(client, auth, "Billing")

@@ -88,7 +88,11 @@ class Bot:
 async def bot(settings: Settings) -> AsyncIterator[Bot]:
     async with consumers(settings), gateway_client(settings) as client:
         workspace = await create_workspace(
-            settings, name="Acme", phone_number_id=NUMBER, time_zone="America/Bogota"
+            settings,
+            name="Acme",
+            phone_number_id=NUMBER,
+            time_zone="America/Bogota",
+            agent_conversations=True,
         )
         auth = {"Authorization": f"Bearer {workspace['admin_token']}"}
         group = await create_group(client, auth, "Billing")
@@ -225,7 +229,11 @@ async def test_the_flow_runs_for_what_arrives_after_it_is_chosen_whenever_it_was
     number = "480112093300077"
     async with consumers(settings), gateway_client(settings) as client:
         workspace = await create_workspace(
-            settings, name="Late", phone_number_id=number, time_zone="America/Bogota"
+            settings,
+            name="Late",
+            phone_number_id=number,
+            time_zone="America/Bogota",
+            agent_conversations=True,
         )
         auth = {"Authorization": f"Bearer {workspace['admin_token']}"}
         bot = Bot(settings, client, workspace, await create_group(client, auth, "Billing"))

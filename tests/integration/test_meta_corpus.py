@@ -148,6 +148,7 @@ async def create_workspaces(settings: Settings, fixtures: list[Fixture]) -> dict
                 name=fixture.name,
                 time_zone="UTC",
                 phone_number_id=fixture.expected.number,
+                agent_conversations=True,
                 admin_member_id=uuid.uuid4(),
                 admin_name="Admin",
                 admin_token_hash=token_hash(fixture.token),

@@ -149,7 +149,9 @@ def seeded(infrastructure: dict[str, str], used_topic_prefixes: list[str]) -> It
 
 def _seed(system: RunningSystem) -> Seeded:
     workspace = system.call(
-        create_workspace(system.settings, name="Contract", phone_number_id=NUMBER)
+        create_workspace(
+            system.settings, name="Contract", phone_number_id=NUMBER, agent_conversations=True
+        )
     )
     admin = {"Authorization": f"Bearer {workspace['admin_token']}"}
     with httpx.Client(base_url=system.url, timeout=30) as client:

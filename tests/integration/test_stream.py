@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,12 +24,18 @@ pytestmark = pytest.mark.integration
 
 
 @contextlib.asynccontextmanager
-async def served(settings: Settings) -> AsyncIterator[str]:
+async def served(settings: Settings, *, port: int | None = None) -> AsyncIterator[str]:
     """The gateway on a real socket: SSE needs a streaming transport, not ASGI calls."""
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            # A test that fails with a stream still open must not wait for it forever.
+            timeout_graceful_shutdown=2,
         )
     )
     task = asyncio.create_task(server.serve())
@@ -71,6 +78,8 @@ async def listen(
 async def test_agents_hear_their_changes_and_go_offline_when_the_session_ends(
     settings: Settings,
 ) -> None:
+    # No grace: offline as soon as the last stream ends (the grace has a test of its own).
+    settings = dataclasses.replace(settings, presence_grace_seconds=0.0)
     async with consumers(settings), gateway_client(settings) as client, served(settings) as url:
         team: Team = await build_team(settings, client, capacity=5)
         await team.set_status("A", "available")

@@ -29,7 +29,9 @@ CUSTOMER = "573001112233"
 
 async def test_another_workspace_sees_and_changes_nothing(settings: Settings) -> None:
     async with consumers(settings), gateway_client(settings) as client:
-        one = await create_workspace(settings, name="One", phone_number_id=NUMBER_1)
+        one = await create_workspace(
+            settings, name="One", phone_number_id=NUMBER_1, agent_conversations=True
+        )
         two = await create_workspace(settings, name="Two", phone_number_id=NUMBER_2)
         admin1 = {"Authorization": f"Bearer {one['admin_token']}"}
         intruder = {"Authorization": f"Bearer {two['admin_token']}"}
@@ -219,6 +221,20 @@ async def test_another_workspace_sees_and_changes_nothing(settings: Settings) ->
                 {"flow_id": flow["flow_id"]},
                 lambda r: r.status_code == 422,
             ),
+            (
+                "GET",
+                "/api/numbers",
+                "/api/numbers",
+                None,
+                lambda r: none_of_one(r) and NUMBER_1 not in r.text,
+            ),
+            (
+                "PUT",
+                "/api/numbers/{phone_number_id}/agent-conversations",
+                f"/api/numbers/{NUMBER_1}/agent-conversations",
+                {"enabled": False},
+                not_found,
+            ),
             # The stream starts at "now" and filters by workspace; test_stream covers its events.
             ("GET", "/api/stream", "/api/stream?probe=1", None, lambda r: True),
         ]
@@ -254,5 +270,6 @@ async def snapshot(
         f"/api/groups/{gid}/queue",
         "/api/flows",
         f"/api/flows/{flow_id}/versions",
+        "/api/numbers",
     )
     return [(await client.get(url, headers=auth)).json() for url in urls]

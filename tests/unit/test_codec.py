@@ -264,6 +264,7 @@ def test_two_services_reacting_to_one_event_make_different_ids() -> None:
         contact_name=None,
         time_zone="UTC",
         conversation_started_at=AT,
+        agent_conversations=True,
     )
     deadline = DeadlineSet(
         conversation_id=conversation,

@@ -70,6 +70,7 @@ def command(**overrides: object) -> CreateWorkspace:
         "admin_member_id": UUID(int=2),
         "admin_name": "Ana",
         "admin_token_hash": "ab" * 32,
+        "agent_conversations": False,
     }
     fields.update(overrides)
     return CreateWorkspace(**fields)  # type: ignore[arg-type]
@@ -96,7 +97,9 @@ def test_creates_workspace_number_and_admin() -> None:
 def test_a_number_owned_elsewhere_is_rejected_with_the_owner() -> None:
     number = evolve_number(
         NumberState("4801"),
-        BusinessNumberConnected(workspace_id=UUID(int=5), phone_number_id="4801"),
+        BusinessNumberConnected(
+            workspace_id=UUID(int=5), phone_number_id="4801", agent_conversations=True
+        ),
     )
     [rejected] = decide_create_workspace(command(), COMMAND_ID, WorkspaceState(UUID(int=1)), number)
     assert isinstance(rejected, CommandRejected)

@@ -60,7 +60,14 @@ def message(
 class Run:
     """A conversation's run, driven message by message as the flows consumer drives it."""
 
-    def __init__(self, document: dict[str, Any], at: datetime, *, time_zone: str = "UTC") -> None:
+    def __init__(
+        self,
+        document: dict[str, Any],
+        at: datetime,
+        *,
+        time_zone: str = "UTC",
+        agent_conversations: bool = True,
+    ) -> None:
         self.flow: FlowDefinition | None = parse_flow(document)
         self.state = RunState(CONVERSATION)
         started = ConversationStarted(
@@ -71,7 +78,14 @@ class Run:
             contact_name="Valentina",
             started_at=at,
         )
-        self.apply(start(started, ActiveFlow(UUID(int=9), 1), time_zone))
+        self.apply(
+            start(
+                started,
+                ActiveFlow(UUID(int=9), 1),
+                time_zone,
+                agent_conversations=agent_conversations,
+            )
+        )
 
     def apply(self, events: list[Payload]) -> list[Payload]:
         self.state = reduce(evolve, events, self.state)
@@ -309,6 +323,7 @@ def test_no_active_flow_hands_off_rather_than_staying_silent() -> None:
                 contact_name=None,
                 time_zone="UTC",
                 conversation_started_at=OFFICE_HOURS,
+                agent_conversations=True,
             )
         ],
         RunState(CONVERSATION),
@@ -536,6 +551,7 @@ def test_a_run_stored_under_v1_goes_on_as_it_would_have() -> None:
         contact_name="Valentina",
         time_zone="UTC",
         conversation_started_at=OFFICE_HOURS,
+        agent_conversations=True,
     )
     stored = [
         started,

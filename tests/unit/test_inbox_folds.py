@@ -251,6 +251,7 @@ def test_the_run_start_follows_the_first_message_and_the_end_says_where() -> Non
                 contact_name=None,
                 time_zone="UTC",
                 conversation_started_at=AT,
+                agent_conversations=True,
             ),
             1,
         )

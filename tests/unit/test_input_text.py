@@ -163,6 +163,7 @@ def test_the_directory_refuses_a_workspace_named_with_a_control_character(
             "admin_member_id": UUID(int=11),
             "admin_name": "Ana",
             "admin_token_hash": "a" * 64,
+            "agent_conversations": False,
             field: value,
         }
     )
