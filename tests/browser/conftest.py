@@ -27,13 +27,19 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Locator,
+    Page,
+    async_playwright,
+    expect,
+)
 
 from services.gateway.webhook import sign
 from services.settings import Settings
 from services.supervisor import PROCESSES
 from services.workspaces import create_workspace
-from tests.fake_graph import FakeGraphApi
 from tests.harness import ROOT, Processes, free_port
 
 CHROMIUM = os.environ.get("SWITCHBOARD_CHROMIUM", "/usr/bin/chromium")
@@ -245,17 +251,24 @@ class Suite:
 
     url: str
     env: dict[str, str]
-    graph: FakeGraphApi
     processes: Processes
 
     @property
     def settings(self) -> Settings:
         return Settings.from_env(self.env)
 
-    async def workspace(self, name: str, *, time_zone: str = "America/Bogota") -> Workspace:
+    async def workspace(
+        self, name: str, *, time_zone: str = "America/Bogota", agent_conversations: bool = True
+    ) -> Workspace:
+        """A new workspace; its number hands conversations to agents unless told otherwise
+        (a new number's switch is off until an admin turns it on)."""
         number = f"4801{uuid.uuid4().int % 10**11:011d}"
         created = await create_workspace(
-            self.settings, name=name, phone_number_id=number, time_zone=time_zone
+            self.settings,
+            name=name,
+            phone_number_id=number,
+            time_zone=time_zone,
+            agent_conversations=agent_conversations,
         )
         return Workspace(self, str(created["workspace_id"]), number, created["admin_token"])
 
@@ -296,15 +309,7 @@ class Suite:
 
 
 @pytest.fixture(scope="session")
-def graph() -> Iterator[FakeGraphApi]:
-    with FakeGraphApi() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="session")
-def suite(
-    infrastructure: dict[str, str], used_topic_prefixes: list[str], graph: FakeGraphApi
-) -> Iterator[Suite]:
+def suite(infrastructure: dict[str, str], used_topic_prefixes: list[str]) -> Iterator[Suite]:
     tag = uuid.uuid4().hex[:10]
     used_topic_prefixes.append(f"b{tag}.")
     port = free_port()
@@ -315,8 +320,8 @@ def suite(
         "SWITCHBOARD_HTTP_PORT": str(port),
         "WHATSAPP_APP_SECRET": APP_SECRET,
         "WHATSAPP_VERIFY_TOKEN": "browser-verify-token",
-        "WHATSAPP_API_BASE_URL": graph.base_url,
-        "WHATSAPP_ACCESS_TOKEN": "browser-graph-token",
+        # As make run: the gateway's sandbox plays Meta (no access token, no Graph API URL).
+        "SWITCHBOARD_SANDBOX": "1",
         "SWITCHBOARD_SESSION_SECRET": f"browser-session-{uuid.uuid4().hex}{uuid.uuid4().hex}",
         "SWITCHBOARD_RELAY_POLL_SECONDS": "0.02",
     }
@@ -337,7 +342,7 @@ def suite(
             if time.monotonic() > deadline:
                 raise AssertionError(f"the gateway did not answer; see {log_dir}/gateway.log")
             time.sleep(0.3)
-        yield Suite(url, env, graph, processes)
+        yield Suite(url, env, processes)
     finally:
         processes.stop_all()
 
@@ -375,6 +380,39 @@ async def new_context(browser: Browser, suite: Suite) -> AsyncIterator[NewContex
     yield open_one
     for context in opened:
         await context.close()
+
+
+@dataclass
+class Phone:
+    """A customer on the sandbox's phone page: what Meta would deliver, typed by a person."""
+
+    page: Page
+    name: str
+    wa_id: str
+
+    async def says(self, text: str) -> None:
+        await self.page.get_by_label("Message", exact=True).fill(text)
+        await self.page.get_by_role("button", name="Send").click()
+        await expect(self.bubble(text, mine=True)).to_be_visible()
+
+    async def taps(self, title: str) -> None:
+        await self.page.get_by_role("button", name=title).click()
+
+    def bubble(self, text: str, *, mine: bool = False) -> Locator:
+        side = "from_customer" if mine else "to_customer"
+        return self.page.locator(f".bubble.{side}").filter(has_text=text)
+
+
+async def phone(context: BrowserContext, ws: Workspace, name: str) -> Phone:
+    """Open the sandbox as ``name`` writing to the workspace's business number."""
+    page = await context.new_page()
+    await page.goto("/sandbox")
+    wa_id = f"57310{uuid.uuid4().int % 10**7:07d}"
+    await page.get_by_label("Business number").fill(ws.phone_number_id)
+    await page.get_by_label("Your name").fill(name)
+    await page.get_by_label("Your WhatsApp number").fill(wa_id)
+    await page.get_by_label("Your WhatsApp number").press("Enter")
+    return Phone(page, name, wa_id)
 
 
 async def sign_in(context: BrowserContext, token: str, path: str = "/") -> Page:
