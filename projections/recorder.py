@@ -18,7 +18,11 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 from psycopg.types.json import Jsonb
 
 from events.conversation import MessageStatusUpdated
-from events.directory import AgentConversationsSet, AgentStatusChanged
+from events.directory import (
+    AgentConversationsSet,
+    AgentStatusChanged,
+    NotificationSettingsChanged,
+)
 from events.envelope import Envelope
 from projections.assignments import (
     AssignmentRow,
@@ -347,7 +351,8 @@ class ProjectionRecorder(PostgresProcessRecorder):
                 change = self._project_inbox(cursor, envelope) or change
                 for row in directory_rows(envelope):
                     self._write_directory(cursor, row)
-                if isinstance(envelope.payload, AgentStatusChanged):
+                if isinstance(envelope.payload, AgentStatusChanged | NotificationSettingsChanged):
+                    # The member's other browsers show the switch as it is now.
                     change = Change(None, None, envelope.payload.member_id)
                 if isinstance(envelope.payload, AgentConversationsSet):
                     change = Change(None, None, None)  # admins' screens show the switch

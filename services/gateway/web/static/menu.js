@@ -23,13 +23,19 @@ export function setupMenu() {
     setting("desktop").setAttribute("aria-checked", String(me.desktop_notifications));
     setting("sound").setAttribute("aria-checked", String(me.sound_notifications));
   };
+  // A change made here since a read of /api/me started wins over what that read says (the
+  // change's own event brings a fresh read after it).
+  let changes = 0;
   const reload = async () => {
+    const before = changes;
     const { data } = await api("GET", "/api/me");
+    if (before !== changes) return;
     showStatus(data.status);
     showSettings(data);
   };
 
   toggle.addEventListener("click", async () => {
+    changes += 1;
     const next = toggle.dataset.status === "available" ? "unavailable" : "available";
     const before = toggle.dataset.status;
     showStatus(next);
@@ -72,6 +78,7 @@ export function setupMenu() {
 
   for (const name of ["desktop", "sound"]) {
     setting(name).addEventListener("click", async () => {
+      changes += 1;
       const item = setting(name);
       const on = item.getAttribute("aria-checked") !== "true";
       item.setAttribute("aria-checked", String(on));
