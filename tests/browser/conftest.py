@@ -436,11 +436,15 @@ class Shots:
             old.unlink()
         self.count = 0
 
-    async def __call__(self, page: Page, step: str) -> Path:
+    async def __call__(self, page: Page | Locator, step: str) -> Path:
+        """The page as the viewport shows it, or just one element of it."""
         self.count += 1
         name = re.sub(r"[^\w.-]+", "-", step)
         path = self.folder / f"{self.count:02d}-{name}.png"
-        await page.screenshot(path=str(path), full_page=False)
+        if isinstance(page, Page):
+            await page.screenshot(path=str(path), full_page=False)
+        else:
+            await page.screenshot(path=str(path))
         return path
 
 

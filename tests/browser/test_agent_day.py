@@ -49,7 +49,7 @@ async def test_a_customer_in_the_sandbox_and_an_agent_from_hand_off_to_close(
     agent_button = customer.page.get_by_role("button", name="Hablar con un asesor")
     await expect(agent_button).to_be_visible()
     await expect(customer.page.get_by_role("button", name="Mi pedido")).to_be_visible()
-    await shots(customer.page, "the customer sees the bot's buttons")
+    await shots(customer.page.locator("main.phone"), "the customer sees the bot's buttons")
 
     tapped = time.monotonic()
     await customer.taps("Hablar con un asesor")
@@ -100,7 +100,7 @@ async def test_a_customer_in_the_sandbox_and_an_agent_from_hand_off_to_close(
     # The phone shows it; the sandbox reports it delivered, then read (the page is visible).
     await expect(customer.bubble("soy Ana")).to_be_visible()
     await expect(reply.locator(".tick")).to_have_attribute("aria-label", "read")
-    await shots(customer.page, "the reply on the customer's phone")
+    await shots(customer.page.locator("main.phone"), "the reply on the customer's phone")
     await shots(ana, "the reply read by the customer")
 
     # The customer writes again: it shows in the open conversation, already read.

@@ -76,7 +76,9 @@ async def test_the_inbox_says_what_each_conversation_needs_and_unread_is_per_mem
     settings: Settings,
 ) -> None:
     async with consumers(settings), expiry_running(settings), gateway_client(settings) as client:
-        workspace = await create_workspace(settings, name="Suite", phone_number_id=NUMBER)
+        workspace = await create_workspace(
+            settings, name="Suite", phone_number_id=NUMBER, agent_conversations=True
+        )
         admin = {"Authorization": f"Bearer {workspace['admin_token']}"}
         agent = await ok(
             await client.post("/api/members", json={"name": "Ana"}, headers=admin), 201
