@@ -206,7 +206,8 @@ export function setupInbox() {
       try {
         await api("POST", `/api/conversations/${state.open}/messages`, { text });
         box.value = "";
-        refreshConversation();
+        await refreshConversation();
+        toBottom(); // the agent looks for what it just sent
       } catch (error) {
         toast(`Not sent: ${error.message}`, true);
       } finally {
