@@ -1,7 +1,7 @@
 """Flow definitions (directory) and flow runs (flows service).
 
 A flow is data an admin publishes: a document of blocks with ids and transitions (see
-``services/flows/definition.py`` for its grammar). Every published version is an event,
+``events/flow_language/grammar.py`` for its grammar). Every published version is an event,
 so a replay knows which version ran when. A run belongs to one conversation and is keyed
 by its conversation id; hand-off requests are keyed by group id, so one owner decides a
 group's rotation.

@@ -8,6 +8,10 @@ transaction (``route``):
   ``directory.events``;
 * ``closed_conversations``, from ``conversation.events``.
 
+Which groups an event nudges is not decided here: the rules (``services.assignment.nudges``)
+say what they need to know, this recorder reads it from the views as they stood before the
+event, writes the event's view rows and stores the nudges the rules return.
+
 The ``assignments`` view (which group holds each open conversation, queued or with whom) is
 derived from the decisions *inside the transaction that stores them* (``_insert_events``),
 like the expiry service's deadlines. The same transaction guards what two replicas deciding
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -41,10 +46,10 @@ from events.assignment import (
     ConversationQueued,
     ConversationReleased,
     GroupNudged,
-    NudgeCause,
     ViewPosition,
     group_key,
 )
+from events.base import Payload
 from events.catalogue import DIRECTORY_EVENTS_TOPIC
 from events.codec import encode
 from events.conversation import ConversationClosed
@@ -60,7 +65,14 @@ from events.directory import (
     MemberUpdated,
 )
 from events.envelope import Actor, Envelope
-from services.assignment.decide import GroupFacts, Holding, MemberFacts
+from services.assignment.facts import GroupFacts, Holding, MemberFacts
+from services.assignment.nudges import (
+    FactsWanted,
+    Holder,
+    RouterFacts,
+    decide_nudges,
+    facts_wanted,
+)
 from services.store import EVENTS_TABLE, TRACKING_TABLE, AlreadyTracked, StreamConflict
 
 ROUTER = Actor(kind="system", id="assignment-router")
@@ -109,8 +121,11 @@ WAITING_GROUPS = (
     " ON a.group_id = gm.group_id AND a.state = 'queued' AND NOT a.claim_only"
     " WHERE gm.member_id = %s ORDER BY gm.group_id"
 )
+# Groups (NULL: the workspace queue) where a member holds open conversations, in one order
+# (the nudges' ids are numbered in the order they are decided).
 HOLDING_GROUPS = (
     "SELECT DISTINCT group_id FROM {s}.assignments WHERE member_id = %s AND state = 'assigned'"
+    " ORDER BY group_id"
 )
 
 
@@ -326,12 +341,16 @@ class AssignmentRecorder(PostgresProcessRecorder):
 
     def route(self, envelope: Envelope, tracking: Tracking) -> list[GroupNudged]:
         """Apply a directory or conversation event to the views, with its position, and
-        store the nudges it calls for; the nudges stored."""
+        store the nudges it calls for (``nudges.decide_nudges``); the nudges stored."""
+        event = envelope.payload
         try:
             with self.datastore.transaction(commit=True) as curs:
                 self._insert_tracking(curs, tracking)
-                nudges = self._apply(curs, envelope)
+                # The rules' answers are read as the views stood before the event.
+                facts = self._router_facts(curs, facts_wanted(event))
+                self._apply_to_views(curs, event, envelope.occurred_at)
                 self._advance_directory_view(curs, envelope, tracking)
+                nudges = decide_nudges(event, facts, at=envelope.occurred_at)
                 if nudges:
                     stored = [
                         StoredEvent(
@@ -366,13 +385,58 @@ class AssignmentRecorder(PostgresProcessRecorder):
             (envelope.workspace_id, topic, int(partition), tracking.notification_id - 1),
         )
 
-    def _apply(self, curs: Cursor[DictRow], envelope: Envelope) -> list[GroupNudged]:
-        event = envelope.payload
-        at = envelope.occurred_at
-        run = _Run(self, curs, at)
+    def _router_facts(self, curs: Cursor[DictRow], wanted: FactsWanted) -> RouterFacts:
+        """The views' answers to the rules' questions about one event."""
+        capacity = None
+        if wanted.capacity_of is not None:
+            row = self._one(
+                curs, "SELECT capacity FROM {s}.members WHERE member_id = %s", wanted.capacity_of
+            )
+            capacity = int(row["capacity"]) if row is not None else None
+        waiting_groups: tuple[UUID, ...] = ()
+        if wanted.waiting_groups_of is not None:
+            waiting_groups = tuple(self._column(curs, WAITING_GROUPS, wanted.waiting_groups_of))
+        holding_groups: tuple[UUID | None, ...] = ()
+        if wanted.holding_groups_of is not None:
+            holding_groups = tuple(self._column(curs, HOLDING_GROUPS, wanted.holding_groups_of))
+        group_waiting = False
+        if wanted.waiting_in is not None:
+            group_waiting = (
+                self._one(
+                    curs,
+                    "SELECT 1 AS x FROM {s}.assignments WHERE group_id = %s AND state = 'queued'"
+                    " AND NOT claim_only LIMIT 1",
+                    wanted.waiting_in,
+                )
+                is not None
+            )
+        holder = None
+        if wanted.holder_of is not None:
+            holder = self._holder(curs, wanted.holder_of)
+        return RouterFacts(capacity, waiting_groups, holding_groups, group_waiting, holder)
+
+    def _holder(self, curs: Cursor[DictRow], conversation: UUID) -> Holder | None:
+        """Who holds a conversation, read under the lock the decider takes to queue or
+        assign it: either the router sees the decision, or the decider sees the close."""
+        self._lock_conversation(curs, conversation)
+        held = self._one(
+            curs,
+            "SELECT workspace_id, group_id, state, member_id FROM {s}.assignments"
+            " WHERE conversation_id = %s",
+            conversation,
+        )
+        if held is None:
+            return None
+        member_id = held["member_id"]
+        waiting = self._column(curs, WAITING_GROUPS, member_id) if member_id is not None else []
+        return Holder(held["workspace_id"], held["group_id"], member_id, tuple(waiting))
+
+    def _apply_to_views(self, curs: Cursor[DictRow], event: Payload, at: datetime) -> None:
+        """The view rows a directory or conversation event changes."""
         match event:
             case MemberAdded():
-                run.execute(
+                self._execute(
+                    curs,
                     "INSERT INTO {s}.members VALUES (%s, %s, %s, %s, true, 'offline', %s)"
                     " ON CONFLICT (member_id) DO NOTHING",
                     event.member_id,
@@ -382,10 +446,8 @@ class AssignmentRecorder(PostgresProcessRecorder):
                     event.capacity,
                 )
             case MemberUpdated():
-                before = run.one(
-                    "SELECT capacity FROM {s}.members WHERE member_id = %s", event.member_id
-                )
-                run.execute(
+                self._execute(
+                    curs,
                     "UPDATE {s}.members SET name = %s, role = %s, capacity = %s"
                     " WHERE member_id = %s",
                     event.name,
@@ -393,37 +455,22 @@ class AssignmentRecorder(PostgresProcessRecorder):
                     event.capacity,
                     event.member_id,
                 )
-                if before is not None and event.capacity > int(before["capacity"]):
-                    run.nudge_waiting(
-                        event.workspace_id,
-                        event.member_id,
-                        "member_capacity_changed",
-                        f"capacity raised to {event.capacity}",
-                    )
             case MemberDeactivated():
-                run.execute(
-                    "UPDATE {s}.members SET active = false WHERE member_id = %s", event.member_id
+                self._execute(
+                    curs,
+                    "UPDATE {s}.members SET active = false WHERE member_id = %s",
+                    event.member_id,
                 )
-                for group_id in run.column(HOLDING_GROUPS, event.member_id):
-                    run.nudge(
-                        event.workspace_id,
-                        group_id,
-                        "member_deactivated",
-                        "its open conversations go back to the rotation",
-                        member_id=event.member_id,
-                    )
             case AgentStatusChanged():
-                run.execute(
+                self._execute(
+                    curs,
                     "UPDATE {s}.members SET status = %s WHERE member_id = %s",
                     event.status,
                     event.member_id,
                 )
-                if event.status == "available":
-                    run.nudge_waiting(
-                        event.workspace_id, event.member_id, "member_available", "now available"
-                    )
             case GroupCreated():
-                run.execute(
+                self._execute(
+                    curs,
                     "INSERT INTO {s}.groups VALUES (%s, %s, %s, false)"
                     " ON CONFLICT (group_id) DO NOTHING",
                     event.group_id,
@@ -431,91 +478,53 @@ class AssignmentRecorder(PostgresProcessRecorder):
                     event.name,
                 )
             case GroupRenamed():
-                run.execute(
+                self._execute(
+                    curs,
                     "UPDATE {s}.groups SET name = %s WHERE group_id = %s",
                     event.name,
                     event.group_id,
                 )
             case GroupDeleted():
-                run.execute(
-                    "UPDATE {s}.groups SET deleted = true WHERE group_id = %s", event.group_id
-                )
-                run.nudge(
-                    event.workspace_id,
-                    event.group_id,
-                    "group_deleted",
-                    "its queue moves to the workspace queue",
+                self._execute(
+                    curs, "UPDATE {s}.groups SET deleted = true WHERE group_id = %s", event.group_id
                 )
             case GroupMemberAdded():
-                run.execute(
+                self._execute(
+                    curs,
                     "INSERT INTO {s}.group_members VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                     event.group_id,
                     event.member_id,
                     at,
                 )
-                waiting = run.one(
-                    "SELECT 1 AS x FROM {s}.assignments WHERE group_id = %s AND state = 'queued'"
-                    " AND NOT claim_only LIMIT 1",
-                    event.group_id,
-                )
-                if waiting is not None:
-                    run.nudge(
-                        event.workspace_id,
-                        event.group_id,
-                        "member_added_to_group",
-                        "a new member may take waiting conversations",
-                        member_id=event.member_id,
-                    )
             case GroupMemberRemoved():
-                run.execute(
+                self._execute(
+                    curs,
                     "DELETE FROM {s}.group_members WHERE group_id = %s AND member_id = %s",
                     event.group_id,
                     event.member_id,
                 )
-                if event.group_id in run.column(HOLDING_GROUPS, event.member_id):
-                    run.nudge(
-                        event.workspace_id,
-                        event.group_id,
-                        "member_removed_from_group",
-                        "its open conversations of the group go back to the rotation",
-                        member_id=event.member_id,
-                    )
             case ConversationClosed():
-                self._lock_conversation(curs, event.conversation_id)
-                run.execute(
+                self._execute(
+                    curs,
                     "INSERT INTO {s}.closed_conversations VALUES (%s, %s) ON CONFLICT DO NOTHING",
                     event.conversation_id,
                     event.closed_at,
                 )
-                held = run.one(
-                    "SELECT workspace_id, group_id, state, member_id FROM {s}.assignments"
-                    " WHERE conversation_id = %s",
-                    event.conversation_id,
-                )
-                if held is not None:
-                    workspace_id, member_id = held["workspace_id"], held["member_id"]
-                    run.nudge(
-                        workspace_id,
-                        held["group_id"],
-                        "conversation_closed",
-                        "release it",
-                        member_id=member_id,
-                        conversation_id=event.conversation_id,
-                    )
-                    if member_id is not None:
-                        for group_id in run.column(WAITING_GROUPS, member_id):
-                            if group_id != held["group_id"]:
-                                run.nudge(
-                                    workspace_id,
-                                    group_id,
-                                    "conversation_closed",
-                                    "its member has room again",
-                                    member_id=member_id,
-                                    conversation_id=event.conversation_id,
-                                )
             case _:
                 pass
-        return run.nudges
+
+    # -- statements -----------------------------------------------------------------------
+
+    def _execute(self, curs: Cursor[DictRow], statement: str, *params: Any) -> None:
+        curs.execute(self._sql(statement), params)
+
+    def _one(self, curs: Cursor[DictRow], statement: str, *params: Any) -> DictRow | None:
+        self._execute(curs, statement, *params)
+        return curs.fetchone()
+
+    def _column(self, curs: Cursor[DictRow], statement: str, *params: Any) -> list[Any]:
+        self._execute(curs, statement, *params)
+        return [next(iter(row.values())) for row in curs.fetchall()]
 
 
 DECISION_TOPICS = frozenset(
@@ -525,57 +534,6 @@ DECISION_TOPICS = frozenset(
         ConversationReleased.event_type,
     }
 )
-
-
-class _Run:
-    """One router transaction: statements on the views, and the nudges they call for."""
-
-    def __init__(self, recorder: AssignmentRecorder, curs: Cursor[DictRow], at: Any) -> None:
-        self.recorder = recorder
-        self.curs = curs
-        self.at = at
-        self.nudges: list[GroupNudged] = []
-
-    def execute(self, statement: str, *params: Any) -> None:
-        self.curs.execute(self.recorder._sql(statement), params)
-
-    def one(self, statement: str, *params: Any) -> dict[str, Any] | None:
-        self.execute(statement, *params)
-        row: dict[str, Any] | None = self.curs.fetchone()
-        return row
-
-    def column(self, statement: str, *params: Any) -> list[Any]:
-        self.execute(statement, *params)
-        return [next(iter(row.values())) for row in self.curs.fetchall()]
-
-    def nudge(
-        self,
-        workspace_id: UUID,
-        group_id: UUID | None,
-        cause: NudgeCause,
-        detail: str,
-        *,
-        member_id: UUID | None = None,
-        conversation_id: UUID | None = None,
-    ) -> None:
-        self.nudges.append(
-            GroupNudged(
-                workspace_id=workspace_id,
-                group_id=group_id,
-                cause=cause,
-                member_id=member_id,
-                conversation_id=conversation_id,
-                detail=detail,
-                nudged_at=self.at,
-            )
-        )
-
-    def nudge_waiting(
-        self, workspace_id: UUID, member_id: UUID, cause: NudgeCause, detail: str
-    ) -> None:
-        """Nudge each group of the member whose queue the rotation could take from."""
-        for group_id in self.column(WAITING_GROUPS, member_id):
-            self.nudge(workspace_id, group_id, cause, detail, member_id=member_id)
 
 
 def _nudge_envelopes(cause: Envelope, nudges: list[GroupNudged]) -> list[Envelope]:

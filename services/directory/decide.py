@@ -48,10 +48,10 @@ from events.directory import (
     UpdateMember,
     WorkspaceCreated,
 )
+from events.flow_language.grammar import FlowInvalid
+from events.flow_language.publishing import check_publishable
 from events.flows import ActiveFlowChosen, ChooseActiveFlow, FlowPublished, PublishFlow
-from services.flows.definition import FlowInvalid
-from services.flows.publishing import check_publishable
-from services.text_rules import control_character_problem
+from events.text_rules import control_character_problem
 
 DEFAULT_ADMIN_CAPACITY = 10
 MIN_CAPACITY, MAX_CAPACITY = 1, 100

@@ -18,20 +18,7 @@ from zoneinfo import ZoneInfo
 
 from events.base import Payload
 from events.conversation import CloseConversation, ConversationStarted, CustomerMessageReceived
-from events.flows import (
-    AnswerCaptured,
-    AnswerRejected,
-    ConditionEvaluated,
-    ExpirationRequested,
-    FlowEnded,
-    FlowFailed,
-    FlowRunStarted,
-    HandOffRequested,
-    HandOffWithheld,
-    QuestionAsked,
-)
-from events.outbound import OutboundMessageQueued, ReplyOption
-from services.flows.definition import (
+from events.flow_language.grammar import (
     PLACEHOLDER,
     TITLE_SUFFIX,
     WEEKDAYS,
@@ -48,7 +35,20 @@ from services.flows.definition import (
     TimeClause,
     VariableClause,
 )
-from services.flows.publishing import TEXT_BODY, body_limit
+from events.flow_language.publishing import TEXT_BODY, body_limit
+from events.flows import (
+    AnswerCaptured,
+    AnswerRejected,
+    ConditionEvaluated,
+    ExpirationRequested,
+    FlowEnded,
+    FlowFailed,
+    FlowRunStarted,
+    HandOffRequested,
+    HandOffWithheld,
+    QuestionAsked,
+)
+from events.outbound import OutboundMessageQueued, ReplyOption
 
 RUN_NAMESPACE = UUID("4d7f1c2e-9b3a-4e6f-8a1d-2c5b7e9f0a13")
 META_WINDOW = timedelta(hours=24)

@@ -9,6 +9,7 @@ from events.assignment import group_key
 from events.base import Payload
 from events.conversation import CloseConversation, ConversationStarted, CustomerMessageReceived
 from events.envelope import Actor, Envelope
+from events.flow_language.grammar import FlowDefinition, parse_flow
 from events.flows import HandOffRequested
 from services.consumer import Delivery, StoreBackedHandler
 from services.flows.decide import (
@@ -20,7 +21,6 @@ from services.flows.decide import (
     run_id,
     start,
 )
-from services.flows.definition import FlowDefinition, parse_flow
 from services.flows.views import FlowsRecorder
 from services.store import EventStore, NewEvent, StreamConflict
 

@@ -9,10 +9,11 @@ answer says what was decided when the read models show it within a few seconds.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
@@ -25,15 +26,18 @@ from events.catalogue import (
 from events.conversation import CloseConversation
 from events.outbound import OutboundMessageQueued, RetryOutboundMessage
 from projections.queries import Caller, ReadModels
+from services.conversations import permissions
+from services.conversations.permissions import Asker, TransferTarget
 from services.gateway.dependencies import (
     Publisher,
     admin,
     answer,
+    asker,
     caller,
+    conversation_facts,
     first,
-    groups_of,
-    may_see,
     outcome_of,
+    permitted,
     publisher,
     read_models,
     send_record,
@@ -110,7 +114,9 @@ async def inbox(who: Member, models: Models) -> dict[str, Any]:
 async def inbox_of(models: ReadModels, who: Caller) -> dict[str, Any]:
     """The inbox the API answers and the agent suite shows."""
     found: dict[str, Any] = dict(await models.inbox(who.workspace_id, who.member_id))
-    if who.role == "admin":
+    # The rule reads the role only: no need to read the caller's groups. Who sees the
+    # workspace queue (the admins) sees every open conversation too.
+    if permissions.sees_workspace_queue(Asker(who.member_id, who.role)):
         found["all"] = await models.open_conversations(who.workspace_id)
         found["workspace_queue"] = await models.queue(who.workspace_id, None)
     await described(models, who.workspace_id, who.member_id, found.values(), datetime.now(UTC))
@@ -125,8 +131,12 @@ async def find_conversations(
 ) -> dict[str, Any]:
     """The contact's conversations the caller may see, oldest first."""
     rows = await models.conversations_of_contact(who.workspace_id, contact)
-    groups = await groups_of(models, who)
-    return {"conversations": [row for row in rows if await may_see(models, who, row, groups)]}
+    seen_by = await asker(models, who)
+    return {
+        "conversations": [
+            row for row in rows if permissions.may_see(seen_by, conversation_facts(row))
+        ]
+    }
 
 
 @router.get(
@@ -168,12 +178,7 @@ async def claim(
     conversation_id: UUID, who: Member, models: Models, bus: Bus, config: Config
 ) -> JSONResponse:
     """Take a queued conversation. The first claim wins; later ones get 409."""
-    row = await visible_conversation(models, who, conversation_id)
-    _open(row)
-    if row.get("assignment_state") == "assigned":
-        raise HTTPException(409, "the conversation is already assigned")
-    if row.get("assignment_state") != "queued":
-        raise HTTPException(409, "the conversation is not waiting in a queue")
+    row, _ = await permitted(models, who, conversation_id, permissions.claim)
     command = ClaimConversation(
         conversation_id=conversation_id, workspace_id=who.workspace_id, member_id=who.member_id
     )
@@ -190,22 +195,9 @@ async def transfer(
     conversation_id: UUID, body: Transfer, who: Member, models: Models, bus: Bus, config: Config
 ) -> JSONResponse:
     """Hand the conversation to another member, or to another group's rotation."""
-    if (body.member_id is None) == (body.group_id is None):
-        raise HTTPException(400, "send exactly one of member_id and group_id")
-    row = await visible_conversation(models, who, conversation_id)
-    _open(row)
-    if who.role != "admin" and row.get("assignee_id") != who.member_id:
-        raise HTTPException(403, "only the conversation's assignee or an admin transfers it")
-    if body.member_id is not None:
-        member = await models.member(who.workspace_id, body.member_id)
-        if member is None or not member["active"]:
-            raise HTTPException(422, f"no active member {body.member_id} in this workspace")
-        if body.member_id == row.get("assignee_id"):
-            raise HTTPException(409, "the conversation is already assigned to that member")
-    if body.group_id is not None:
-        group = await models.group(who.workspace_id, body.group_id)
-        if group is None or group.get("deleted_at") is not None:
-            raise HTTPException(422, f"no group {body.group_id} in this workspace")
+    target = await transfer_target(models, who, body)
+    rule = partial(permissions.transfer, target=target)
+    row, _ = await permitted(models, who, conversation_id, rule)
     command = TransferConversation(
         conversation_id=conversation_id,
         workspace_id=who.workspace_id,
@@ -221,6 +213,18 @@ async def transfer(
         # read models show it, so the caller's next read agrees with the 200.
         await eventually_moved(models, who, conversation_id, body)
     return answer(outcome, command_id, 200, ConversationMoved)
+
+
+async def transfer_target(models: ReadModels, who: Caller, body: Transfer) -> TransferTarget:
+    """What the transfer names, and whether the read models know it to take conversations."""
+    member_active = group_open = False
+    if body.member_id is not None and body.group_id is None:
+        member = await models.member(who.workspace_id, body.member_id)
+        member_active = member is not None and bool(member["active"])
+    if body.group_id is not None and body.member_id is None:
+        group = await models.group(who.workspace_id, body.group_id)
+        group_open = group is not None and group.get("deleted_at") is None
+    return TransferTarget(body.member_id, body.group_id, member_active, group_open)
 
 
 async def eventually_moved(
@@ -267,10 +271,7 @@ async def reply(
     conversation_id: UUID, body: Reply, who: Member, models: Models, bus: Bus, config: Config
 ) -> dict[str, Any]:
     """Queue a reply for the dispatcher; the history shows it at once, then its delivery."""
-    row = await visible_conversation(models, who, conversation_id)
-    _open(row)
-    if who.role != "admin" and row.get("assignee_id") != who.member_id:
-        raise HTTPException(403, "only the conversation's assignee or an admin replies")
+    row, _ = await permitted(models, who, conversation_id, permissions.reply)
     message_id = uuid4()
     queued = OutboundMessageQueued(
         message_id=message_id,
@@ -309,17 +310,13 @@ async def close(
 ) -> dict[str, Any]:
     """Close the conversation (reason ``agent``, or ``admin`` for an admin who does not hold
     it); the history and the inbox show it closed a moment later."""
-    row = await visible_conversation(models, who, conversation_id)
-    _open(row)
-    holds = row.get("assignee_id") == who.member_id
-    if who.role != "admin" and not holds:
-        raise HTTPException(403, "only the conversation's assignee or an admin closes it")
+    row, allowed = await permitted(models, who, conversation_id, permissions.close)
     command = CloseConversation(
         conversation_id=conversation_id,
         workspace_id=who.workspace_id,
         phone_number_id=row["phone_number_id"],
         contact_wa_id=row["contact_wa_id"],
-        reason="agent" if holds else "admin",
+        reason=allowed.reason,
     )
     command_id = await send_record(
         bus,
@@ -350,12 +347,9 @@ async def retry_message(
     WhatsApp has no idempotency key: a message whose send was cut short may have reached
     the customer, so only a person decides to risk a second copy.
     """
-    await visible_conversation(models, who, conversation_id)
     status = await models.message_status(conversation_id, message_id)
-    if status is None:
-        raise HTTPException(404, f"no outbound message {message_id} in this conversation")
-    if status not in ("failed", "unknown"):
-        raise HTTPException(409, f"the message is {status}; only failed or unknown ones retry")
+    rule = partial(permissions.retry, message_id=message_id, message_status=status)
+    await permitted(models, who, conversation_id, rule)
     retry = RetryOutboundMessage(
         message_id=message_id, conversation_id=conversation_id, requested_by=str(who.member_id)
     )
@@ -367,8 +361,3 @@ async def retry_message(
         retry,
     )
     return {"command_id": str(command_id)}
-
-
-def _open(row: dict[str, Any]) -> None:
-    if row["status"] != "open":
-        raise HTTPException(409, f"the conversation is closed ({row.get('close_reason')})")

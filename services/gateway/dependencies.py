@@ -20,6 +20,13 @@ from events.catalogue import DIRECTORY_COMMANDS_TOPIC
 from events.codec import encode
 from events.envelope import Actor, Envelope
 from projections.queries import Caller, ReadModels
+from services.conversations import permissions
+from services.conversations.permissions import (
+    Allowed,
+    Asker,
+    ConversationFacts,
+    Refused,
+)
 from services.gateway.responses import CommandPending
 from services.gateway.web.session import (
     COOKIE,
@@ -33,6 +40,7 @@ from services.settings import Settings
 
 COMMAND_WAIT_SECONDS = 10.0
 T = TypeVar("T")
+A = TypeVar("A", bound=Allowed)
 
 # The OpenAPI document's security scheme; the check itself is ``caller`` (401, never 403,
 # for a missing or unknown token).
@@ -146,38 +154,63 @@ async def caller(
 
 
 async def admin(who: Annotated[Caller, Depends(caller)]) -> Caller:
-    if who.role != "admin":
-        raise HTTPException(403, "this needs an admin's token")
+    enforce(permissions.administer(Asker(who.member_id, who.role)))
     return who
+
+
+async def asker(models: ReadModels, who: Caller) -> Asker:
+    """The caller as the permission rules see it: an agent's groups are read here (an
+    admin's are not needed: it sees every conversation of its workspace)."""
+    if who.role == "admin":
+        return Asker(who.member_id, who.role)
+    groups = await models.member_group_ids(who.workspace_id, who.member_id)
+    return Asker(who.member_id, who.role, frozenset(groups))
+
+
+def conversation_facts(row: dict[str, Any]) -> ConversationFacts:
+    """A conversation's read-model row as the permission rules see it."""
+    return ConversationFacts(
+        conversation_id=row["conversation_id"],
+        status=row["status"],
+        close_reason=row.get("close_reason"),
+        group_id=row.get("group_id"),
+        assignee_id=row.get("assignee_id"),
+        assignment_state=row.get("assignment_state"),
+    )
+
+
+def enforce(verdict: A | Refused) -> A:
+    """A refusal as the HTTP error it means; an allowed verdict as it is."""
+    if isinstance(verdict, Refused):
+        raise HTTPException(verdict.status, verdict.reason)
+    return verdict
+
+
+async def permitted(
+    models: ReadModels,
+    who: Caller,
+    conversation_id: UUID,
+    # A permission rule on one conversation: the asker, the conversation (None: not in
+    # the workspace) and its id.
+    rule: Callable[[Asker, ConversationFacts | None, UUID], A | Refused],
+) -> tuple[dict[str, Any], A]:
+    """The conversation's row and the rule's verdict if it allows the caller; the HTTP
+    error it means otherwise."""
+    row = await models.conversation(who.workspace_id, conversation_id)
+    facts = conversation_facts(row) if row is not None else None
+    allowed = enforce(rule(await asker(models, who), facts, conversation_id))
+    if row is None:  # no rule allows acting on a conversation that is not there
+        raise HTTPException(404, f"no conversation {conversation_id} in this workspace")
+    return row, allowed
 
 
 async def visible_conversation(
     models: ReadModels, who: Caller, conversation_id: UUID
 ) -> dict[str, Any]:
-    """The conversation if the caller may see it: admins see all of their workspace's, agents
-    those of their groups and those assigned to them. 404 otherwise (no hint it exists)."""
-    row = await models.conversation(who.workspace_id, conversation_id)
-    if row is None or not await may_see(models, who, row):
-        raise HTTPException(404, f"no conversation {conversation_id} in this workspace")
+    """The conversation if the caller may see it (``permissions.see``); 404 otherwise, with
+    no hint that it exists."""
+    row, _ = await permitted(models, who, conversation_id, permissions.see)
     return row
-
-
-async def groups_of(models: ReadModels, who: Caller) -> set[UUID] | None:
-    """The groups whose conversations the caller sees; None: all (an admin)."""
-    if who.role == "admin":
-        return None
-    return set(await models.member_group_ids(who.workspace_id, who.member_id))
-
-
-async def may_see(
-    models: ReadModels, who: Caller, row: dict[str, Any], groups: set[UUID] | None = None
-) -> bool:
-    """``groups``: the caller's, from ``groups_of`` (read here when not given)."""
-    if who.role == "admin" or row.get("assignee_id") == who.member_id:
-        return True
-    if groups is None:
-        groups = await groups_of(models, who) or set()
-    return row.get("group_id") in groups
 
 
 async def first(

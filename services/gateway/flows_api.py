@@ -16,10 +16,10 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
+from events.flow_language.grammar import FlowInvalid
+from events.flow_language.publishing import check_publishable
 from events.flows import ChooseActiveFlow, PublishFlow
 from projections.queries import Caller, ReadModels
-from services.flows.definition import FlowInvalid
-from services.flows.publishing import check_publishable
 from services.gateway.dependencies import (
     Publisher,
     admin,

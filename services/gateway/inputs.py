@@ -2,7 +2,7 @@
 
 One mechanism for the whole API: a request model or a parameter declares its text as one of
 these types, and a control character (or a lone surrogate) anywhere in it is refused with a
-422 that names the field (``services.text_rules`` says which characters and why). The same
+422 that names the field (``events.text_rules`` says which characters and why). The same
 rule is published in the OpenAPI document as each field's ``pattern``.
 """
 
@@ -18,7 +18,7 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, StringConstrain
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError, core_schema
 
-from services.text_rules import FREE_TEXT_PATTERN, NAME_PATTERN, control_character_problem
+from events.text_rules import FREE_TEXT_PATTERN, NAME_PATTERN, control_character_problem
 
 MAX_NAME = 200
 # Meta's limit for a text message body.

@@ -16,14 +16,14 @@ from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
 from events.catalogue import FLOW_EVENTS_TOPIC, HAND_OFF_REQUESTS_TOPIC, OUTBOUND_MESSAGES_TOPIC
-from events.flows import ConditionEvaluated, HandOffRequested
-from events.outbound import OutboundMessageQueued
-from services.flows.definition import (
+from events.flow_language.grammar import (
     ConditionBlock,
     ConnectToAgentBlock,
     VariableClause,
     parse_flow,
 )
+from events.flows import ConditionEvaluated, HandOffRequested
+from events.outbound import OutboundMessageQueued
 from services.flows.views import FlowsRecorder
 from services.postgres import open_recorder
 from services.settings import Settings

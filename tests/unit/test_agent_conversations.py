@@ -23,6 +23,7 @@ from events.directory import (
     SetAgentConversations,
 )
 from events.envelope import Actor, Envelope
+from events.flow_language.grammar import FlowInvalid, parse_flow
 from events.flows import (
     FlowEnded,
     FlowFailed,
@@ -49,7 +50,6 @@ from services.flows.decide import (
     evolve,
     start,
 )
-from services.flows.definition import FlowInvalid, parse_flow
 
 pytestmark = pytest.mark.unit
 WORKSPACE = UUID(int=1)

@@ -44,6 +44,8 @@ from services.assignment.decide import (
     group_stream,
 )
 
+pytestmark = pytest.mark.unit
+
 P = TypeVar("P", bound=Payload)
 WORKSPACE = uuid.uuid4()
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)

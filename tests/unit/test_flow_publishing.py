@@ -10,9 +10,9 @@ from uuid import UUID
 
 import pytest
 
+from events.flow_language.grammar import FlowInvalid, parse_flow
+from events.flow_language.publishing import captured_before, check_publishable
 from events.flows import FlowFailed, HandOffRequested
-from services.flows.definition import FlowInvalid, parse_flow
-from services.flows.publishing import captured_before, check_publishable
 from tests.flow_samples import support_flow
 from tests.unit.test_flows import OFFICE_HOURS, Run, message, texts
 

@@ -14,6 +14,7 @@ from events.base import Payload
 from events.catalogue import build_registry
 from events.codec import decode
 from events.conversation import CloseConversation, ConversationStarted, CustomerMessageReceived
+from events.flow_language.grammar import FlowDefinition, FlowInvalid, parse_flow
 from events.flows import (
     AnswerCaptured,
     AnswerRejected,
@@ -29,7 +30,6 @@ from events.flows import (
 )
 from events.outbound import OutboundMessageQueued
 from services.flows.decide import ActiveFlow, RunState, arrival, decide, evolve, start
-from services.flows.definition import FlowDefinition, FlowInvalid, parse_flow
 from tests.flow_samples import support_flow
 
 pytestmark = pytest.mark.unit

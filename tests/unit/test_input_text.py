@@ -20,6 +20,9 @@ from events.directory import (
     UpdateMember,
     WorkspaceCreated,
 )
+from events.flow_language.grammar import FlowInvalid
+from events.flow_language.publishing import check_publishable
+from events.text_rules import control_character_problem, first_control_character
 from services.directory.decide import (
     NumberState,
     WorkspaceState,
@@ -30,10 +33,7 @@ from services.directory.decide import (
     decide_update_member,
     evolve_workspace,
 )
-from services.flows.definition import FlowInvalid
-from services.flows.publishing import check_publishable
 from services.gateway.inputs import Identifier, Name, Note, ReplyText
-from services.text_rules import control_character_problem, first_control_character
 from tests.flow_samples import support_flow
 
 pytestmark = pytest.mark.unit

@@ -26,8 +26,10 @@ from starlette.types import Scope
 
 from events.catalogue import TOPICS
 from projections.queries import Caller, ReadModels
+from services.conversations import permissions
+from services.conversations.permissions import Allowed, Refused
 from services.gateway.conversations_api import described_conversation, inbox_of
-from services.gateway.dependencies import read_models, session_codec
+from services.gateway.dependencies import asker, conversation_facts, read_models, session_codec
 from services.gateway.web import formatting
 from services.gateway.web.diagram import BOX_HEIGHT, BOX_WIDTH, layout
 from services.gateway.web.session import (
@@ -331,8 +333,10 @@ async def _conversation(
     members = {m["member_id"]: m for m in await models.members(who.workspace_id)}
     groups = await models.groups(who.workspace_id)
     flows = {f["flow_id"]: f for f in await models.flows(who.workspace_id)}
-    holds = row.get("assignee_id") == who.member_id
-    is_open = row["status"] == "open"
+    # What the page offers is what the API's rules allow (services/conversations/permissions).
+    facts = conversation_facts(row)
+    me = await asker(models, who)
+    cid = row["conversation_id"]
     return {
         "conversation": row,
         "history": history,
@@ -342,27 +346,32 @@ async def _conversation(
         "groups": groups,
         "group_names": {g["group_id"]: g["name"] for g in groups},
         "flows": flows,
-        "holds": holds,
-        "can_act": is_open and (holds or who.role == "admin"),
-        "can_claim": is_open and row.get("assignment_state") == "queued",
-        "reply_blocked": reply_blocked(row, who, members, current.zone, current.now),
+        "holds": row.get("assignee_id") == who.member_id,
+        "can_act": isinstance(permissions.close(me, facts, cid), Allowed),
+        "can_claim": isinstance(permissions.claim(me, facts, cid), Allowed),
+        "reply_blocked": reply_blocked(
+            row,
+            permissions.reply(me, facts, cid),
+            members,
+            current.zone,
+            current.now,
+        ),
     }
 
 
 def reply_blocked(
     row: dict[str, Any],
-    who: Caller,
+    verdict: Allowed | Refused,
     members: dict[UUID, dict[str, Any]],
     zone: ZoneInfo,
     now: datetime,
 ) -> str | None:
-    """Why the reply box is disabled, in words (None: it is enabled). The API decides the
-    same (only the holder or an admin replies; the dispatcher refuses free text outside the
-    customer-service window): this says it before the agent types."""
-    if row["status"] != "open":
-        return "This conversation is closed."
-    holds = row.get("assignee_id") == who.member_id
-    if not holds and who.role != "admin":
+    """Why the reply box is disabled, in words (None: it is enabled): the API's reply rule
+    (``verdict``), said for the state the conversation is in, and WhatsApp's customer-service
+    window, which the dispatcher would refuse free text outside of."""
+    if isinstance(verdict, Refused):
+        if row["status"] != "open":
+            return "This conversation is closed."
         state = row.get("assignment_state")
         if state == "queued":
             return "This conversation waits in a queue: claim it to reply."
@@ -370,7 +379,9 @@ def reply_blocked(
             holder = members.get(row["assignee_id"])
             name = holder["name"] if holder else "another member"
             return f"Only {name}, who holds this conversation, or an admin can reply."
-        return "The bot is still talking with the customer: it has not handed over yet."
+        if state is None:
+            return "The bot is still talking with the customer: it has not handed over yet."
+        return f"You cannot reply: {verdict.reason}."
     if not row["service_window_open"]:
         if row["service_window_until"] is None:
             return "The customer has not written yet: WhatsApp only accepts templates."

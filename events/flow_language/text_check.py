@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.text_rules import control_character_problem
+from events.text_rules import control_character_problem
 
 FREE_TEXT_KEYS = frozenset({"text", "retry_text", "description"})
 

@@ -29,7 +29,7 @@ transitions to missing blocks, unreachable blocks, blocks with no way out, unkno
 time ranges and durations that do not parse, and time zones that do not exist. A
 connect-to-agent block's optional ``fallback`` is where the run goes on while agent
 conversations are off on the number; it must not lead back to the block without a question.
-A *new* version must also pass ``services.flows.publishing.check_publishable`` (Meta's
+A *new* version must also pass ``events.flow_language.publishing.check_publishable`` (Meta's
 limits, every variable captured before it is used).
 """
 
@@ -76,7 +76,7 @@ class _Strict(BaseModel):
 
 class Option(_Strict):
     # Meta's limits on ids, titles and descriptions are checked when a version is published
-    # (services/flows/publishing.py), with every other limit of Meta's.
+    # (events/flow_language/publishing.py), with every other limit of Meta's.
     id: str = Field(min_length=1)
     title: str = Field(min_length=1)
     description: str | None = None

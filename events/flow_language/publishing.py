@@ -9,7 +9,7 @@ time what it can be told now:
 * **Variables used before they are captured.** ``{{name}}`` in a text must be captured by a
   question on *every* path that reaches the block (the question's ``next`` captures; its
   ``fallback`` is taken precisely when nothing was captured), else the run fails there.
-* **Control characters** in names, ids and texts (``services.flows.text_check``): they
+* **Control characters** in names, ids and texts (``events.flow_language.text_check``): they
   cannot be stored or shown everywhere (NUL cannot be stored by PostgreSQL at all).
 * **Conditions that can never hold**: a clause on a variable no question captures, or one
   comparing a button's or row's variable with something that is not one of its option ids
@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from uuid import UUID
 
-from services.flows.definition import (
+from events.flow_language.grammar import (
     PLACEHOLDER,
     TITLE_SUFFIX,
     Block,
@@ -40,7 +40,7 @@ from services.flows.definition import (
     VariableClause,
     parse_flow,
 )
-from services.flows.text_check import first_text_problem
+from events.flow_language.text_check import first_text_problem
 
 # Meta's limits (WhatsApp Cloud API), in characters unless said otherwise:
 # - a text message's body: 4096
