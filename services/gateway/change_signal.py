@@ -30,7 +30,10 @@ class ChangeSignal:
         self.conninfo = conninfo
         self.channel = change_channel(projections_schema)
         self.counts: Counter[str] = Counter()
-        self.changed = asyncio.Condition()
+        # One event per workspace somebody waits on; set (and forgotten) when it changes.
+        # (Not an asyncio.Condition: a time limit around Condition.wait can leave its lock
+        # released under the waiter on Python 3.11, and the stream then dies.)
+        self.events: dict[str, asyncio.Event] = {}
         self.task: asyncio.Task[None] | None = None
         # Set while LISTEN is in place (notifications before it are not delivered).
         self.listening = asyncio.Event()
@@ -51,11 +54,20 @@ class ChangeSignal:
     async def wait(self, workspace_id: UUID, mark: int, at_most: float) -> None:
         """Until the workspace changed since ``mark``, or ``at_most`` seconds."""
         key = str(workspace_id)
+        if self.counts[key] != mark:
+            return  # changed while the caller read the feed
+        event = self.events.setdefault(key, asyncio.Event())
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the stream's own
+        # cancellation (a browser leaving) when its time runs out at the same moment.
         with contextlib.suppress(TimeoutError):
-            async with self.changed:
-                await asyncio.wait_for(
-                    self.changed.wait_for(lambda: self.counts[key] != mark), at_most
-                )
+            async with asyncio.timeout(at_most):
+                await event.wait()
+
+    def _changed(self, workspace: str) -> None:
+        self.counts[workspace] += 1
+        event = self.events.pop(workspace, None)
+        if event is not None:
+            event.set()
 
     async def _listen_forever(self) -> None:
         failures = 0
@@ -68,9 +80,7 @@ class ChangeSignal:
                     self.listening.set()
                     failures = 0
                     async for notification in connection.notifies():
-                        async with self.changed:
-                            self.counts[notification.payload] += 1
-                            self.changed.notify_all()
+                        self._changed(notification.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the streams keep polling meanwhile
