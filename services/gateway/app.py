@@ -36,7 +36,6 @@ from services.gateway.dependencies import (
     RETRY_AFTER_SECONDS,
     Publisher,
     publish_refused,
-    read_models,
 )
 from services.gateway.openapi import described_openapi
 from services.gateway.presence import Presence

@@ -14,9 +14,9 @@ from events.catalogue import TOPICS, build_registry, topic_of
 from events.codec import CodecError, RecordHeader, decode, encode, read_header
 from events.conversation import ConversationStarted, CustomerMessageReceived, MessageStatusUpdated
 from events.envelope import Actor, Envelope
-from events.operations import RecordDeadLettered
 from events.expiry import DeadlineSet
 from events.flows import FlowRunStarted
+from events.operations import RecordDeadLettered
 from events.whatsapp import WhatsAppMessageReceived
 from services.consumer import Delivery
 
