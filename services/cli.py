@@ -106,6 +106,16 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--flow", default="deploy/demo-flow.yaml", help="the demo flow")
     setup.set_defaults(action=_demo_setup)
 
+    replay = commands.add_parser("replay", help="replay what the event stores hold")
+    replay_commands = replay.add_subparsers(required=True, metavar="WHAT")
+    conversation = replay_commands.add_parser(
+        "conversation",
+        help="one conversation's timeline from every service's event store, in time order",
+    )
+    conversation.add_argument("conversation_id", metavar="ID")
+    conversation.add_argument("--json", action="store_true", help="one JSON object per line")
+    conversation.set_defaults(action=_replay_conversation)
+
     asyncapi = commands.add_parser("asyncapi", help="print the AsyncAPI document of the consumers")
     asyncapi.set_defaults(action=_asyncapi)
     return parser
@@ -268,6 +278,13 @@ def _demo_setup(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     print(sign_in_sheet(state, url, sandbox=settings.sandbox))
     return 0
+
+
+def _replay_conversation(settings: Settings, args: argparse.Namespace) -> int:
+    from services.operations.replay import replay_conversation
+    from services.relay.app import RELAYED_STORES
+
+    return replay_conversation(settings, args.conversation_id, RELAYED_STORES, as_json=args.json)
 
 
 def _asyncapi(settings: Settings, args: argparse.Namespace) -> int:
