@@ -116,6 +116,22 @@ def _parser() -> argparse.ArgumentParser:
     conversation.add_argument("--json", action="store_true", help="one JSON object per line")
     conversation.set_defaults(action=_replay_conversation)
 
+    parked = commands.add_parser(
+        "dead-letters", help="records, stored events and deadlines parked with the reason"
+    )
+    parked_commands = parked.add_subparsers(required=True, metavar="ACTION")
+    listed = parked_commands.add_parser("list", help="every dead letter: id, when, who, why")
+    listed.add_argument("--json", action="store_true", help="one JSON object per line")
+    listed.set_defaults(action=_dead_letters, verb="list", id=None)
+    show = parked_commands.add_parser("show", help="one dead letter in full, its record decoded")
+    show.add_argument("id", metavar="ID", help="the dead letter's id, as listed")
+    show.set_defaults(action=_dead_letters, verb="show", json=False)
+    put_back = parked_commands.add_parser(
+        "replay", help="put the parked record back on its topic (idempotent)"
+    )
+    put_back.add_argument("id", metavar="ID", help="the dead letter's id, as listed")
+    put_back.set_defaults(action=_dead_letters, verb="replay", json=False)
+
     asyncapi = commands.add_parser("asyncapi", help="print the AsyncAPI document of the consumers")
     asyncapi.set_defaults(action=_asyncapi)
     return parser
@@ -285,6 +301,12 @@ def _replay_conversation(settings: Settings, args: argparse.Namespace) -> int:
     from services.relay.app import RELAYED_STORES
 
     return replay_conversation(settings, args.conversation_id, RELAYED_STORES, as_json=args.json)
+
+
+def _dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    from services.operations.dead_letter_commands import run
+
+    return run(args.verb, settings, args.id, as_json=args.json)
 
 
 def _asyncapi(settings: Settings, args: argparse.Namespace) -> int:
