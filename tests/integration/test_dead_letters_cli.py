@@ -10,9 +10,9 @@ Real broker, real stores, the CLI as a user runs it.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,36 +35,15 @@ from services.settings import Settings
 from services.store import EventStore
 from services.workspaces import create_workspace
 from tests.conftest import TEST_APP_SECRET
-from tests.harness import ROOT, consumers, eventually, gateway_client, query
+from tests.fake_graph import FakeGraphApi
+from tests.harness import consumers, eventually, gateway_client, query
+from tests.integration.test_agents import build_team
+from tests.operations import switchboard, whole_system
 from tests.webhooks import Text, messages_webhook, signed_headers
 
 pytestmark = pytest.mark.integration
 NUMBER = "480112093300777"
 PILL = "poison-pill"
-
-
-async def switchboard(settings: Settings, *args: str) -> tuple[int, str, str]:
-    env = {
-        "SWITCHBOARD_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "SWITCHBOARD_DATABASE_URL": settings.database_url,
-        "SWITCHBOARD_TOPIC_PREFIX": settings.topic_prefix,
-        "SWITCHBOARD_SCHEMA_PREFIX": settings.schema_prefix,
-        "SWITCHBOARD_LOG_FORMAT": "json",
-        "PATH": "/usr/bin:/bin",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.cli",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def parked(settings: Settings) -> list[DeadLetter]:
@@ -188,6 +167,108 @@ async def test_a_parked_record_replayed_twice_once_fixed_is_handled_exactly_once
         await eventually(lambda: inbound_position(settings, partition), lambda n: n == end)
         [message] = await messages_stored(settings, wamid)
         assert message["payload"]["text"] == f"{PILL} por favor"
+
+
+async def position(settings: Settings, service: str, topic: str, partition: int) -> int | None:
+    """The next offset ``service`` recorded as handled on a partition (its tracking table)."""
+    rows = await query(
+        settings,
+        service,
+        "SELECT max(notification_id) AS n FROM {s}.tracking WHERE application_name = %s",
+        f"{topic}#{partition}",
+    )
+    found: int | None = rows[0]["n"]
+    return found
+
+
+async def stored(settings: Settings, service: str, conversation: str) -> list[dict[str, Any]]:
+    rows = await query(settings, service, "SELECT state FROM {s}.events")
+    events = [orjson.loads(bytes(row["state"])) for row in rows]
+    return [
+        event
+        for event in events
+        if conversation in (event["stream_id"], event["payload"].get("conversation_id"))
+    ]
+
+
+async def test_a_conversation_event_replayed_to_every_consumer_changes_only_the_one_that_parked_it(
+    settings: Settings,
+) -> None:
+    """The harsh case: ``conversation.events`` is read by the flows, the assignment router,
+    the dispatcher, the expiry service and the projector. The flows parked a customer's
+    answer; putting it back twice reaches all five again: the flows act once, and nobody
+    else shows it twice."""
+    with FakeGraphApi() as graph:
+        live = replace(
+            settings, whatsapp_api_base_url=graph.base_url, whatsapp_access_token="test-token"
+        )
+        async with whole_system(live) as client:
+            team = await build_team(live, client, capacity=5)
+            team.clock = int(time.time()) - 60
+            customer = "573000077777"
+            await team.write(customer, "hola")
+            [row] = await eventually(
+                lambda: team._conversations(customer), lambda rows: len(rows) == 1
+            )
+            conversation = str(row["conversation_id"])
+            await eventually(lambda: team.history(conversation), lambda lines: len(lines) >= 2)
+            await query(
+                live,
+                "flows",
+                "CREATE FUNCTION {s}.refuse_pill() RETURNS trigger LANGUAGE plpgsql AS $$"
+                " BEGIN IF NEW.topic <> 'operations.record_dead_lettered'"
+                f" AND position(convert_to('{PILL}', 'UTF8') in NEW.state) > 0"
+                " THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$",
+            )
+            await query(
+                live,
+                "flows",
+                "CREATE TRIGGER refuse_pill BEFORE INSERT ON {s}.events"
+                " FOR EACH ROW EXECUTE FUNCTION {s}.refuse_pill()",
+            )
+            await team.write(customer, PILL)
+            [dead] = await eventually(
+                lambda: parked(live), lambda found: len(found) == 1, within=40
+            )
+            payload = dead.envelope.payload
+            assert isinstance(payload, RecordDeadLettered)
+            assert (payload.consumer, payload.key) == ("flows", conversation)
+            await query(live, "flows", "DROP TRIGGER refuse_pill ON {s}.events")
+            for _ in range(2):
+                code, _, err = await switchboard(live, "dead-letters", "replay", str(dead.id))
+                assert code == 0, err
+
+            topic, partition = payload.source_topic, payload.source_partition
+            end = payload.source_offset + 3  # the record, then its two copies
+            for service in ("flows", "assignment", "dispatcher", "expiry", "projections"):
+                await eventually(
+                    lambda service=service: position(live, service, topic, partition),  # type: ignore[misc]
+                    lambda n: n is not None and n >= end,
+                    within=40,
+                )
+            await eventually(
+                lambda: stored(live, "assignment", conversation),
+                lambda events: any(
+                    e["event_type"] == "assignment.conversation_queued" for e in events
+                ),
+            )
+            flows = await stored(live, "flows", conversation)
+            history = await team.history(conversation)
+
+    captured = [e for e in flows if e["event_type"] == "flow.answer_captured"]
+    assert [e["payload"]["value"] for e in captured] == [PILL]
+    assert [e["event_type"] for e in flows].count("flow.hand_off_requested") == 1
+    decisions = [
+        e["event_type"]
+        for e in await stored(settings, "assignment", conversation)
+        if e["event_type"].startswith("assignment.conversation_")
+    ]
+    assert decisions == ["assignment.conversation_queued"]
+    assert [e["event_type"] for e in await stored(settings, "expiry", conversation)] == [
+        "expiry.deadline_set"
+    ]
+    customer_lines = [line for line in history if line.get("author_kind") == "customer"]
+    assert [line["text"] for line in customer_lines] == ["hola", PILL]
 
 
 async def test_unknown_malformed_and_unreplayable_dead_letters_are_clear_errors(

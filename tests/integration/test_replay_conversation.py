@@ -9,10 +9,7 @@ event the stores hold about that conversation, in time order, causes before effe
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -21,30 +18,16 @@ import httpx
 import orjson
 import pytest
 
-from services.dispatcher.app import create_app as create_dispatcher
-from services.expiry.app import create_app as create_expiry
 from services.relay.app import RELAYED_STORES
 from services.settings import Settings
 from tests.conftest import TEST_APP_SECRET
 from tests.fake_graph import FakeGraphApi
-from tests.harness import ROOT, consumers, eventually, gateway_client, query
+from tests.harness import eventually, query
 from tests.integration.test_agents import NUMBER, build_team
+from tests.operations import switchboard, whole_system
 from tests.webhooks import messages_value, signed_headers, webhook
 
 pytestmark = pytest.mark.integration
-
-
-@asynccontextmanager
-async def whole_system(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """Every consumer (the dispatcher and expiry included), the relay and the gateway."""
-    async with AsyncExitStack() as stack:
-        for create in (create_dispatcher, create_expiry):
-            app = create(settings)
-            await stack.enter_async_context(app.lifespan_context())
-            await app.start()
-            stack.push_async_callback(app.stop)
-        await stack.enter_async_context(consumers(settings))
-        yield await stack.enter_async_context(gateway_client(settings))
 
 
 async def stored_about(settings: Settings, conversation: str) -> dict[str, dict[str, Any]]:
@@ -58,30 +41,6 @@ async def stored_about(settings: Settings, conversation: str) -> dict[str, dict[
             if event["stream_id"] == conversation or payload.get("conversation_id") == conversation:
                 found[event["event_id"]] = event
     return found
-
-
-async def switchboard(settings: Settings, *args: str) -> tuple[int, str, str]:
-    env = {
-        "SWITCHBOARD_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "SWITCHBOARD_DATABASE_URL": settings.database_url,
-        "SWITCHBOARD_TOPIC_PREFIX": settings.topic_prefix,
-        "SWITCHBOARD_SCHEMA_PREFIX": settings.schema_prefix,
-        "SWITCHBOARD_LOG_FORMAT": "json",
-        "PATH": "/usr/bin:/bin",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.cli",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_replay_prints_every_stored_event_of_a_conversation_in_order(
