@@ -28,8 +28,8 @@ async def read_dead_letters(settings: Settings) -> tuple[list[DeadLetter], list[
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    await consumer.start()
     try:
+        await consumer.start()  # inside: a start that fails must still close the client
         if name not in await consumer.topics():
             return [], []  # nothing was ever parked (the topic is made at a process's start)
         partitions = [TopicPartition(name, number) for number in range(DEAD_LETTERS.partitions)]
