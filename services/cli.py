@@ -114,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     conversation.add_argument("conversation_id", metavar="ID")
     conversation.add_argument("--json", action="store_true", help="one JSON object per line")
+    conversation.add_argument(
+        "--commands",
+        action="store_true",
+        help="also what only the gateway publishes (replies as queued, claims, transfers,"
+        " closes asked for, read markers), read from Kafka",
+    )
     conversation.set_defaults(action=_replay_conversation)
 
     parked = commands.add_parser(
@@ -300,7 +306,13 @@ def _replay_conversation(settings: Settings, args: argparse.Namespace) -> int:
     from services.operations.replay import replay_conversation
     from services.relay.app import RELAYED_STORES
 
-    return replay_conversation(settings, args.conversation_id, RELAYED_STORES, as_json=args.json)
+    return replay_conversation(
+        settings,
+        args.conversation_id,
+        RELAYED_STORES,
+        as_json=args.json,
+        with_commands=args.commands,
+    )
 
 
 def _dead_letters(settings: Settings, args: argparse.Namespace) -> int:

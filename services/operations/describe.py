@@ -14,6 +14,7 @@ import orjson
 
 from events.assignment import (
     AssignmentCommandRejected,
+    ClaimConversation,
     ConversationAssigned,
     ConversationQueued,
     ConversationReleased,
@@ -21,6 +22,7 @@ from events.assignment import (
     Decision,
     GroupNudged,
     HandOffDeclined,
+    TransferConversation,
 )
 from events.base import Payload
 from events.conversation import (
@@ -56,6 +58,7 @@ from events.outbound import (
     OutboundSendAttempted,
     RetryOutboundMessage,
 )
+from events.reads import ConversationRead
 from services.operations.timeline import StoredEntry
 
 # Text shown in a line is cut here; --json carries it whole.
@@ -191,6 +194,20 @@ def say(payload: Payload) -> Said:
             return Said(f"hand-off to {_group(payload.group_id)} declined", payload.reason)
         case AssignmentCommandRejected():
             return Said(f"{payload.command_type} refused", payload.reason)
+        case ClaimConversation():
+            return Said(f"member {payload.member_id} asked to claim it")
+        case TransferConversation():
+            target = (
+                f"member {payload.to_member_id}"
+                if payload.to_member_id
+                else _group(payload.to_group_id)
+            )
+            return Said(
+                f"member {payload.requested_by} asked to transfer it to {target}",
+                f"note: {short(payload.note)}" if payload.note else "",
+            )
+        case ConversationRead():
+            return Said(f"member {payload.member_id} read up to customer message #{payload.up_to}")
         case GroupNudged():
             return Said(f"{_group(payload.group_id)} nudged ({payload.cause})", payload.detail)
         case OutboundMessageQueued():

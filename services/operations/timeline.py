@@ -61,6 +61,12 @@ def timeline(entries: Iterable[StoredEntry], conversation_id: UUID) -> list[Stor
     )
 
 
+def unstored(stored: Iterable[StoredEntry], published: Iterable[StoredEntry]) -> list[StoredEntry]:
+    """The published records no store holds (a relayed event is shown from its store)."""
+    known = {entry.envelope.event_id for entry in stored}
+    return [entry for entry in published if entry.envelope.event_id not in known]
+
+
 def causal_depths(envelopes: Sequence[Envelope]) -> dict[UUID, int]:
     """How many known causes precede each event (0: its cause is not among ``envelopes``)."""
     cause_of = {envelope.event_id: envelope.causation_id for envelope in envelopes}

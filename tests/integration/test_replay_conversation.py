@@ -18,11 +18,17 @@ import httpx
 import orjson
 import pytest
 
+from events.catalogue import (
+    CONVERSATION_COMMANDS_TOPIC,
+    CONVERSATION_READS_TOPIC,
+    HAND_OFF_REQUESTS_TOPIC,
+    OUTBOUND_MESSAGES_TOPIC,
+)
 from services.relay.app import RELAYED_STORES
 from services.settings import Settings
 from tests.conftest import TEST_APP_SECRET
 from tests.fake_graph import FakeGraphApi
-from tests.harness import eventually, query
+from tests.harness import eventually, query, topic_values
 from tests.integration.test_agents import NUMBER, build_team
 from tests.operations import switchboard, whole_system
 from tests.webhooks import messages_value, signed_headers, webhook
@@ -64,6 +70,10 @@ async def test_replay_prints_every_stored_event_of_a_conversation_in_order(
             json_code, json_out, _ = await switchboard(
                 live, "replay", "conversation", conversation, "--json"
             )
+            published = await published_about(live, conversation, set(before))
+            with_code, with_out, with_err = await switchboard(
+                live, "replay", "conversation", conversation, "--json", "--commands"
+            )
 
     assert (code, json_code) == (0, 0), err
     replayed = [orjson.loads(text) for text in json_out.splitlines()]
@@ -96,15 +106,62 @@ async def test_replay_prints_every_stored_event_of_a_conversation_in_order(
         "conversation.message_status_updated",
         "expiry.deadline_set",
         "expiry.deadline_cancelled",
+        "assignment.conversation_transferred",
         "conversation.closed",
     ):
-        assert expected in types, expected
+        assert expected in types, f"{expected} not in {' '.join(types)}"
     assert types.index("flow.hand_off_requested") < types.index("assignment.conversation_assigned")
     assert types.index("conversation.closed") < types.index("expiry.deadline_cancelled")
     # The lines a person reads say why: the branch taken and the assignment's explanation.
     text = out.splitlines()
     assert any("flow branched at route to to_available" in row and "why:" in row for row in text)
     assert any("assigned to A" in row and "why:" in row for row in text)
+
+    # --commands adds what only the gateway published, found here on the topics themselves.
+    assert with_code == 0, with_err
+    everything = [orjson.loads(text) for text in with_out.splitlines()]
+    assert sorted(event["event_id"] for event in everything) == sorted({**before, **published})
+    added = [event for event in everything if event["event_id"] in published]
+    assert {event["event_type"] for event in added} >= {
+        "outbound.message_queued",
+        "assignment.transfer_conversation",
+        "conversation.close",
+    }
+    assert all(event["store"].split("#")[0] in COMMAND_TOPIC_NAMES for event in added)
+    [reply] = [event for event in added if event["event_type"] == "outbound.message_queued"]
+    assert reply["payload"]["text"] == "Hola, soy A"
+    order = [event["event_type"] for event in everything]
+    assert order.index("conversation.close") < order.index("conversation.closed")
+    times = [datetime.fromisoformat(event["occurred_at"]) for event in everything]
+    assert times == sorted(times)
+
+
+COMMAND_TOPIC_NAMES = {
+    OUTBOUND_MESSAGES_TOPIC.name,
+    HAND_OFF_REQUESTS_TOPIC.name,
+    CONVERSATION_COMMANDS_TOPIC.name,
+    CONVERSATION_READS_TOPIC.name,
+}
+
+
+async def published_about(
+    settings: Settings, conversation: str, stored: set[str]
+) -> dict[str, dict[str, Any]]:
+    """The gateway's records about the conversation that no store holds, read here."""
+    found: dict[str, dict[str, Any]] = {}
+    for topic in (
+        OUTBOUND_MESSAGES_TOPIC,
+        HAND_OFF_REQUESTS_TOPIC,
+        CONVERSATION_COMMANDS_TOPIC,
+        CONVERSATION_READS_TOPIC,
+    ):
+        for value in await topic_values(settings, topic):
+            event = orjson.loads(value)
+            payload = event["payload"]
+            about = conversation in (event["stream_id"], payload.get("conversation_id"))
+            if about and event["event_id"] not in stored:
+                found[event["event_id"]] = event
+    return found
 
 
 async def settled(settings: Settings, conversation: str) -> dict[str, dict[str, Any]] | None:
@@ -151,7 +208,13 @@ async def script_a_conversation(
         lambda: team.history(conversation, "A"),
         lambda lines: any(line.get("status") == "delivered" for line in lines),
     )
-    closed = await client.post(f"/api/conversations/{conversation}/close", headers=team.agents["A"])
+    moved = await client.post(
+        f"/api/conversations/{conversation}/transfer",
+        json={"member_id": team.ids["B"], "note": "B knows billing"},
+        headers=team.agents["A"],
+    )
+    assert moved.status_code == 200, moved.text
+    closed = await client.post(f"/api/conversations/{conversation}/close", headers=team.agents["B"])
     assert closed.status_code == 202, closed.text
     return conversation
 

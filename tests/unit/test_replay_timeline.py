@@ -8,7 +8,13 @@ from uuid import UUID
 import orjson
 import pytest
 
-from events.assignment import Candidate, ConversationAssigned, Decision, GroupNudged
+from events.assignment import (
+    Candidate,
+    ConversationAssigned,
+    Decision,
+    GroupNudged,
+    TransferConversation,
+)
 from events.base import Payload
 from events.catalogue import build_registry
 from events.codec import decode
@@ -17,8 +23,15 @@ from events.directory import GroupCreated
 from events.envelope import Actor, Envelope
 from events.flows import ConditionEvaluated, HandOffRequested
 from events.operations import RecordDeadLettered
+from events.reads import ConversationRead
 from services.operations.describe import json_line, line, say, short
-from services.operations.timeline import StoredEntry, belongs_to, causal_depths, timeline
+from services.operations.timeline import (
+    StoredEntry,
+    belongs_to,
+    causal_depths,
+    timeline,
+    unstored,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -276,3 +289,30 @@ def test_a_json_line_is_the_envelope_with_its_place_and_words() -> None:
     assert document["why"] is None
     envelope_fields = {k: v for k, v in document.items() if k in Envelope.model_fields}
     assert decode(orjson.dumps(envelope_fields), build_registry()) == event
+
+
+def test_a_published_record_a_store_holds_is_shown_from_the_store() -> None:
+    relayed = envelope(hand_off(), 3, stream=str(GROUP))
+    reply = envelope(
+        TransferConversation(
+            conversation_id=CONVERSATION,
+            workspace_id=WORKSPACE,
+            to_member_id=MEMBER,
+            to_group_id=None,
+            requested_by=UUID(int=5),
+            note="knows billing",
+        ),
+        4,
+        stream=str(GROUP),
+    )
+    stored = [entry("flows", 1, relayed)]
+    published = [
+        entry("assignment.requests#2", 7, relayed),
+        entry("assignment.requests#2", 8, reply),
+    ]
+    assert unstored(stored, published) == [published[1]]
+    said = say(reply.payload)
+    assert said.what == f"member {UUID(int=5)} asked to transfer it to member {MEMBER}"
+    assert said.why == "note: knows billing"
+    read = ConversationRead(conversation_id=CONVERSATION, member_id=MEMBER, up_to=3, read_at=AT)
+    assert say(read).what == f"member {MEMBER} read up to customer message #3"
