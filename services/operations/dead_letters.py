@@ -64,7 +64,7 @@ class Row:
     """What ``dead-letters list`` shows of one dead letter."""
 
     id: UUID
-    parked_at: str
+    at: str  # a record: its own Kafka time (a replay parks it alike); else when parked
     kind: str
     consumer: str
     source: str
@@ -93,8 +93,7 @@ def line(dead_letter: DeadLetter) -> str:
     reason = shown.reason.replace("\n", " ")
     reason = reason if len(reason) <= 120 else reason[:119] + "…"
     return (
-        f"{shown.id}  {shown.parked_at}  {shown.kind:<12} {shown.consumer:<12}"
-        f" {shown.source}  — {reason}"
+        f"{shown.id}  {shown.at}  {shown.kind:<12} {shown.consumer:<12} {shown.source}  — {reason}"
     )
 
 
