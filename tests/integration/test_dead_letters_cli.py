@@ -151,7 +151,18 @@ async def test_a_parked_record_replayed_twice_once_fixed_is_handled_exactly_once
         assert shown["original"]["json"]["payload"]["message"]["id"] == wamid
         assert shown["replay_headers"]["event_type"] == "whatsapp.message_received"
 
-        # The cause fixed, the record goes back twice; it is handled once.
+        # Replayed while the cause holds, it is parked again: a dead letter of its new offset.
+        code, _, err = await switchboard(settings, "dead-letters", "replay", str(dead.id))
+        assert code == 0, err
+        first, again = await eventually(
+            lambda: parked(settings), lambda found: len(found) == 2, within=40
+        )
+        assert first.id == dead.id
+        assert isinstance(again.envelope.payload, RecordDeadLettered)
+        assert again.envelope.payload.source_offset == payload.source_offset + 1
+        assert await messages_stored(settings, wamid) == []
+
+        # The cause fixed, the record goes back twice more; it is handled once.
         await query(settings, "inbound", "DROP TRIGGER refuse_pill ON {s}.events")
         for _ in range(2):
             code, out, err = await switchboard(settings, "dead-letters", "replay", str(dead.id))
@@ -160,7 +171,7 @@ async def test_a_parked_record_replayed_twice_once_fixed_is_handled_exactly_once
         partition = payload.source_partition
         records = await records_at(settings, partition)
         original, *replayed = [r for r in records if r[0] >= payload.source_offset]
-        assert len(replayed) == 2
+        assert len(replayed) == 3
         for copy in replayed:
             assert copy[1:] == original[1:]  # key, value and headers as parked
         end = records[-1][0] + 1
