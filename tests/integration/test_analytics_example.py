@@ -335,3 +335,64 @@ async def test_the_example_reports_the_scripted_day(settings: Settings) -> None:
                 checked[topic.name] += 1
         for busy in ("conversation.events", "assignment.events", "flow.events", "directory.events"):
             assert checked[busy] > 0, checked
+
+
+def started_record(version: int, payload: dict[str, Any]) -> dict[str, Any]:
+    """A conversation.started record as it is on the wire (the JSON an analyst reads)."""
+    conversation = str(uuid.uuid4())
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "conversation.started",
+        "schema_version": version,
+        "stream_id": conversation,
+        "workspace_id": str(uuid.uuid4()),
+        "occurred_at": "2026-11-23T09:00:01Z",
+        "correlation_id": str(uuid.uuid4()),
+        "causation_id": None,
+        "actor": {"kind": "customer", "id": "573100000009"},
+        "payload": {"conversation_id": conversation, **payload},
+    }
+
+
+async def test_the_example_reads_old_versions_and_reports_what_it_cannot_understand(
+    settings: Settings,
+) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from services.kafka import ensure_topics
+
+    await ensure_topics(settings)
+    first = {
+        "phone_number_id": NUMBER,
+        "display_phone_number": "573001112233",
+        "contact_wa_id": "573100000009",
+        "contact_name": None,
+        "started_at": "2026-11-23T09:00:00Z",
+    }
+    old = started_record(1, first)  # written before received_at existed: still counted
+    newer = started_record(4, {**first, "started_at": "2026-11-24T09:00:00Z"})
+    broken = started_record(3, {key: value for key, value in first.items() if key != "started_at"})
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    topic = f"{settings.topic_prefix}conversation.events"
+    try:
+        for value in (orjson.dumps(old), orjson.dumps(newer), orjson.dumps(broken), b"{oops"):
+            await producer.send_and_wait(topic, value, key=b"k", partition=0)
+    finally:
+        await producer.stop()
+
+    status, report, errors = await run_example(settings)
+
+    assert status == 1
+    assert report["conversations_per_day"] == {"2026-11-23": 1}
+    assert report["records"] == 4
+    problems = report["problems"]
+    assert [problem.split(": ", 1)[0] for problem in problems] == [
+        f"{topic}[0]@1",
+        f"{topic}[0]@2",
+        f"{topic}[0]@3",
+    ]
+    assert "no published schema for 'conversation.started' version 4" in problems[0]
+    assert "'started_at' is a required property" in problems[1]
+    assert "not JSON" in problems[2]
+    assert all(problem in errors for problem in problems)
