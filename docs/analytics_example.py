@@ -2,7 +2,8 @@
 per agent, from the JSON on the wire and the published schemas alone.
 
 It needs no switchboard code: only Kafka (aiokafka), the JSON Schemas in ``docs/schemas/``
-(``jsonschema``) and what ``docs/schemas/README.md`` says. It reads the topics it needs from
+(``jsonschema``, with ``rfc3339-validator`` so that instants are checked as RFC 3339
+date-times) and what ``docs/schemas/README.md`` says. It reads the topics it needs from
 the beginning up to their end offsets at start, checks every record against the schema of its
 ``event_type`` and ``schema_version``, and prints a JSON report::
 
@@ -184,7 +185,10 @@ async def read(bootstrap: str, prefix: str, contract: Contract) -> Analysis:
                     if problems or not isinstance(record, dict):
                         analysis.problems.append(f"{where}: {'; '.join(problems)}")
                         continue
-                    analysis.apply(record)
+                    try:
+                        analysis.apply(record)
+                    except ValueError as error:  # valid by its schema, yet not understood
+                        analysis.problems.append(f"{where}: {error}")
                 if messages and messages[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
     finally:

@@ -372,11 +372,13 @@ async def test_the_example_reads_old_versions_and_reports_what_it_cannot_underst
     old = started_record(1, first)  # written before received_at existed: still counted
     newer = started_record(4, {**first, "started_at": "2026-11-24T09:00:00Z"})
     broken = started_record(3, {key: value for key, value in first.items() if key != "started_at"})
+    undated = started_record(2, {**first, "started_at": "Monday morning"})
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
     await producer.start()
     topic = f"{settings.topic_prefix}conversation.events"
     try:
-        for value in (orjson.dumps(old), orjson.dumps(newer), orjson.dumps(broken), b"{oops"):
+        values = [orjson.dumps(record) for record in (old, newer, broken, undated)]
+        for value in [*values, b"{oops"]:
             await producer.send_and_wait(topic, value, key=b"k", partition=0)
     finally:
         await producer.stop()
@@ -385,14 +387,13 @@ async def test_the_example_reads_old_versions_and_reports_what_it_cannot_underst
 
     assert status == 1
     assert report["conversations_per_day"] == {"2026-11-23": 1}
-    assert report["records"] == 4
+    assert report["records"] == 5
     problems = report["problems"]
     assert [problem.split(": ", 1)[0] for problem in problems] == [
-        f"{topic}[0]@1",
-        f"{topic}[0]@2",
-        f"{topic}[0]@3",
+        f"{topic}[0]@{offset}" for offset in (1, 2, 3, 4)
     ]
     assert "no published schema for 'conversation.started' version 4" in problems[0]
     assert "'started_at' is a required property" in problems[1]
-    assert "not JSON" in problems[2]
+    assert "payload/started_at: 'Monday morning' is not a 'date-time'" in problems[2]
+    assert "not JSON" in problems[3]
     assert all(problem in errors for problem in problems)
