@@ -215,7 +215,7 @@ def _structure(
             **_structure(definitions[name], definitions, resolving=(*resolving, name)),
             **_structure(rest, definitions, resolving=resolving),
         }
-    return {
+    shape = {
         key: _structure(
             value,
             definitions,
@@ -225,6 +225,9 @@ def _structure(
         for key, value in node.items()
         if key not in ("description", "title", "$defs")
     }
+    if isinstance(shape.get("required"), list):  # moving a field is not a change of shape
+        shape["required"] = sorted(shape["required"])
+    return shape
 
 
 @dataclass

@@ -179,7 +179,7 @@ def test_a_published_file_whose_model_is_gone_fails(folder: Path) -> None:
     assert "keep its model" in comparison.differences[0].problem
 
 
-def test_a_property_named_like_a_keyword_is_structure() -> None:
+def test_structure_keeps_names_and_shapes_and_drops_wording() -> None:
     schema = {
         "title": "x",
         "description": "words",
@@ -187,10 +187,12 @@ def test_a_property_named_like_a_keyword_is_structure() -> None:
             "description": {"type": "string", "title": "Description"},
             "actor": {"$ref": "#/$defs/Actor"},
         },
+        "required": ["description", "actor"],
         "$defs": {"Actor": {"title": "Actor", "type": "object"}},
     }
     assert published_schemas.structure(schema) == {
-        "properties": {"description": {"type": "string"}, "actor": {"type": "object"}}
+        "properties": {"description": {"type": "string"}, "actor": {"type": "object"}},
+        "required": ["actor", "description"],
     }
 
 
