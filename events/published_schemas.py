@@ -36,6 +36,14 @@ INDEX_FILE = "index.json"
 README_FILE = "README.md"
 DEFAULT_DIRECTORY = Path("docs/schemas")
 REGENERATE = "switchboard schemas write"
+STRUCTURE_CHANGED = (
+    "the model changed under a published version (records of this version are on the"
+    " topics already, and readers rely on this file). Do not edit a version: give the"
+    " payload class a new schema_version, register an upcaster from the old version"
+    " (events/catalogue.py), copy the old class as it was into"
+    f" events/earlier_versions.py, then run `{REGENERATE}` (it adds the new version's"
+    " file and keeps this one)"
+)
 
 # The Kafka headers of every record (``RecordHeader.kafka_headers``), for readers that filter
 # without parsing the value. A unit test holds this list to the codec's.
@@ -236,6 +244,8 @@ class Difference:
 
     path: str
     problem: str
+    # The structure of a published version changed: only a new version may do that.
+    structural: bool = False
 
 
 @dataclass
@@ -264,7 +274,7 @@ def check(directory: Path = DEFAULT_DIRECTORY) -> Comparison:
         if actual == content:
             continue
         if path not in (INDEX_FILE, README_FILE) and _changed_structure(actual, content):
-            comparison.differences.append(Difference(path, _structure_changed(path)))
+            comparison.differences.append(Difference(path, STRUCTURE_CHANGED, structural=True))
             continue
         comparison.differences.append(
             Difference(path, f"wording or listing changed; run `{REGENERATE}`")
@@ -278,17 +288,6 @@ def check(directory: Path = DEFAULT_DIRECTORY) -> Comparison:
             )
         )
     return comparison
-
-
-def _structure_changed(path: str) -> str:
-    return (
-        "the model changed under a published version (records of this version are on the"
-        " topics already, and readers rely on this file). Do not edit a version: give the"
-        " payload class a new schema_version, register an upcaster from the old version"
-        " (events/catalogue.py), copy the old class as it was into"
-        f" events/earlier_versions.py, then run `{REGENERATE}` (it adds the new version's"
-        " file and keeps this one)"
-    )
 
 
 def _changed_structure(actual: bytes, expected: bytes) -> bool:
@@ -320,14 +319,12 @@ def write(directory: Path = DEFAULT_DIRECTORY, *, force: bool = False) -> WriteR
     (unless ``force``: a version never released, on a branch of one's own)."""
     report = WriteReport()
     refused = {
-        item.path
-        for item in check(directory).differences
-        if not force and item.problem == _structure_changed(item.path)
+        item.path: item for item in check(directory).differences if item.structural and not force
     }
     for path, content in published_files().items():
         target = directory / path
         if path in refused:
-            report.refused.append(Difference(path, _structure_changed(path)))
+            report.refused.append(refused[path])
             continue
         if target.exists() and target.read_bytes() == content:
             continue
