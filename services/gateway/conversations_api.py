@@ -35,6 +35,7 @@ from services.gateway.dependencies import (
     asker,
     caller,
     conversation_facts,
+    current_time,
     first,
     outcome_of,
     permitted,
@@ -69,6 +70,7 @@ Models = Annotated[ReadModels, Depends(read_models)]
 Bus = Annotated[Publisher, Depends(publisher)]
 Config = Annotated[Settings, Depends(settings)]
 Member = Annotated[Caller, Depends(caller)]
+Now = Annotated[datetime, Depends(current_time)]
 PENDING: dict[int | str, dict[str, Any]] = {
     202: {"model": CommandPending, "description": "Sent; not decided within the wait."}
 }
@@ -268,7 +270,13 @@ async def send_to_group(
     responses=ON_OPEN_CONVERSATION,
 )
 async def reply(
-    conversation_id: UUID, body: Reply, who: Member, models: Models, bus: Bus, config: Config
+    conversation_id: UUID,
+    body: Reply,
+    who: Member,
+    models: Models,
+    bus: Bus,
+    config: Config,
+    now: Now,
 ) -> dict[str, Any]:
     """Queue a reply for the dispatcher; the history shows it at once, then its delivery."""
     row, _ = await permitted(models, who, conversation_id, permissions.reply)
@@ -287,7 +295,7 @@ async def reply(
         template=None,
         author="member",
         author_id=str(who.member_id),
-        queued_at=datetime.now(UTC),
+        queued_at=now,
     )
     command_id = await send_record(
         bus,
@@ -295,6 +303,7 @@ async def reply(
         OUTBOUND_MESSAGES_TOPIC.qualified(config.topic_prefix),
         str(conversation_id),
         queued,
+        occurred_at=now,
     )
     return {"command_id": str(command_id), "message_id": str(message_id)}
 

@@ -127,6 +127,13 @@ def publisher(request: Request) -> Publisher:
     return found
 
 
+def current_time() -> datetime:
+    """The gateway's clock, where it stamps what a member does (a reply's ``queued_at``).
+
+    A dependency so that a test can script a day (``app.dependency_overrides``)."""
+    return datetime.now(UTC)
+
+
 def settings(request: Request) -> Settings:
     found: Settings = request.app.state.settings
     return found
@@ -276,7 +283,13 @@ async def send_command(
 
 
 async def send_record(
-    publisher: Publisher, who: Caller, topic: str, key: str, command: Payload
+    publisher: Publisher,
+    who: Caller,
+    topic: str,
+    key: str,
+    command: Payload,
+    *,
+    occurred_at: datetime | None = None,
 ) -> UUID:
     """Put a command on ``topic`` under ``key``, as the calling member; the command's id.
 
@@ -289,7 +302,7 @@ async def send_record(
         event_id=command_id,
         stream_id=key,
         workspace_id=who.workspace_id,
-        occurred_at=datetime.now(UTC),
+        occurred_at=occurred_at if occurred_at is not None else datetime.now(UTC),
         correlation_id=command_id,
         causation_id=None,
         actor=Actor(kind="member", id=str(who.member_id)),
