@@ -106,6 +106,38 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--flow", default="deploy/demo-flow.yaml", help="the demo flow")
     setup.set_defaults(action=_demo_setup)
 
+    replay = commands.add_parser("replay", help="replay what the event stores hold")
+    replay_commands = replay.add_subparsers(required=True, metavar="WHAT")
+    conversation = replay_commands.add_parser(
+        "conversation",
+        help="one conversation's timeline from every service's event store, in time order",
+    )
+    conversation.add_argument("conversation_id", metavar="ID")
+    conversation.add_argument("--json", action="store_true", help="one JSON object per line")
+    conversation.add_argument(
+        "--commands",
+        action="store_true",
+        help="also what only the gateway publishes (replies as queued, claims, transfers,"
+        " closes asked for, read markers), read from Kafka",
+    )
+    conversation.set_defaults(action=_replay_conversation)
+
+    parked = commands.add_parser(
+        "dead-letters", help="records, stored events and deadlines parked with the reason"
+    )
+    parked_commands = parked.add_subparsers(required=True, metavar="ACTION")
+    listed = parked_commands.add_parser("list", help="every dead letter: id, when, who, why")
+    listed.add_argument("--json", action="store_true", help="one JSON object per line")
+    listed.set_defaults(action=_dead_letters, verb="list", id=None)
+    show = parked_commands.add_parser("show", help="one dead letter in full, its record decoded")
+    show.add_argument("id", metavar="ID", help="the dead letter's id, as listed")
+    show.set_defaults(action=_dead_letters, verb="show", json=False)
+    put_back = parked_commands.add_parser(
+        "replay", help="put the parked record back on its topic (idempotent)"
+    )
+    put_back.add_argument("id", metavar="ID", help="the dead letter's id, as listed")
+    put_back.set_defaults(action=_dead_letters, verb="replay", json=False)
+
     schemas = commands.add_parser(
         "schemas", help="the JSON Schemas of every event type and version (docs/schemas/)"
     )
@@ -291,6 +323,25 @@ def _demo_setup(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     print(sign_in_sheet(state, url, sandbox=settings.sandbox))
     return 0
+
+
+def _replay_conversation(settings: Settings, args: argparse.Namespace) -> int:
+    from services.operations.replay import replay_conversation
+    from services.relay.app import RELAYED_STORES
+
+    return replay_conversation(
+        settings,
+        args.conversation_id,
+        RELAYED_STORES,
+        as_json=args.json,
+        with_commands=args.commands,
+    )
+
+
+def _dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    from services.operations.dead_letter_commands import run
+
+    return run(args.verb, settings, args.id, as_json=args.json)
 
 
 def _schemas_write(settings: Settings, args: argparse.Namespace) -> int:
