@@ -11,6 +11,7 @@ happened); one before the workspace existed finds nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -20,7 +21,8 @@ from uuid import UUID
 import anyio
 from fastapi import HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BeforeValidator
+from pydantic_core import PydanticCustomError
 
 from projections.as_of import TopicsUnreadable, read_models_at
 from projections.queries import ReadModels
@@ -41,8 +43,27 @@ AS_OF_DESCRIPTION = (
 )
 
 
+# RFC 3339's date-time, and nothing else pydantic would also take as a time (a number of
+# seconds, a space for the ``T``): ``as_of=1.5`` is a typo, not 1970.
+RFC_3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+
+def _rfc_3339(value: object) -> object:
+    if isinstance(value, str) and RFC_3339.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "rfc_3339",
+            "must be an RFC 3339 time with its offset, such as 2026-11-29T14:02:00Z",
+        )
+    return value
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc_3339)]
+
+
 def as_of_moment(
-    as_of: Annotated[AwareDatetime | None, Query(description=AS_OF_DESCRIPTION)] = None,
+    as_of: Annotated[Rfc3339 | None, Query(description=AS_OF_DESCRIPTION)] = None,
 ) -> datetime | None:
     """The moment asked for, if any; 422 naming ``query.as_of`` for one still to come."""
     if as_of is None:

@@ -19,10 +19,11 @@ from uuid import UUID
 
 import orjson
 from psycopg_pool import AsyncConnectionPool
-from pydantic import AwareDatetime, BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from projections.as_of import TopicsUnreadable, read_models_at
 from projections.queries import Caller, ReadModels
+from services.gateway.as_of import Rfc3339
 from services.settings import Settings
 
 
@@ -39,7 +40,7 @@ def parse_moment(text: str | None, now: datetime) -> datetime | None:
     if text is None:
         return None
     try:
-        moment = TypeAdapter(AwareDatetime).validate_python(text)
+        moment = TypeAdapter(Rfc3339).validate_python(text)
     except ValidationError as error:
         problem = error.errors()[0]["msg"]
         raise Refused(

@@ -199,6 +199,15 @@ async def test_as_of_answers_the_snapshots_recorded_at_those_moments(settings: S
                 assert code == 0, err
                 assert orjson.loads(out) == expected, command
 
+            # A member of the group may ask too, by the route's own rule.
+            as_member = await client.get(
+                f"/api/groups/{team.group}/roster",
+                params={"as_of": snapshots[1].moment.isoformat()},
+                headers=team.agents["C"],
+            )
+            assert as_member.status_code == 200, as_member.text
+            assert as_member.json() == snapshots[1].answers["roster"]
+
             # Before the workspace existed: nothing; the group did not exist yet.
             empty = await client.get(
                 "/api/me/inbox", params={"as_of": before_workspace.isoformat()}, headers=team.admin
@@ -251,3 +260,25 @@ async def test_as_of_answers_the_snapshots_recorded_at_those_moments(settings: S
                     headers=stranger,
                 )
                 assert hidden.status_code == 404, hidden.text
+
+            # A group deleted since can still be asked about; after its deletion, 404.
+            deleted = await client.delete(f"/api/groups/{team.group}", headers=team.admin)
+            assert deleted.status_code == 200, deleted.text
+            await asyncio.sleep(0.2)
+            after_deletion = datetime.now(UTC)
+            for snap in (snapshots[2], snapshots[4]):
+                for view in ("roster", "queue"):
+                    kept = await client.get(
+                        f"/api/groups/{team.group}/{view}",
+                        params={"as_of": snap.moment.isoformat()},
+                        headers=team.admin,
+                    )
+                    assert kept.status_code == 200, kept.text
+                    assert kept.json() == snap.answers[view]
+            gone_now = await client.get(
+                f"/api/groups/{team.group}/roster",
+                params={"as_of": after_deletion.isoformat()},
+                headers=team.admin,
+            )
+            assert gone_now.status_code == 404, gone_now.text
+            assert "had been deleted" in gone_now.json()["detail"]
