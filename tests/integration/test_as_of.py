@@ -23,12 +23,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from events.catalogue import ASSIGNMENT_EVENTS_TOPIC, CONVERSATION_EVENTS_TOPIC, Topic
 from services.dispatcher.decide import window_open
 from services.settings import Settings
 from services.workspaces import create_workspace
 from tests.fake_graph import FakeGraphApi
-from tests.harness import eventually
+from tests.harness import eventually, query
 from tests.integration.test_agents import Team, build_team
 from tests.operations import switchboard, whole_system
 
@@ -186,6 +188,13 @@ async def test_as_of_answers_the_snapshots_recorded_at_those_moments(settings: S
                 relative_items += assert_relative_to(snap.moment, asked)
             assert relative_items >= 8
 
+            # The relay re-sends what it published before (a crash before it recorded its
+            # position): copies at new offsets change nothing, live or folded again.
+            await resend(live, (CONVERSATION_EVENTS_TOPIC, ASSIGNMENT_EVENTS_TOPIC))
+            resent = await snapshot(client, team)
+            assert absolute(resent.answers) == absolute(snapshots[-1].answers)
+            assert absolute(await answers(client, team, resent.moment)) == absolute(resent.answers)
+
             # The operator's commands answer the same JSON as the API.
             moment = snapshots[2].moment
             asked = await answers(client, team, moment)
@@ -282,3 +291,55 @@ async def test_as_of_answers_the_snapshots_recorded_at_those_moments(settings: S
             )
             assert gone_now.status_code == 404, gone_now.text
             assert "had been deleted" in gone_now.json()["detail"]
+
+    # Every scratch schema was dropped.
+    left = await query(
+        settings,
+        "asof_",
+        "SELECT schema_name FROM information_schema.schemata WHERE starts_with(schema_name, %s)",
+        settings.schema("asof_"),
+    )
+    assert left == []
+
+
+async def resend(settings: Settings, topics: tuple[Topic, ...]) -> None:
+    """Publish every record of ``topics`` again, as it was (key, value, headers)."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        for topic in topics:
+            name = topic.qualified(settings.topic_prefix)
+            for partition, _, value, key, headers in await raw_records(settings, topic):
+                await producer.send_and_wait(
+                    name, value=value, key=key, headers=headers, partition=partition
+                )
+    finally:
+        await producer.stop()
+
+
+async def raw_records(
+    settings: Settings, topic: Topic
+) -> list[tuple[int, int, bytes, bytes | None, list[tuple[str, bytes]]]]:
+    name = topic.qualified(settings.topic_prefix)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(name, number) for number in range(topic.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found: list[tuple[int, int, bytes, bytes | None, list[tuple[str, bytes]]]] = []
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, items in batch.items():
+                found.extend(
+                    (tp.partition, item.offset, item.value, item.key, list(item.headers))
+                    for item in items
+                    if item.offset < ends[tp]
+                )
+                if items and items[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+        return found
+    finally:
+        await consumer.stop()
