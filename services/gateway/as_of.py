@@ -21,7 +21,7 @@ from uuid import UUID
 import anyio
 from fastapi import HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, BeforeValidator
+from pydantic import AwareDatetime, BeforeValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from projections.as_of import TopicsUnreadable, read_models_at
@@ -45,9 +45,8 @@ AS_OF_DESCRIPTION = (
 
 # RFC 3339's date-time, and nothing else pydantic would also take as a time (a number of
 # seconds, a space for the ``T``): ``as_of=1.5`` is a typo, not 1970.
-RFC_3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
-)
+RFC_3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+RFC_3339 = re.compile(RFC_3339_PATTERN, re.ASCII)
 
 
 def _rfc_3339(value: object) -> object:
@@ -59,7 +58,12 @@ def _rfc_3339(value: object) -> object:
     return value
 
 
-Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc_3339)]
+# The OpenAPI document states the rule as the other inputs do (a ``pattern``).
+Rfc3339 = Annotated[
+    AwareDatetime,
+    BeforeValidator(_rfc_3339),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": RFC_3339_PATTERN}),
+]
 
 
 def as_of_moment(

@@ -217,6 +217,19 @@ async def test_as_of_answers_the_snapshots_recorded_at_those_moments(settings: S
             assert as_member.status_code == 200, as_member.text
             assert as_member.json() == snapshots[1].answers["roster"]
 
+            # The operator's refusals say why, without a traceback.
+            refusals: list[tuple[tuple[str, ...], int, str]] = [
+                (("roster", "--group", team.ids["A"]), 1, "no group"),
+                (("inbox", "--member", team.group), 1, "no member"),
+                (("queue", "--group", "not-an-id"), 2, "is not an id"),
+                (("inbox", "--member", team.ids["A"], "--as-of", "1.5"), 2, "RFC 3339"),
+            ]
+            for refused, expected_code, words in refusals:
+                code, out, err = await switchboard(live, *refused)
+                assert (code, out) == (expected_code, ""), err
+                assert words in err
+                assert "Traceback" not in err
+
             # Before the workspace existed: nothing; the group did not exist yet.
             empty = await client.get(
                 "/api/me/inbox", params={"as_of": before_workspace.isoformat()}, headers=team.admin

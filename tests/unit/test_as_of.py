@@ -86,6 +86,6 @@ def test_the_operators_moment_is_rfc_3339_with_an_offset_and_already_past() -> N
     assert naive.value.code == 2
     with pytest.raises(Refused, match="future"):
         parse_moment("2026-11-29T14:02:01Z", NOW)
-    for typo in ("yesterday", "1.5", "1764424920", "2026-11-29 14:02:00Z"):
+    for typo in ("yesterday", "1.5", "1764424920", "2026-11-29 14:02:00Z", "2026-11-29T14:02Z\n"):
         with pytest.raises(Refused, match="not an RFC 3339"):
             parse_moment(typo, NOW)
