@@ -266,12 +266,13 @@ def text(simulated: Simulated, what: WhatIf, real: Outcome, mine: Outcome) -> st
     for member in sorted({*simulated_loads, *real_loads}, key=lambda m: (names.get(m, ""), str(m))):
         was, would = real_loads.get(member, "0, 0"), simulated_loads.get(member, "0, 0")
         lines.append(f"{names.get(member, str(member)):<24}{was:>20}{would:>26}")
-    lines += ["", f"{'conversation':<38}  {'real':<24}simulated"]
+    lines += ["", f"{'conversation':<38}  {'real':<32}simulated"]
     simulated_by_id = {c.conversation_id: c for c in mine.conversations}
     for conversation in real.conversations:
         other = simulated_by_id.get(conversation.conversation_id)
         would_be = _fate(other, names) if other is not None else "-"
-        lines.append(f"{conversation.conversation_id}  {_fate(conversation, names):<24}{would_be}")
+        was = _fate(conversation, names)
+        lines.append(f"{conversation.conversation_id}  {was:<31} {would_be}")
     return "\n".join(lines)
 
 

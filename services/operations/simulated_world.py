@@ -182,7 +182,12 @@ class SimulatedWorld:
         if group_id not in self.groups:
             return self  # a transfer's target group: what it did really is in ``elsewhere``
         groups = {**self.groups, group_id: evolve(self.groups[group_id], decision)}
-        return replace(self, groups=groups)
+        elsewhere = self.elsewhere
+        if isinstance(decision, ConversationQueued | ConversationAssigned):
+            # Transferred here from another group: the simulation holds it now.
+            conversation = decision.conversation_id
+            elsewhere = {c: where for c, where in elsewhere.items() if c != conversation}
+        return replace(self, groups=groups, elsewhere=elsewhere)
 
     def with_real_decision_elsewhere(self, decision: Payload) -> SimulatedWorld:
         """What another group really decided: it counts in its members' loads, unless the

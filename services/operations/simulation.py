@@ -105,10 +105,11 @@ class Simulated:
     decisions: tuple[Timed, ...]  # the simulated decisions of the group, in order
 
 
-Kind = Literal["directory", "elsewhere", "close", "request"]
+Kind = Literal["directory", "close", "request", "elsewhere"]
 # Among records of one instant: the directory first (a status set before a hand-off in the
-# same microsecond was set first), what other groups did, closes, then the group's records.
-RANK: dict[Kind, int] = {"directory": 0, "elsewhere": 1, "close": 2, "request": 3}
+# same microsecond was set first), closes, the group's records, then what other groups did
+# (a transfer to another group is placed there in the same instant, after it left this one).
+RANK: dict[Kind, int] = {"directory": 0, "close": 1, "request": 2, "elsewhere": 3}
 
 
 @dataclass(frozen=True)

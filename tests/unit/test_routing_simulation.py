@@ -15,7 +15,13 @@ from uuid import UUID
 
 import pytest
 
-from events.assignment import ConversationAssigned, ConversationQueued, Decision
+from events.assignment import (
+    ConversationAssigned,
+    ConversationQueued,
+    ConversationReleased,
+    ConversationTransferred,
+    Decision,
+)
 from events.base import Payload
 from events.conversation import ConversationClosed
 from events.directory import (
@@ -139,6 +145,47 @@ class Story:
             assigned_at=at(when),
         )
         self.record(when, assigned, str(conversation), cause=uuid.uuid4())
+
+    def really_transferred(
+        self, when: float, conversation: UUID, by: str, to: str, group: UUID | None = None
+    ) -> None:
+        """A transfer the service carried out: to member ``to`` of this group, or (``group``
+        given) to that group, where ``to`` really got it."""
+        cause = uuid.uuid4()
+        moved = ConversationTransferred(
+            conversation_id=conversation,
+            workspace_id=self.workspace,
+            from_group_id=self.group,
+            from_member_id=self.ids[by],
+            to_group_id=group or self.group,
+            to_member_id=None if group else self.ids[to],
+            requested_by=self.ids[by],
+            note="",
+            transferred_at=at(when),
+        )
+        if group is not None:
+            released = ConversationReleased(
+                conversation_id=conversation,
+                workspace_id=self.workspace,
+                group_id=self.group,
+                member_id=self.ids[by],
+                reason="transferred",
+                released_at=at(when),
+            )
+            self.record(when, released, str(conversation), cause=cause)
+        self.record(when, moved, str(conversation), cause=cause)
+        decision = Decision(rotation="transfer", rule="", candidates=[], outcome="")
+        assigned = ConversationAssigned(
+            conversation_id=conversation,
+            workspace_id=self.workspace,
+            group_id=group or self.group,
+            member_id=self.ids[to],
+            member_name=to,
+            via="transfer" if group is None else "rotation",
+            decision=decision,
+            assigned_at=at(when),
+        )
+        self.record(when, assigned, str(conversation), cause=cause)
 
     def really_queued(self, when: float, conversation: UUID, claim_only: bool = False) -> None:
         decision = Decision(rotation="no_owner", rule="", candidates=[], outcome="")
@@ -362,3 +409,58 @@ def test_percentiles_are_nearest_rank() -> None:
     assert percentile(waits, 90) == timedelta(seconds=9)
     assert percentile(waits[:1], 90) == timedelta(seconds=5)
     assert percentile([], 50) is None
+
+
+def test_a_transfer_to_a_member_moves_the_load_and_the_queue_drains_onto_who_let_it_go() -> None:
+    story = Story().team("A", "B", capacity=1)
+    story.status(1, "A", "available")
+    first = story.hand_off(10)
+    story.really_assigned(10, first, "A")
+    second = story.hand_off(20)  # A is at capacity, B offline: it waits
+    story.really_queued(20, second)
+    story.really_transferred(50, first, by="A", to="B")
+    story.close(90, first)
+    story.close(95, second)
+    _, _, simulated = story.run("available")
+    # A let the first go at 50 and takes the second from the queue then.
+    assert story.members(simulated) == ["A", "A"]
+    assert story.waits(simulated) == [0, 30]
+    loads = {a.name: (a.assigned, a.peak) for a in simulated.agents}
+    assert loads == {"A": (2, 1), "B": (1, 1)}
+
+
+def test_a_transfer_only_the_assignee_may_make_is_refused_when_someone_else_holds_it() -> None:
+    story = Story().team("A", "B", capacity=1)
+    story.status(1, "A", "available")
+    story.status(2, "B", "available")
+    first = story.hand_off(10)
+    story.really_assigned(10, first, "A")
+    story.really_transferred(50, first, by="A", to="B")
+    story.close(90, first)
+    simulated, _, _ = story.run("specific", member="B")
+    # B held it from the start in the simulation: A's transfer is refused, as the service
+    # would refuse it, and B keeps it.
+    refused = [t.decision for t in simulated.decisions if t.at == at(50)]
+    assert [type(d).__name__ for d in refused] == ["AssignmentCommandRejected"]
+
+
+def test_what_another_group_gives_a_member_counts_in_their_load() -> None:
+    story = Story().team("A", "B", capacity=1)
+    other = uuid.uuid4()
+    story.record(
+        -90,
+        GroupCreated(workspace_id=story.workspace, group_id=other, name="Sales"),
+        str(story.workspace),
+    )
+    story.status(1, "A", "available")
+    story.status(2, "B", "available")
+    first = story.hand_off(10)
+    story.really_assigned(10, first, "A")
+    story.really_transferred(20, first, by="A", to="B", group=other)  # Sales gave it to B
+    second = story.hand_off(30)
+    story.close(90, first)
+    story.close(95, second)
+    _, _, simulated = story.run("available")
+    # B holds the first in Sales (capacity 1): the second goes to A, free since 20.
+    assert story.members(simulated) == ["A", "A"]
+    assert story.waits(simulated) == [0, 0]
