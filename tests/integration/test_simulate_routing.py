@@ -65,10 +65,18 @@ async def script_a_period(settings: Settings, client: httpx.AsyncClient) -> tupl
     await close(team, second, "B")
     fifth = await team.hand_off("available")
     assert await team.assignee(fifth) is None  # A and C busy, B unavailable
+    claimed = await client.post(f"/api/conversations/{fifth}/claim", headers=team.agents["B"])
+    assert claimed.status_code == 200, claimed.text
+    moved = await client.post(
+        f"/api/conversations/{fourth}/transfer",
+        json={"member_id": team.ids["C"], "note": "C knows this one"},
+        headers=team.agents["A"],
+    )
+    assert moved.status_code == 200, moved.text
+    assert [await team.assignee(c) for c in (third, fourth, fifth)] == ["C", "C", "B"]
     await close(team, third, "C")
-    await eventually(lambda: team.assignee(fifth), lambda name: name == "C")
-    await close(team, fourth, "A")
-    await close(team, fifth, "C")
+    await close(team, fourth, "C")
+    await close(team, fifth, "B")
     return team, [first, second, third, fourth, fifth]
 
 
@@ -95,7 +103,7 @@ async def test_simulate_reproduces_the_real_rotation_and_works_out_another(
     assert list(real) == conversations
     names = {member: name for name, member in team.ids.items()}
     # What really happened, as the read models showed it during the script.
-    assert [names[real[c]["member_id"]] for c in conversations] == ["A", "B", "C", "A", "C"]
+    assert [names[real[c]["member_id"]] for c in conversations] == ["A", "B", "C", "A", "B"]
     assert same["real_rotations"] == ["available"]
     # The real rotation, simulated: the same member for each, after the same wait.
     for conversation in conversations:
@@ -104,11 +112,14 @@ async def test_simulate_reproduces_the_real_rotation_and_works_out_another(
         assert simulated[conversation]["assigned_at"] == real[conversation]["assigned_at"]
     assert same["simulated"]["waiting_seconds"] == same["real"]["waiting_seconds"]
     assert same["simulated"]["agents"] == same["real"]["agents"]
-    # The fourth waited for the first's close, the fifth for the third's.
-    first, _, third, fourth, fifth = (real[c] for c in conversations)
-    assert real[conversations[3]]["assigned_at"] == first["closed_at"]
-    assert fifth["waited_seconds"] == seconds(fifth["handed_off_at"], third["closed_at"])
+    # The fourth waited for the first's close, the fifth for B's claim; C got the fourth
+    # by A's transfer and held two at once.
+    first, _, _, fourth, fifth = (real[c] for c in conversations)
+    assert fourth["assigned_at"] == first["closed_at"]
     assert fourth["waited_seconds"] == seconds(fourth["handed_off_at"], first["closed_at"])
+    assert fifth["waited_seconds"] == seconds(fifth["handed_off_at"], fifth["assigned_at"])
+    assert fifth["waited_seconds"] > 0
+    assert loads_of(same["real"], names) == {"A": (2, 1), "B": (2, 1), "C": (2, 2)}
 
     code, out, err = await switchboard(settings, "simulate", *period, "--rotation", "all", "--json")
     assert code == 0, err
@@ -117,16 +128,13 @@ async def test_simulate_reproduces_the_real_rotation_and_works_out_another(
     strict = by_conversation(other["simulated"])
     # By hand: A, B, C in turn; the fourth waits for A's close (the rotation's next after
     # C); the fifth is next after A: B, at once, though unavailable (``all`` ignores status)
-    # and free since the second closed.
+    # and free since the second closed, so B's claim is refused; A's transfer of the
+    # fourth to C goes through (A holds it here too).
     assert [names[strict[c]["member_id"]] for c in conversations] == ["A", "B", "C", "A", "B"]
     expected_waits = [0.0, 0.0, 0.0, fourth["waited_seconds"], 0.0]
     assert [strict[c]["waited_seconds"] for c in conversations] == expected_waits
     assert strict[conversations[4]]["assigned_at"] == fifth["handed_off_at"]
-    loads = {
-        names[a["member_id"]]: (a["assigned"], a["peak_concurrent"])
-        for a in other["simulated"]["agents"]
-    }
-    assert loads == {"A": (2, 1), "B": (2, 1), "C": (1, 1)}
+    assert loads_of(other["simulated"], names) == {"A": (2, 1), "B": (2, 1), "C": (2, 2)}
     waits = sorted(expected_waits)
     assert other["simulated"]["waiting_seconds"] == {
         "count": 5,
@@ -134,6 +142,23 @@ async def test_simulate_reproduces_the_real_rotation_and_works_out_another(
         "p90": waits[4],
         "max": waits[4],
     }
+
+    code, out, err = await switchboard(
+        settings, "simulate", *period, "--rotation", "no_owner", "--json"
+    )
+    assert code == 0, err
+    claims_only = orjson.loads(out)
+    waiting = by_conversation(claims_only["simulated"])
+    # By hand: nobody is given anything but by a claim: B's claim of the fifth stands, the
+    # others wait until they close, and A's transfer of a conversation A never held is
+    # refused.
+    assert [waiting[c]["member_id"] for c in conversations] == [None] * 4 + [team.ids["B"]]
+    assert [waiting[c]["waited_seconds"] for c in conversations] == [
+        *(seconds(real[c]["handed_off_at"], real[c]["closed_at"]) for c in conversations[:4]),
+        fifth["waited_seconds"],
+    ]
+    assert [waiting[c]["waited_until"] for c in conversations] == ["closed"] * 4 + ["assigned"]
+    assert loads_of(claims_only["simulated"], names) == {"A": (0, 0), "B": (1, 1), "C": (0, 0)}
 
     # The same comparison for a person to read.
     code, text, err = await switchboard(settings, "simulate", *period, "--rotation", "all")
@@ -145,6 +170,10 @@ async def test_simulate_reproduces_the_real_rotation_and_works_out_another(
 
 def by_conversation(side: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["conversation_id"]: c for c in side["conversations"]}
+
+
+def loads_of(side: dict[str, Any], names: dict[str, str]) -> dict[str, tuple[int, int]]:
+    return {names[a["member_id"]]: (a["assigned"], a["peak_concurrent"]) for a in side["agents"]}
 
 
 def seconds(since: str, until: str) -> float:
