@@ -277,7 +277,16 @@ def text(simulated: Simulated, what: WhatIf, real: Outcome, mine: Outcome) -> st
 
 
 def _duration(value: timedelta | None) -> str:
-    return "-" if value is None else f"{value.total_seconds():.1f}s"
+    """Seconds to the millisecond under a minute (a test's or a quiet queue's waits), then
+    hours, minutes and seconds."""
+    if value is None:
+        return "-"
+    seconds = value.total_seconds()
+    if seconds < 60:
+        return f"{seconds:.3f}s"
+    minutes, second = divmod(round(seconds), 60)
+    hours, minute = divmod(minutes, 60)
+    return f"{hours}h {minute:02d}m {second:02d}s" if hours else f"{minute}m {second:02d}s"
 
 
 def _load(load: AgentLoad) -> str:

@@ -34,7 +34,7 @@ from events.directory import (
 from events.envelope import Actor, Envelope
 from events.flows import HandOffRequested, Rotation
 from services.operations.routing_outcome import Outcome, percentile
-from services.operations.simulate import Asked, BadRequest, compare, what_if
+from services.operations.simulate import Asked, BadRequest, compare, text, what_if
 from services.operations.simulation import (
     Simulated,
     SimulationRefused,
@@ -464,3 +464,24 @@ def test_what_another_group_gives_a_member_counts_in_their_load() -> None:
     # B holds the first in Sales (capacity 1): the second goes to A, free since 20.
     assert story.members(simulated) == ["A", "A"]
     assert story.waits(simulated) == [0, 0]
+
+
+def test_the_comparison_reads_as_a_table_with_each_conversations_fate() -> None:
+    story = busy_day()
+    what = WhatIf(story.group, at(0), at(1000), "all")
+    simulated = simulate(story.envelopes, what)
+    printed = text(simulated, what, *compare(simulated, what)).splitlines()
+    assert printed[1] == "real rotation: available; simulated: all"
+    assert printed[5].split() == ["p90", "4m", "30s", "30.000s"]  # 270 s real, 30 s simulated
+    assert printed[10].split() == ["B", "0,", "0", "2,", "1"]
+    fourth = next(line for line in printed if line.startswith(str(story.conversations[3])))
+    assert fourth.split()[1:] == [
+        "nobody",
+        "(closed)",
+        "after",
+        "3m",
+        "50s",
+        "A",
+        "after",
+        "30.000s",
+    ]
