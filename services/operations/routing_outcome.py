@@ -191,3 +191,16 @@ def _loads(
         AgentLoad(member, names.get(member, str(member)), assigned[member], peak.get(member, 0))
         for member in members
     )
+
+
+def departures(real: Outcome, simulated: Outcome) -> list[UUID]:
+    """The conversations the simulation gave another member, or at another time, than
+    reality did (in the real side's order)."""
+    other = {c.conversation_id: c for c in simulated.conversations}
+    return [
+        c.conversation_id
+        for c in real.conversations
+        if (found := other.get(c.conversation_id)) is None
+        or (found.member_id, found.assigned_at, found.waited_until)
+        != (c.member_id, c.assigned_at, c.waited_until)
+    ]

@@ -25,6 +25,7 @@ from services.operations.routing_outcome import (
     AgentLoad,
     ConversationOutcome,
     Outcome,
+    departures,
     outcome,
 )
 from services.operations.simulation import Simulated, SimulationRefused, WhatIf, simulate
@@ -188,6 +189,25 @@ def real_rotations(simulated: Simulated) -> list[str]:
     )
 
 
+def replays_reality(simulated: Simulated, what: WhatIf) -> bool:
+    """Whether the simulation asks for what really was: every hand-off of the period had
+    the rotation simulated (``specific``: naming the same member), capacities as they were.
+    Then its outcome must be reality's, a check on the model the report shows."""
+    requests = [t.decision for t in simulated.history.hand_offs]
+    return what.capacity is None and all(
+        isinstance(r, HandOffRequested)
+        and r.rotation == what.rotation
+        and (what.rotation != "specific" or r.member_id == what.member)
+        for r in requests
+    )
+
+
+def check(simulated: Simulated, what: WhatIf, real: Outcome, mine: Outcome) -> list[UUID] | None:
+    """The conversations where replaying the real rotation departs from reality; None when
+    the simulation asks for something else than what was."""
+    return departures(real, mine) if replays_reality(simulated, what) else None
+
+
 def report(simulated: Simulated, what: WhatIf, real: Outcome, mine: Outcome) -> dict[str, Any]:
     """The JSON document: the question, then each side."""
     return {
@@ -199,6 +219,11 @@ def report(simulated: Simulated, what: WhatIf, real: Outcome, mine: Outcome) -> 
         "member_id": str(what.member) if what.member else None,
         "capacity": what.capacity,
         "real_rotations": real_rotations(simulated),
+        # With the rotation the hand-offs really had: the conversations the replay decided
+        # otherwise than reality (null: another rotation or capacity was simulated).
+        "departures_from_reality": (
+            None if (off := check(simulated, what, real, mine)) is None else [str(c) for c in off]
+        ),
         "real": _side(real),
         "simulated": _side(mine),
     }
@@ -251,9 +276,19 @@ def text(simulated: Simulated, what: WhatIf, real: Outcome, mine: Outcome) -> st
         f" {what.end.isoformat()}: {len(real.conversations)} conversations handed off",
         f"real rotation: {', '.join(real_rotations(simulated)) or 'none'}; simulated:"
         f" {what.rotation}{specific}{capacity}",
-        "",
-        f"{'waiting in queue':<24}{'real':>12}{'simulated':>12}",
     ]
+    off = check(simulated, what, real, mine)
+    if off == []:
+        lines.append(
+            "check: replayed, the real rotation gives each conversation what it really got"
+        )
+    elif off:
+        lines.append(
+            f"check: replayed, the real rotation departs from reality for {len(off)} of"
+            f" {len(real.conversations)} conversations ({', '.join(str(c) for c in off)}):"
+            " the service decided on views newer than the records' event times (see the README)"
+        )
+    lines += ["", f"{'waiting in queue':<24}{'real':>12}{'simulated':>12}"]
     for label, left, right in (
         ("p50", real.waits.p50, mine.waits.p50),
         ("p90", real.waits.p90, mine.waits.p90),

@@ -105,6 +105,7 @@ async def test_simulate_reproduces_the_real_rotation_and_works_out_another(
     # What really happened, as the read models showed it during the script.
     assert [names[real[c]["member_id"]] for c in conversations] == ["A", "B", "C", "A", "B"]
     assert same["real_rotations"] == ["available"]
+    assert same["departures_from_reality"] == []
     # The real rotation, simulated: the same member for each, after the same wait.
     for conversation in conversations:
         assert simulated[conversation]["member_id"] == real[conversation]["member_id"]
@@ -125,6 +126,7 @@ async def test_simulate_reproduces_the_real_rotation_and_works_out_another(
     assert code == 0, err
     other = orjson.loads(out)
     assert other["real"] == same["real"]
+    assert other["departures_from_reality"] is None  # another rotation: nothing to check
     strict = by_conversation(other["simulated"])
     # By hand: A, B, C in turn; the fourth waits for A's close (the rotation's next after
     # C); the fifth is next after A: B, at once, though unavailable (``all`` ignores status)

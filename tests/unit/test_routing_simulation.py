@@ -9,7 +9,7 @@ when a test needs them, the assignment service's real decisions.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -34,7 +34,7 @@ from events.directory import (
 from events.envelope import Actor, Envelope
 from events.flows import HandOffRequested, Rotation
 from services.operations.routing_outcome import Outcome, percentile
-from services.operations.simulate import Asked, BadRequest, compare, text, what_if
+from services.operations.simulate import Asked, BadRequest, check, compare, text, what_if
 from services.operations.simulation import (
     Simulated,
     SimulationRefused,
@@ -346,10 +346,29 @@ def test_replaying_a_history_the_rotation_really_decided_reproduces_it() -> None
                 str(timed.decision.conversation_id),
                 cause=uuid.uuid4(),
             )
-    _, real, again = story.run("available")
+    simulated, real, again = story.run("available")
     assert story.members(real) == story.members(again) == story.members(first)
     assert story.waits(real) == story.waits(again)
     assert real.agents == again.agents
+    what = WhatIf(story.group, at(0), at(1000), "available")
+    assert check(simulated, what, real, again) == []
+    assert check(simulated, replace(what, capacity=1), real, again) is None
+    assert check(simulated, replace(what, rotation="all"), real, again) is None
+
+
+def test_the_report_names_where_replaying_the_real_rotation_departs_from_reality() -> None:
+    story = Story().team("A", "B", capacity=1)
+    story.status(1, "A", "available")
+    story.status(2, "B", "available")
+    first = story.hand_off(10)
+    story.really_assigned(10, first, "B")  # the views had seen A go away; the events had not
+    story.close(50, first)
+    what = WhatIf(story.group, at(0), at(1000), "available")
+    simulated = simulate(story.envelopes, what)
+    real, mine = compare(simulated, what)
+    assert check(simulated, what, real, mine) == [first]
+    printed = text(simulated, what, real, mine)
+    assert f"departs from reality for 1 of 1 conversations ({first})" in printed
 
 
 def test_a_conversation_still_waiting_at_the_end_waits_until_the_end() -> None:
