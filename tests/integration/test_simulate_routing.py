@@ -10,6 +10,7 @@ command must give each conversation the member it really got after the same wait
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -207,4 +208,16 @@ async def test_bad_input_is_one_line_and_exit_status_2(
     )
     assert (code, out) == (2, "")
     assert "must be after" in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+async def test_a_database_that_cannot_be_read_is_one_line_and_exit_status_1(
+    settings: Settings,
+) -> None:
+    away = replace(settings, database_url="postgresql://switchboard@127.0.0.1:9/switchboard")
+    period = ("--from", "2026-11-29T09:00:00Z", "--to", "2026-11-29T10:00:00Z")
+    group = ("--group", "5b0c0d0e-0000-4000-8000-000000000000", "--rotation", "all")
+    code, out, err = await switchboard(away, "simulate", *period, *group)
+    assert (code, out) == (1, "")
+    assert err.startswith("switchboard: the database cannot be read:"), err
     assert len(err.strip().splitlines()) == 1, err
