@@ -171,7 +171,7 @@ def compare(simulated: Simulated, what: WhatIf) -> tuple[Outcome, Outcome]:
         "start": what.start,
         "end": what.end,
         "names": history.members,
-        "roster": given,
+        "roster": given | history.roster,
     }
     return (
         outcome(decisions=history.real, **common),

@@ -38,7 +38,13 @@ from events.assignment import (
 )
 from events.base import Payload
 from events.conversation import ConversationClosed
-from events.directory import GroupCreated, MemberAdded, MemberUpdated
+from events.directory import (
+    GroupCreated,
+    GroupMemberAdded,
+    GroupMemberRemoved,
+    MemberAdded,
+    MemberUpdated,
+)
 from events.envelope import Envelope
 from events.flows import HandOffRequested, Rotation
 from services.assignment.decide import decide
@@ -97,6 +103,7 @@ class History:
     closes: dict[UUID, datetime]  # every conversation closed before the period's end
     real: tuple[Timed, ...]  # the group's real decisions in the period
     members: dict[UUID, str]  # every member's name, for the report
+    roster: frozenset[UUID]  # who was in the group at some time in the period
 
 
 @dataclass(frozen=True)
@@ -180,7 +187,30 @@ def _history(
         for e in ordered
         if isinstance(e.payload, MemberAdded | MemberUpdated)
     }
-    return History(workspace_id, group_name, seed, hand_offs, closes, real, members)
+    return History(
+        workspace_id, group_name, seed, hand_offs, closes, real, members, _roster(ordered, what)
+    )
+
+
+def _roster(ordered: Sequence[Envelope], what: WhatIf) -> frozenset[UUID]:
+    """The members of the group at the period's start, and those added during it."""
+    current: set[UUID] = set()
+    seen: set[UUID] = set()
+    for envelope in ordered:
+        match envelope.payload:
+            case GroupMemberAdded(group_id=group_id, member_id=member) if group_id == what.group_id:
+                current.add(member)
+                if envelope.occurred_at >= what.start:
+                    seen.add(member)
+            case GroupMemberRemoved(group_id=group_id, member_id=member) if (
+                group_id == what.group_id and envelope.occurred_at < what.start
+            ):
+                current.discard(member)
+            case _:
+                continue
+        if envelope.occurred_at < what.start:
+            seen = set(current)
+    return frozenset(seen)
 
 
 def _group_of(payload: Payload) -> UUID | None:

@@ -29,6 +29,7 @@ from events.directory import (
     AgentStatusChanged,
     GroupCreated,
     GroupMemberAdded,
+    GroupMemberRemoved,
     MemberAdded,
 )
 from events.envelope import Actor, Envelope
@@ -287,7 +288,12 @@ def test_no_owner_waits_for_a_claim_and_counts_until_the_close_without_one() -> 
     assert story.members(simulated) == [None] * 5
     assert story.waits(simulated) == [70, 80, 140, 230, 270]
     assert {c.waited_until for c in simulated.conversations} == {"closed"}
-    assert {(a.assigned, a.peak) for a in simulated.agents} == set()
+    # Every member of the group is listed, given nothing.
+    assert {a.name: (a.assigned, a.peak) for a in simulated.agents} == {
+        "A": (0, 0),
+        "B": (0, 0),
+        "C": (0, 0),
+    }
 
 
 def test_a_claim_that_really_happened_takes_the_conversation_in_the_simulation() -> None:
@@ -327,11 +333,15 @@ def test_the_period_starts_from_the_group_as_it_really_stood() -> None:
     later = story.hand_off(50)
     story.close(80, earlier)
     _, _, simulated = story.run("available", start=10)
-    # A still holds the earlier one when the period starts: the later goes to B.
+    # A still holds the earlier one when the period starts: the later goes to B, and A's
+    # holding counts in A's peak though it was given before the period.
     by_id = {c.conversation_id: c for c in simulated.conversations}
     assert set(by_id) == {later}
     assert by_id[later].member_id == story.ids["B"]
-    assert {a.name: (a.assigned, a.peak) for a in simulated.agents} == {"B": (1, 1)}
+    assert {a.name: (a.assigned, a.peak) for a in simulated.agents} == {
+        "A": (0, 1),
+        "B": (1, 1),
+    }
 
 
 def test_replaying_a_history_the_rotation_really_decided_reproduces_it() -> None:
@@ -504,3 +514,21 @@ def test_the_comparison_reads_as_a_table_with_each_conversations_fate() -> None:
         "after",
         "30.000s",
     ]
+
+
+def test_the_loads_list_who_was_in_the_group_during_the_period() -> None:
+    story = Story().team("A", "B", "C", capacity=1)
+    gone = GroupMemberRemoved(
+        workspace_id=story.workspace, group_id=story.group, member_id=story.ids["C"]
+    )
+    story.record(-10, gone, str(story.workspace))
+    dave = uuid.uuid4()
+    story.ids["D"] = dave
+    added = MemberAdded(
+        workspace_id=story.workspace, member_id=dave, name="D", role="agent", capacity=1
+    )
+    story.record(20, added, str(story.workspace))
+    joined = GroupMemberAdded(workspace_id=story.workspace, group_id=story.group, member_id=dave)
+    story.record(21, joined, str(story.workspace))
+    _, real, simulated = story.run("available")
+    assert [a.name for a in simulated.agents] == [a.name for a in real.agents] == ["A", "B", "D"]
