@@ -31,6 +31,7 @@ from events.directory import (
     GroupMemberAdded,
     GroupMemberRemoved,
     MemberAdded,
+    MemberDeactivated,
 )
 from events.envelope import Actor, Envelope
 from events.flows import HandOffRequested, Rotation
@@ -532,3 +533,31 @@ def test_the_loads_list_who_was_in_the_group_during_the_period() -> None:
     story.record(21, joined, str(story.workspace))
     _, real, simulated = story.run("available")
     assert [a.name for a in simulated.agents] == [a.name for a in real.agents] == ["A", "B", "D"]
+
+
+def test_a_member_becoming_available_takes_what_waits() -> None:
+    story = Story().team("A", "B", capacity=1)
+    waiting = story.hand_off(10)  # everyone offline
+    story.status(25, "B", "available")
+    story.close(90, waiting)
+    _, _, simulated = story.run("available")
+    assert story.members(simulated) == ["B"]
+    assert story.waits(simulated) == [15]
+
+
+def test_a_deactivated_members_conversations_go_back_to_the_rotation() -> None:
+    story = Story().team("A", "B", capacity=1)
+    story.status(1, "A", "available")
+    story.status(2, "B", "available")
+    first = story.hand_off(10)
+    gone = MemberDeactivated(workspace_id=story.workspace, member_id=story.ids["A"])
+    story.record(40, gone, str(story.workspace))
+    story.close(90, first)
+    simulated, _, outcome = story.run("available")
+    assert story.members(outcome) == ["A"]  # its first assignment
+    moved = [t.decision for t in simulated.decisions if t.at == at(40)]
+    assert [type(d).__name__ for d in moved] == ["ConversationReleased", "ConversationAssigned"]
+    assert isinstance(moved[1], ConversationAssigned)
+    assert moved[1].member_id == story.ids["B"]
+    loads = {a.name: (a.assigned, a.peak) for a in outcome.agents}
+    assert loads == {"A": (1, 1), "B": (1, 1)}
