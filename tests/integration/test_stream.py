@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -123,3 +124,48 @@ async def test_agents_hear_their_changes_and_go_offline_when_the_session_ends(
             within=10,
         )
         assert me.status_code == 200
+
+
+async def test_a_page_streams_from_where_it_was_read_so_a_change_in_between_is_not_missed(
+    settings: Settings,
+) -> None:
+    """A suite page carries the change feed's end as it was read (``data-stream-after``); its
+    stream starts there, so a change projected after the page was read but before the
+    browser opened the stream still reaches it (and refreshes the page)."""
+    async with consumers(settings), gateway_client(settings) as client, served(settings) as url:
+        team: Team = await build_team(settings, client, capacity=5)
+        await team.set_status("A", "available")
+        token = team.agents["A"]["Authorization"].removeprefix("Bearer ")
+        async with httpx.AsyncClient(base_url=url, timeout=30) as browser:
+            signed_in = await browser.post("/sign-in", data={"token": token})
+            assert signed_in.status_code == 303, signed_in.text
+            page = await browser.get("/")
+            assert page.status_code == 200
+            found = re.search(r'data-stream-after="(\d+)"', page.text)
+            assert found is not None, "the page does not say where its stream starts"
+            after = int(found.group(1))
+
+            # The page is read; a conversation is assigned before the stream opens.
+            conversation = await team.hand_off("available")
+            assert await team.assignee(conversation) == "A"
+
+            heard: list[dict[str, Any]] = []
+            async with browser.stream("GET", f"/api/stream?after={after}") as response:
+                assert response.status_code == 200
+                event: dict[str, Any] = {}
+                async for line in response.aiter_lines():
+                    if line.startswith("event: "):
+                        event["event"] = line[7:]
+                    elif line.startswith("data: "):
+                        event["data"] = orjson.loads(line[6:])
+                    elif line == "" and event:
+                        heard.append(event)
+                        event = {}
+                        if any(
+                            e.get("event") == "assignment.conversation_assigned"
+                            and e["data"].get("conversation_id") == conversation
+                            for e in heard
+                        ):
+                            break
+            assert heard[0]["event"] == "ready"
+            assert heard[0]["data"]["after"] == after

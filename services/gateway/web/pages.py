@@ -127,6 +127,10 @@ class Visit:
     workspace: dict[str, Any]
     zone: ZoneInfo
     now: datetime
+    # Where the page's live stream starts: the change feed's end when the page was read, taken
+    # before anything else, so a change projected while the page renders or before the
+    # browser opens its stream is still delivered (and refreshes what the page shows).
+    stream_after: int
 
 
 async def visit(request: Request, models: Models, codec: Codec) -> Visit:
@@ -138,13 +142,22 @@ async def visit(request: Request, models: Models, codec: Codec) -> Visit:
     )
     if caller is None:
         raise SignInRequired
+    stream_after = await models.last_change_seq(caller.workspace_id)
     me = await models.member(caller.workspace_id, caller.member_id)
     workspace = await models.workspace(caller.workspace_id) or {
         "name": "",
         "time_zone": "UTC",
     }
     assert me is not None
-    return Visit(caller, session, me, workspace, _zone(workspace["time_zone"]), datetime.now(UTC))
+    return Visit(
+        caller,
+        session,
+        me,
+        workspace,
+        _zone(workspace["time_zone"]),
+        datetime.now(UTC),
+        stream_after,
+    )
 
 
 async def admin_visit(current: Annotated[Visit, Depends(visit)]) -> Visit:
@@ -198,6 +211,7 @@ def page(request: Request, current: Visit, name: str, **values: Any) -> HTMLResp
             "csrf": current.session.csrf,
             "is_admin": current.caller.role == "admin",
             "stream_kinds": STREAM_KINDS,
+            "stream_after": current.stream_after,
             "clock": lambda moment: formatting.clock(moment, current.zone, current.now),
             "since": lambda moment: formatting.since(moment, current.now),
             "until": lambda moment: formatting.until(moment, current.now),

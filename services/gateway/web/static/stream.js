@@ -5,7 +5,11 @@
 
 export function follow(onEvent) {
   const kinds = JSON.parse(document.body.dataset.streamKinds || "[]");
-  const source = new EventSource("/api/stream", { withCredentials: true });
+  // Start where the page was read, not where the feed is when the stream opens: a change
+  // in between would otherwise never refresh the page. (Reconnects send Last-Event-ID.)
+  const after = document.body.dataset.streamAfter;
+  const url = after ? `/api/stream?after=${encodeURIComponent(after)}` : "/api/stream";
+  const source = new EventSource(url, { withCredentials: true });
   const deliver = (kind) => (message) => {
     let data = {};
     try { data = JSON.parse(message.data); } catch { return; }
