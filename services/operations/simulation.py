@@ -123,9 +123,9 @@ RANK: dict[Kind, int] = {"directory": 0, "close": 1, "request": 2, "elsewhere": 
 class _Step:
     at: datetime
     kind: Kind
-    order: int  # its place in the stores' order, a stable tiebreak
     payload: Payload
     cause: UUID  # the id a rebuilt command is decided under
+    order: int  # its place in the stores' order, a stable tiebreak
 
 
 def simulate(envelopes: Iterable[Envelope], what: WhatIf) -> Simulated:
@@ -233,63 +233,67 @@ def _folds(payload: Payload) -> bool:
 def _steps(envelopes: Sequence[Envelope], what: WhatIf, history: History) -> list[_Step]:
     """Every record the simulation replays, in event time (the stores' order breaks ties)."""
     group_conversations = {conversation_of(t.decision) for t in (*history.hand_offs, *history.real)}
-    steps: list[_Step] = []
-    transfers_seen: set[UUID] = set()
-    for order, envelope in enumerate(envelopes):
-        payload, at = envelope.payload, envelope.occurred_at
-        cause = envelope.causation_id or envelope.event_id
-        kind: Kind | None = None
-        match payload:
-            case _ if isinstance(payload, DIRECTORY_EVENTS):
-                kind = "directory"
-            case ConversationClosed():
-                kind = "close"
-            case HandOffRequested(group_id=group_id) if group_id == what.group_id:
-                payload = _rerouted(payload, what) if at >= what.start else payload
-                kind, cause = "request", envelope.event_id
-            case ConversationAssigned(via="claim", group_id=group_id) if group_id == what.group_id:
-                payload = ClaimConversation(
-                    conversation_id=payload.conversation_id,
-                    workspace_id=payload.workspace_id,
-                    member_id=payload.member_id,
-                )
-                kind = "request"
-            case AssignmentCommandRejected(command_type=ClaimConversation.event_type) if (
-                payload.conversation_id in group_conversations and payload.member_id is not None
-            ):
-                cause = payload.command_id
-                payload = ClaimConversation(
-                    conversation_id=payload.conversation_id,
-                    workspace_id=payload.workspace_id,
-                    member_id=payload.member_id,
-                )
-                kind = "request"
-            case ConversationTransferred(from_group_id=group_id) if (
-                group_id == what.group_id and cause not in transfers_seen
-            ):
-                transfers_seen.add(cause)
-                payload = TransferConversation(
-                    conversation_id=payload.conversation_id,
-                    workspace_id=payload.workspace_id,
-                    to_member_id=payload.to_member_id,
-                    to_group_id=payload.to_group_id if payload.to_member_id is None else None,
-                    requested_by=payload.requested_by,
-                    note=payload.note,
-                )
-                kind = "request"
-            case ConversationTransferred(to_group_id=group_id, to_member_id=None) if (
-                group_id == what.group_id and at >= what.start
-            ):
-                kind = "request"  # a transfer into the group, from another one
-            case ConversationQueued() | ConversationAssigned() | ConversationReleased() if (
-                payload.group_id != what.group_id
-            ):
-                kind = "elsewhere"
-            case _:
-                kind = None
-        if kind is not None:
-            steps.append(_Step(at, kind, order, payload, cause))
+    steps = [
+        _Step(envelope.occurred_at, *found, order=order)
+        for order, envelope in enumerate(envelopes)
+        if (found := _classify(envelope, what, group_conversations)) is not None
+    ]
     return sorted(steps, key=lambda s: (s.at, RANK[s.kind], s.order))
+
+
+def _classify(
+    envelope: Envelope, what: WhatIf, group_conversations: set[UUID]
+) -> tuple[Kind, Payload, UUID] | None:
+    """What a stored event is to the simulation (None: nothing), the record it replays and
+    the id that record is decided under (a rebuilt claim or transfer: the real command's)."""
+    payload, at = envelope.payload, envelope.occurred_at
+    cause = envelope.causation_id or envelope.event_id
+    match payload:
+        case _ if isinstance(payload, DIRECTORY_EVENTS):
+            return "directory", payload, cause
+        case ConversationClosed():
+            return "close", payload, cause
+        case HandOffRequested(group_id=group_id) if group_id == what.group_id:
+            rerouted = _rerouted(payload, what) if at >= what.start else payload
+            return "request", rerouted, envelope.event_id
+        case ConversationAssigned(via="claim", group_id=group_id) if group_id == what.group_id:
+            return "request", _claim(payload.conversation_id, payload), cause
+        case AssignmentCommandRejected(
+            command_type=ClaimConversation.event_type, member_id=member_id
+        ) if payload.conversation_id in group_conversations and member_id is not None:
+            # A claim the service refused (someone was faster) may stand in the simulation.
+            return "request", _claim(payload.conversation_id, payload), payload.command_id
+        case ConversationTransferred(from_group_id=group_id) if group_id == what.group_id:
+            transfer = TransferConversation(
+                conversation_id=payload.conversation_id,
+                workspace_id=payload.workspace_id,
+                # A transfer to a member stays in the group; to a group names no member.
+                to_member_id=payload.to_member_id,
+                to_group_id=payload.to_group_id if payload.to_member_id is None else None,
+                requested_by=payload.requested_by,
+                note=payload.note,
+            )
+            return "request", transfer, cause
+        case ConversationTransferred(to_group_id=group_id, to_member_id=None) if (
+            group_id == what.group_id and at >= what.start
+        ):
+            return "request", payload, cause  # a transfer into the group, from another one
+        case ConversationQueued() | ConversationAssigned() | ConversationReleased() if (
+            payload.group_id != what.group_id
+        ):
+            return "elsewhere", payload, cause
+        case _:
+            return None
+
+
+def _claim(
+    conversation: UUID, decided: ConversationAssigned | AssignmentCommandRejected
+) -> ClaimConversation:
+    """The claim a decision answered: by the member it names."""
+    assert decided.member_id is not None  # a rejected claim names its claimer
+    return ClaimConversation(
+        conversation_id=conversation, workspace_id=decided.workspace_id, member_id=decided.member_id
+    )
 
 
 def conversation_of(payload: Payload) -> UUID:

@@ -16,6 +16,8 @@ from uuid import UUID
 import pytest
 
 from events.assignment import (
+    AssignmentCommandRejected,
+    ClaimConversation,
     ConversationAssigned,
     ConversationQueued,
     ConversationReleased,
@@ -561,3 +563,26 @@ def test_a_deactivated_members_conversations_go_back_to_the_rotation() -> None:
     assert moved[1].member_id == story.ids["B"]
     loads = {a.name: (a.assigned, a.peak) for a in outcome.agents}
     assert loads == {"A": (1, 1), "B": (1, 1)}
+
+
+def test_a_claim_the_service_refused_may_stand_in_the_simulation() -> None:
+    story = Story().team("A", "B", capacity=1)
+    story.status(1, "A", "available")
+    first = story.hand_off(10)
+    story.really_assigned(10, first, "A")
+    refused = AssignmentCommandRejected(
+        command_id=uuid.uuid4(),
+        command_type=ClaimConversation.event_type,
+        conversation_id=first,
+        workspace_id=story.workspace,
+        member_id=story.ids["B"],
+        reason="already assigned to A",
+        conflict=True,
+    )
+    story.record(30, refused, str(first))
+    story.close(90, first)
+    _, real, simulated = story.run("no_owner")
+    # Nobody was given it by rotation: B's claim, refused in reality, takes it at 30.
+    assert story.members(real) == ["A"]
+    assert story.members(simulated) == ["B"]
+    assert story.waits(simulated) == [20]
