@@ -131,11 +131,17 @@ def run(
     try:
         # The group's creation names its workspace; every event of the workspace names it.
         group_found = events_mentioning(settings, ("directory",), what.group_id, registry)
+        for undecodable in group_found.undecodable:
+            print(f"switchboard: skipped an undecodable event: {undecodable}", file=err)
         created = [e.envelope for e in group_found.entries]
         workspaces = {e.workspace_id for e in created if e.workspace_id is not None}
         entries = []
         for workspace in workspaces:
-            entries += events_mentioning(settings, SIMULATION_STORES, workspace, registry).entries
+            found = events_mentioning(settings, SIMULATION_STORES, workspace, registry)
+            entries += found.entries
+            for undecodable in found.undecodable:
+                # As the replay does: named, and left out of the history.
+                print(f"switchboard: skipped an undecodable event: {undecodable}", file=err)
     except psycopg.OperationalError as error:
         print(
             f"switchboard: the database cannot be read: {error}".strip().splitlines()[0], file=err
