@@ -122,6 +122,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     conversation.set_defaults(action=_replay_conversation)
 
+    what_if = commands.add_parser(
+        "simulate",
+        help="replay a group's hand-offs, statuses, claims, transfers and closes of a period"
+        " through another rotation; waits and loads beside what really happened",
+    )
+    # Checked by the command itself, so that anything wrong is one line and exit status 2.
+    what_if.add_argument("--from", dest="start", metavar="T1", help="ISO 8601 (UTC if no offset)")
+    what_if.add_argument("--to", dest="end", metavar="T2", help="ISO 8601, after T1")
+    what_if.add_argument("--group", metavar="GROUP_ID")
+    what_if.add_argument(
+        "--rotation", metavar="ROTATION", help="available, all, specific, no_owner"
+    )
+    what_if.add_argument("--member", metavar="MEMBER_ID", help="the member specific names")
+    what_if.add_argument("--capacity", metavar="N", help="every member's capacity (default: real)")
+    what_if.add_argument("--json", action="store_true", help="one JSON document")
+    what_if.set_defaults(action=_simulate)
+
     parked = commands.add_parser(
         "dead-letters", help="records, stored events and deadlines parked with the reason"
     )
@@ -352,6 +369,13 @@ def _replay_conversation(settings: Settings, args: argparse.Namespace) -> int:
         as_json=args.json,
         with_commands=args.commands,
     )
+
+
+def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from services.operations.simulate import Asked, run
+
+    asked = Asked(args.start, args.end, args.group, args.rotation, args.member, args.capacity)
+    return run(settings, asked, as_json=args.json)
 
 
 def _dead_letters(settings: Settings, args: argparse.Namespace) -> int:
