@@ -188,6 +188,12 @@ async def test_as_of_answers_the_snapshots_recorded_at_those_moments(settings: S
                 relative_items += assert_relative_to(snap.moment, asked)
             assert relative_items >= 8
 
+            # Asked at once, several times (more than fold at a time): the same answers.
+            together = await asyncio.gather(
+                *(answers(client, team, snapshots[3].moment) for _ in range(4))
+            )
+            assert all(absolute(found) == absolute(snapshots[3].answers) for found in together)
+
             # The relay re-sends what it published before (a crash before it recorded its
             # position): copies at new offsets change nothing, live or folded again.
             await resend(live, (CONVERSATION_EVENTS_TOPIC, ASSIGNMENT_EVENTS_TOPIC))
