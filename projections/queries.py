@@ -313,6 +313,18 @@ class ReadModels:
         )
         return [row["group_id"] for row in rows]
 
+    async def workspace_of(
+        self, *, member_id: UUID | None = None, group_id: UUID | None = None
+    ) -> UUID | None:
+        """The workspace a member or a group belongs to (for the operator's commands, which
+        name one without a workspace)."""
+        rows = await self._all(
+            "SELECT workspace_id FROM {s}.members WHERE member_id = %s"
+            " UNION ALL SELECT workspace_id FROM {s}.groups WHERE group_id = %s",
+            (member_id, group_id),
+        )
+        return rows[0]["workspace_id"] if rows else None
+
     async def is_group_member(self, group_id: UUID, member_id: UUID) -> bool:
         rows = await self._all(
             "SELECT 1 FROM {s}.group_members WHERE group_id = %s AND member_id = %s",

@@ -155,6 +155,22 @@ def _parser() -> argparse.ArgumentParser:
     put_back.add_argument("id", metavar="ID", help="the dead letter's id, as listed")
     put_back.set_defaults(action=_dead_letters, verb="replay", json=False)
 
+    for what, subject, about in (
+        ("inbox", "member", "a member's inbox, as the API shows it to that member"),
+        ("roster", "group", "a group's roster (members, status, load), as an admin sees it"),
+        ("queue", "group", "a group's queue in serving order, as an admin sees it"),
+    ):
+        view = commands.add_parser(what, help=f"{about}; now, or at a past moment (--as-of)")
+        view.add_argument(f"--{subject}", required=True, dest="subject", metavar="ID")
+        view.add_argument(
+            "--as-of",
+            default=None,
+            metavar="TIME",
+            help="an RFC 3339 time with its offset (2026-11-29T14:02:00Z): the answer as it"
+            " was then, folded again from the events",
+        )
+        view.set_defaults(action=_as_of_view, view=what)
+
     schemas = commands.add_parser(
         "schemas", help="the JSON Schemas of every event type and version (docs/schemas/)"
     )
@@ -366,6 +382,12 @@ def _dead_letters(settings: Settings, args: argparse.Namespace) -> int:
     from services.operations.dead_letter_commands import run
 
     return run(args.verb, settings, args.id, as_json=args.json)
+
+
+def _as_of_view(settings: Settings, args: argparse.Namespace) -> int:
+    from services.operations.as_of_commands import run
+
+    return run(settings, args.view, args.subject, args.as_of)
 
 
 def _schemas_write(settings: Settings, args: argparse.Namespace) -> int:

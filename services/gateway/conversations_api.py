@@ -28,6 +28,7 @@ from events.outbound import OutboundMessageQueued, RetryOutboundMessage
 from projections.queries import Caller, ReadModels
 from services.conversations import permissions
 from services.conversations.permissions import Asker, TransferTarget
+from services.gateway.as_of import TimeMachine, as_of_moment, time_machine
 from services.gateway.dependencies import (
     Publisher,
     admin,
@@ -104,24 +105,37 @@ class Transfer(BaseModel):
 
 
 @router.get("/api/me/inbox", response_model=Inbox)
-async def inbox(who: Member, models: Models) -> dict[str, Any]:
+async def inbox(
+    who: Member,
+    models: Models,
+    moment: Annotated[datetime | None, Depends(as_of_moment)],
+    past: Annotated[TimeMachine, Depends(time_machine)],
+) -> dict[str, Any]:
     """My open conversations (``assigned``), what waits in my groups' queues in the order it
     will be served (``queued``) and, for admins, every open conversation (``all``) and the
     workspace's queue (``workspace_queue``). Each item says: the last message, my unread
     count, since when it waits, when it closes by itself (``closes_at``) and whether the
-    customer-service window is open (``service_window_open``, ``service_window_until``)."""
-    return await inbox_of(models, who)
+    customer-service window is open (``service_window_open``, ``service_window_until``).
+
+    With ``as_of``: my inbox as it was at that moment (whether I see the admins' lists is
+    decided by my role now)."""
+    if moment is None:
+        return await inbox_of(models, who)
+    async with past.at(who.workspace_id, moment) as then:
+        return await inbox_of(then, who, moment)
 
 
-async def inbox_of(models: ReadModels, who: Caller) -> dict[str, Any]:
-    """The inbox the API answers and the agent suite shows."""
+async def inbox_of(models: ReadModels, who: Caller, now: datetime | None = None) -> dict[str, Any]:
+    """The inbox the API answers and the agent suite shows, as of ``now`` (the clock's now
+    by default; times left are counted from it)."""
     found: dict[str, Any] = dict(await models.inbox(who.workspace_id, who.member_id))
     # The rule reads the role only: no need to read the caller's groups. Who sees the
     # workspace queue (the admins) sees every open conversation too.
     if permissions.sees_workspace_queue(Asker(who.member_id, who.role)):
         found["all"] = await models.open_conversations(who.workspace_id)
         found["workspace_queue"] = await models.queue(who.workspace_id, None)
-    await described(models, who.workspace_id, who.member_id, found.values(), datetime.now(UTC))
+    moment = now or datetime.now(UTC)
+    await described(models, who.workspace_id, who.member_id, found.values(), moment)
     return found
 
 

@@ -3,6 +3,7 @@ their groups' rosters and queues."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
@@ -18,6 +19,7 @@ from events.directory import (
     RenameGroup,
 )
 from projections.queries import Caller, ReadModels
+from services.gateway.as_of import TimeMachine, as_of_moment, time_machine
 from services.gateway.dependencies import (
     Publisher,
     admin,
@@ -53,6 +55,8 @@ router = APIRouter(
 Models = Annotated[ReadModels, Depends(read_models)]
 Bus = Annotated[Publisher, Depends(publisher)]
 Config = Annotated[Settings, Depends(settings)]
+Moment = Annotated[datetime | None, Depends(as_of_moment)]
+Past = Annotated[TimeMachine, Depends(time_machine)]
 PENDING: dict[int | str, dict[str, Any]] = {
     202: {"model": CommandPending, "description": "Sent; not decided within the wait."}
 }
@@ -175,11 +179,23 @@ async def remove_group_member(
     "/api/groups/{group_id}/roster", response_model=Roster, responses=problem_responses(403, 404)
 )
 async def roster(
-    group_id: UUID, who: Annotated[Caller, Depends(caller)], models: Models
+    group_id: UUID,
+    who: Annotated[Caller, Depends(caller)],
+    models: Models,
+    moment: Moment,
+    past: Past,
 ) -> dict[str, Any]:
-    """The group's members with their status, load and capacity (admins and its members)."""
-    group = await _readable_group(models, who, group_id)
-    return {"group": group, "members": await models.roster(who.workspace_id, group_id)}
+    """The group's members with their status, load and capacity (admins and its members).
+
+    With ``as_of``: the roster as it was then (404 if the group did not exist yet or was
+    already deleted then; a group deleted since can be asked about)."""
+    if moment is None:
+        group = await _readable_group(models, who, group_id)
+        return {"group": group, "members": await models.roster(who.workspace_id, group_id)}
+    await _readable_group(models, who, group_id, deleted_too=True)
+    async with past.at(who.workspace_id, moment) as then:
+        group = await _group_then(then, who, group_id, moment)
+        return {"group": group, "members": await then.roster(who.workspace_id, group_id)}
 
 
 @router.get(
@@ -188,11 +204,22 @@ async def roster(
     responses=problem_responses(403, 404),
 )
 async def queue(
-    group_id: UUID, who: Annotated[Caller, Depends(caller)], models: Models
+    group_id: UUID,
+    who: Annotated[Caller, Depends(caller)],
+    models: Models,
+    moment: Moment,
+    past: Past,
 ) -> dict[str, Any]:
-    """Conversations waiting in the group, longest-waiting first (admins and its members)."""
-    group = await _readable_group(models, who, group_id)
-    return {"group": group, "queue": await models.queue(who.workspace_id, group_id)}
+    """Conversations waiting in the group, longest-waiting first (admins and its members).
+
+    With ``as_of``: the queue as it was then (404 as for the roster)."""
+    if moment is None:
+        group = await _readable_group(models, who, group_id)
+        return {"group": group, "queue": await models.queue(who.workspace_id, group_id)}
+    await _readable_group(models, who, group_id, deleted_too=True)
+    async with past.at(who.workspace_id, moment) as then:
+        group = await _group_then(then, who, group_id, moment)
+        return {"group": group, "queue": await then.queue(who.workspace_id, group_id)}
 
 
 @router.get("/api/queue", response_model=WorkspaceQueue, responses=problem_responses(403))
@@ -208,8 +235,31 @@ async def _group(models: ReadModels, who: Caller, group_id: UUID) -> dict[str, A
     return found
 
 
-async def _readable_group(models: ReadModels, who: Caller, group_id: UUID) -> dict[str, Any]:
-    group = await _group(models, who, group_id)
-    if who.role != "admin" and who.member_id not in group["member_ids"]:
+async def _readable_group(
+    models: ReadModels, who: Caller, group_id: UUID, *, deleted_too: bool = False
+) -> dict[str, Any]:
+    """The group, if the caller may read its roster and queue (an admin or one of its
+    members, in today's read models); with ``deleted_too``, a deleted group as well."""
+    found = await models.group(who.workspace_id, group_id)
+    if found is None or (found.get("deleted_at") is not None and not deleted_too):
+        raise HTTPException(404, f"no group {group_id} in this workspace")
+    if who.role != "admin" and who.member_id not in found["member_ids"]:
         raise HTTPException(403, "only the group's members and admins see its roster and queue")
-    return group
+    return found
+
+
+async def _group_then(
+    then: ReadModels, who: Caller, group_id: UUID, moment: datetime
+) -> dict[str, Any]:
+    """The group as the read models showed it at ``moment``: 404, as the route answered
+    then, before it was created or once it was deleted."""
+    found = await then.group(who.workspace_id, group_id)
+    if found is None:
+        raise HTTPException(404, f"group {group_id} did not exist yet at {moment.isoformat()}")
+    if found.get("deleted_at") is not None:
+        raise HTTPException(
+            404,
+            f"group {group_id} had been deleted at {found['deleted_at'].isoformat()},"
+            f" before {moment.isoformat()}",
+        )
+    return found
