@@ -14,6 +14,7 @@ from events.reads import ConversationRead
 from projections.as_of import TimedRecord, in_record_time, moment_ms, of_workspace
 from services.operations.as_of_commands import Refused, parse_moment
 
+pytestmark = pytest.mark.unit
 REGISTRY = build_registry()
 WORKSPACE = UUID("0b0e1c52-7d64-4b8e-9a57-4a3f3c5b7a10")
 NOW = datetime(2026, 11, 29, 14, 2, tzinfo=UTC)
