@@ -29,7 +29,7 @@
 # Environment:
 #   SWITCHBOARD_KAFKA_PORT             broker listener on 127.0.0.1 (default 19092)
 #   SWITCHBOARD_KAFKA_CONTROLLER_PORT  KRaft controller listener on 127.0.0.1 (default 19093)
-#   SWITCHBOARD_PG_PORT                local PostgreSQL port on 127.0.0.1 (default 55432)
+#   SWITCHBOARD_PG_PORT                local PostgreSQL port on 127.0.0.1 (default 25432)
 #   SWITCHBOARD_DATABASE_URL           a PostgreSQL server of your own: when set (to anything but the
 #                                      local cluster's URL), no Postgres is managed here; `up` only
 #                                      checks that it answers `select 1`
@@ -44,9 +44,12 @@ DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 ROOT="$(dirname "$DEPLOY_DIR")"
 LOCAL="$ROOT/.local"
 
+# The default ports sit below Linux's ephemeral range (32768-60999): a client retrying a
+# connection to a stopped server on a port inside that range can be handed that very port as
+# its own source port and connect to itself, and the server then cannot bind it again.
 KAFKA_PORT="${SWITCHBOARD_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${SWITCHBOARD_KAFKA_CONTROLLER_PORT:-19093}"
-PG_PORT="${SWITCHBOARD_PG_PORT:-55432}"
+PG_PORT="${SWITCHBOARD_PG_PORT:-25432}"
 TIMEOUT="${SWITCHBOARD_INFRA_TIMEOUT:-90}"
 STOP_TIMEOUT=30 # seconds a process gets after SIGTERM before SIGKILL
 

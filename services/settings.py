@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import unquote, urlparse
 
 DEFAULT_KAFKA = "127.0.0.1:19092"
-DEFAULT_DATABASE = "postgresql://switchboard:switchboard@127.0.0.1:55432/switchboard"
+DEFAULT_DATABASE = "postgresql://switchboard:switchboard@127.0.0.1:25432/switchboard"
 DEFAULT_GRAPH_API = "https://graph.facebook.com/v21.0"
 GRAPH_API_VERSION = "v21.0"
 # Where the gateway serves the sandbox's stand-in for Meta's Graph API.
