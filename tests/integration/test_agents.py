@@ -390,7 +390,11 @@ async def test_queues_list_in_serving_order_and_history_lines_name_and_date_trul
     served_ids = [orjson.loads(row["state"])["payload"]["conversation_id"] for row in served]
     assert [row["conversation_id"] for row in listed] == served_ids
 
-    lines = await team.history(served_ids[0])
+    # The assignment store has decided; the history shows it once the projector has it.
+    lines = await eventually(
+        partial(team.history, served_ids[0]),
+        lambda found: sum(line["kind"] == "assignment" for line in found) == 2,
+    )
     handed = [line for line in lines if line["author_kind"] == "bot" and line["kind"] == "system"]
     assert [line["text"] for line in handed] == [
         "handed to agents: group Support, rotation available (flow block 'to_available')"
