@@ -66,7 +66,7 @@ from projections.directory import (
     directory_rows,
 )
 from projections.readable import write_readably
-from services.store import EVENTS_TABLE, RELAY_TRACKING, TRACKING_TABLE, AlreadyTracked
+from runtime.store import EVENTS_TABLE, RELAY_TRACKING, TRACKING_TABLE, AlreadyTracked
 
 # Bump when a read model's tables change shape: the projector then drops the read models
 # and rebuilds them from offset zero (they are views; the events are the truth).

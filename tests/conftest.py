@@ -79,7 +79,6 @@ def new_isolated_env(
         "SWITCHBOARD_SCHEMA_PREFIX": f"t{tag}_",
         "WHATSAPP_APP_SECRET": TEST_APP_SECRET,
         "WHATSAPP_VERIFY_TOKEN": "test-verify-token",
-        "SWITCHBOARD_RELAY_POLL_SECONDS": "0.02",
         "SWITCHBOARD_PUBLISH_TIMEOUT": "3",
     }
 

@@ -9,13 +9,14 @@ import anyio.to_thread
 from faststream import FastStream
 
 from events.catalogue import DIRECTORY_COMMANDS_TOPIC, build_registry
-from services.consumer import TrackedRuntime
+from runtime.kafka import ensure_topics
+from runtime.legacy import TrackedRuntime, subscribe_tracked
+from runtime.legacy import legacy_broker as new_broker
+from runtime.postgres import open_datastore
+from runtime.store import EventStore
 from services.directory.credentials import carry_over_legacy_credentials
 from services.directory.handlers import DirectoryHandler
-from services.kafka import ensure_topics, new_broker, subscribe_tracked
-from services.postgres import open_datastore
 from services.settings import Settings
-from services.store import EventStore
 
 
 def create_app(settings: Settings) -> FastStream:

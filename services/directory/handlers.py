@@ -29,7 +29,9 @@ from events.directory import (
 )
 from events.envelope import Envelope
 from events.flows import ActiveFlowChosen, ChooseActiveFlow, FlowPublished, PublishFlow
-from services.consumer import Delivery, StoreBackedHandler
+from runtime.legacy import StoreBackedHandler
+from runtime.records import Delivery
+from runtime.store import EventStore, NewEvent, StreamConflict
 from services.directory.decide import (
     FlowState,
     MemberStreamState,
@@ -55,7 +57,6 @@ from services.directory.decide import (
     evolve_number,
     evolve_workspace,
 )
-from services.store import EventStore, NewEvent, StreamConflict
 
 NUMBER_NAMESPACE = UUID("7a4e2b90-5c1d-4f3e-8a6b-9c0d1e2f3a4b")
 CONFLICT_ATTEMPTS = 5

@@ -19,6 +19,14 @@ from events.catalogue import DIRECTORY_COMMANDS_TOPIC
 from events.codec import RecordHeader, encode
 from events.envelope import Actor, Envelope
 from projections.queries import Caller, ReadModels
+from runtime.producer import (
+    HealingProducer,
+    KafkaRecord,
+    PublishFailed,
+    RecordRejected,
+    RecordTooLarge,
+    RecordUnencodable,
+)
 from services.conversations import permissions
 from services.conversations.permissions import (
     Allowed,
@@ -28,14 +36,6 @@ from services.conversations.permissions import (
 )
 from services.gateway.responses import CommandPending
 from services.gateway.webhook import OutgoingRecord
-from services.producer import (
-    HealingProducer,
-    KafkaRecord,
-    PublishFailed,
-    RecordRejected,
-    RecordTooLarge,
-    RecordUnencodable,
-)
 from services.settings import Settings
 
 COMMAND_WAIT_SECONDS = 10.0

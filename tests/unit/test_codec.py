@@ -16,7 +16,7 @@ from events.conversation import ConversationStarted, CustomerMessageReceived, Me
 from events.envelope import Actor, Envelope
 from events.operations import RecordDeadLettered
 from events.whatsapp import WhatsAppMessageReceived
-from services.consumer import Delivery
+from runtime.records import Delivery
 
 pytestmark = pytest.mark.unit
 REGISTRY = build_registry()
