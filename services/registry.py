@@ -17,7 +17,7 @@ from runtime.process import Process
 
 # fmt: off
 PROCESSES: tuple[Process, ...] = (
-    Process("directory", "consumer", "services.directory.app:create_app", "workspaces, numbers, members, groups, flows", replicas=2, store="directory", relayed=True),
+    Process("directory", "consumer", "services.directory.app:SERVICE", "workspaces, numbers, members, groups, flows", replicas=2, store="directory", relayed=True),
     Process("inbound", "consumer", "services.inbound.app:SERVICE", "webhook records into conversations", replicas=2, store="inbound", relayed=True),
     Process("flows", "consumer", "services.flows.app:create_app", "each conversation's flow run", replicas=2, store="flows", relayed=True),
     Process("dispatcher", "consumer", "services.dispatcher.app:create_app", "outbound messages to the WhatsApp Cloud API, at most once", replicas=2, store="dispatcher", relayed=True),
