@@ -14,7 +14,7 @@ INFRA := bash deploy/infra.sh
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install run demo test test-unit lint format bench infra-up infra-down \
+.PHONY: help install run demo test test-unit lint format bench browser infra-up infra-down \
 	infra-status infra-logs infra-reset clean
 
 help: ## list the targets
@@ -35,7 +35,7 @@ run: install infra-up ## run the whole system on http://127.0.0.1:8000 until Ctr
 demo: install infra-up ## run the system, send signed sample webhooks, print the history, stop
 	@bash deploy/run.sh --demo
 
-test: install infra-up ## the whole test suite against the real Kafka and PostgreSQL
+test: install infra-up browser ## the whole test suite against the real Kafka and PostgreSQL
 	@eval "$$($(INFRA) env)" && $(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: install ## only the unit tests (no infrastructure)
@@ -52,6 +52,9 @@ format: install ## apply ruff's formatting and safe fixes
 
 bench: install infra-up ## end-to-end and micro benchmarks beside a raw baseline (BENCH_ARGS="--help")
 	@eval "$$($(INFRA) env)" && $(BIN)/python -m bench $(BENCH_ARGS)
+
+browser: ## make sure Debian's chromium is installed (the browser tests drive it)
+	@$(INFRA) browser
 
 infra-up: ## start Kafka and PostgreSQL (idempotent) and wait until both answer
 	@$(INFRA) up

@@ -13,6 +13,8 @@
 #                                     are disconnected, as in a restart); Kafka keeps running
 #   bash deploy/infra.sh pg-start     start the local PostgreSQL alone and wait until it answers
 #                                     (both refuse when SWITCHBOARD_DATABASE_URL names your own server)
+#   bash deploy/infra.sh browser      make sure Debian's chromium is installed (the browser tests
+#                                     drive it; installed with apt-get when run as root)
 #   bash deploy/infra.sh kafka-tool CLASS [ARGS...]
 #                                     run a Kafka command line tool from the jars, e.g.
 #                                     kafka-tool org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:19092 --list
@@ -650,6 +652,23 @@ cmd_kafka_tool() {
 	kafka_tool "$@"
 }
 
+# The browser tests (tests/browser) drive Debian's chromium through Playwright: no browser
+# download (Playwright's own would need the internet), the distribution's package instead.
+cmd_browser() {
+	local chromium="${SWITCHBOARD_CHROMIUM:-/usr/bin/chromium}"
+	if [[ -x "$chromium" ]]; then
+		say "chromium: $("$chromium" --version 2>/dev/null | head -n 1)"
+		return 0
+	fi
+	if is_root && [[ "$chromium" == /usr/bin/chromium ]]; then
+		apt_install chromium
+		[[ -x "$chromium" ]] || die "chromium is still missing after installing it"
+		say "chromium: $("$chromium" --version 2>/dev/null | head -n 1)"
+	else
+		die "chromium not found at $chromium; install it with: sudo apt-get install -y chromium (or set SWITCHBOARD_CHROMIUM to a Chromium binary)"
+	fi
+}
+
 usage() {
 	sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
 }
@@ -664,6 +683,7 @@ main() {
 	logs) cmd_logs "$@" ;;
 	reset) cmd_reset ;;
 	env) cmd_env ;;
+	browser) cmd_browser ;;
 	kafka-start) cmd_kafka_start ;;
 	kafka-stop) cmd_kafka_stop ;;
 	pg-start) cmd_pg_start ;;

@@ -24,6 +24,16 @@ eval "$(bash deploy/infra.sh env)"
 # Development defaults; set your own for anything facing Meta.
 export WHATSAPP_APP_SECRET="${WHATSAPP_APP_SECRET:-dev-app-secret}"
 export WHATSAPP_VERIFY_TOKEN="${WHATSAPP_VERIFY_TOKEN:-dev-verify-token}"
+# The agent suite's cookies are signed with a secret made on the first run and kept in .local/.
+SECRET_FILE="$ROOT/.local/session-secret"
+if [[ -z "${SWITCHBOARD_SESSION_SECRET:-}" ]]; then
+  if [[ ! -s "$SECRET_FILE" ]]; then
+    mkdir -p "$ROOT/.local"
+    (umask 077 && "$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(48))' >"$SECRET_FILE")
+  fi
+  SWITCHBOARD_SESSION_SECRET="$(cat "$SECRET_FILE")"
+  export SWITCHBOARD_SESSION_SECRET
+fi
 # The WhatsApp sandbox stands in for Meta unless a real access token is configured.
 if [[ -z "${SWITCHBOARD_SANDBOX:-}" ]]; then
   if [[ -n "${WHATSAPP_ACCESS_TOKEN:-}" ]]; then

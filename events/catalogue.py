@@ -66,6 +66,7 @@ from events.operations import (
     upcast_record_dead_lettered_v1,
 )
 from events.outbound import OUTBOUND_EVENTS, OUTBOUND_REQUESTS
+from events.reads import READ_EVENTS
 from events.whatsapp import (
     RAW_RECORDS,
     REJECTED_RECORDS,
@@ -209,6 +210,14 @@ EXPIRY_EVENTS_TOPIC = Topic(
     carries=EXPIRY_EVENTS,
     description="Each open conversation's deadline as it is set or cancelled, and expiries.",
 )
+CONVERSATION_READS_TOPIC = Topic(
+    name="conversation.reads",
+    key="conversation id",
+    partitions=6,
+    carries=READ_EVENTS,
+    description="Members' read markers (the gateway records them as the agent suite shows"
+    " messages): how far each member has read each conversation.",
+)
 DEAD_LETTERS = Topic(
     name="operations.dead_letters",
     key="the original record's key (a stored event's stream id; a deadline's conversation id)",
@@ -234,6 +243,7 @@ TOPICS: tuple[Topic, ...] = (
     OUTBOUND_MESSAGES_TOPIC,
     OUTBOUND_EVENTS_TOPIC,
     EXPIRY_EVENTS_TOPIC,
+    CONVERSATION_READS_TOPIC,
     DEAD_LETTERS,
 )
 

@@ -64,6 +64,12 @@ class Registry:
             version += 1
         return data
 
+    def known_versions(self) -> set[tuple[str, int]]:
+        """Every (event type, schema version) this registry decodes: each class's current
+        version and every earlier one an upcaster lifts."""
+        current = {(name, cls.schema_version) for name, cls in self._classes.items()}
+        return current | set(self._upcasters)
+
     def __contains__(self, event_type: object) -> bool:
         return event_type in self._classes
 

@@ -90,7 +90,13 @@ class Envelope(BaseModel):
         return [
             Envelope.wrap(
                 payload,
-                event_id=uuid5(EVENT_ID_NAMESPACE, f"{prefix}{self.event_id}/{index}"),
+                # The type is part of the cause: two services reacting to one event (the
+                # flows' run start and the expiry's deadline, both first of what a
+                # conversation's start causes) must not make one id, or a reader that
+                # recognises events by id (the projector) keeps only one of them.
+                event_id=uuid5(
+                    EVENT_ID_NAMESPACE, f"{prefix}{self.event_id}/{payload.event_type}/{index}"
+                ),
                 stream_id=stream_of(payload),
                 workspace_id=workspace_id,
                 occurred_at=occurred_at,

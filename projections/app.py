@@ -12,8 +12,10 @@ from faststream import FastStream
 from events.catalogue import (
     ASSIGNMENT_EVENTS_TOPIC,
     CONVERSATION_EVENTS_TOPIC,
+    CONVERSATION_READS_TOPIC,
     DIRECTORY_CREDENTIALS_TOPIC,
     DIRECTORY_EVENTS_TOPIC,
+    EXPIRY_EVENTS_TOPIC,
     FLOW_EVENTS_TOPIC,
     HAND_OFF_REQUESTS_TOPIC,
     OUTBOUND_EVENTS_TOPIC,
@@ -30,12 +32,15 @@ from runtime.records import Delivery
 from runtime.store import EventStore
 from services.settings import Settings
 
-# Every topic whose events show in a read model: the history holds bot turns, hand-offs,
-# assignment decisions and delivery statuses next to the customer's messages.
+# Every topic whose events show in a read model: the history holds bot turns, flow steps,
+# hand-offs, assignment decisions and delivery statuses next to the customer's messages; the
+# inbox adds members' read markers and the expiry service's deadlines.
 PROJECTED_TOPICS = (
     CONVERSATION_EVENTS_TOPIC,
+    CONVERSATION_READS_TOPIC,
     DIRECTORY_EVENTS_TOPIC,
     DIRECTORY_CREDENTIALS_TOPIC,  # restricted: the projector authenticates for the gateway
+    EXPIRY_EVENTS_TOPIC,
     FLOW_EVENTS_TOPIC,
     HAND_OFF_REQUESTS_TOPIC,
     ASSIGNMENT_EVENTS_TOPIC,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -25,7 +26,9 @@ GROUP_MEMBER_IDS = (
     "ARRAY(SELECT gm.member_id FROM {s}.group_members gm WHERE gm.group_id = g.group_id"
     " ORDER BY gm.added_at, gm.member_id) AS member_ids"
 )
-CONVERSATION_FIELDS = "c.*, a.group_id, a.assignee_id, a.state AS assignment_state"
+CONVERSATION_FIELDS = (
+    "c.*, a.group_id, a.assignee_id, a.state AS assignment_state, a.queued_at, a.assigned_at"
+)
 INBOX_FIELDS = (
     "c.*, a.group_id, g.name AS group_name, a.state AS assignment_state, a.assignee_id,"
     " a.queued_at, a.assigned_at"
@@ -33,6 +36,12 @@ INBOX_FIELDS = (
 # The order the assignment service serves a queue in (services/assignment/decide.py,
 # GroupState.queued): longest-waiting first, then arrival in the queue.
 SERVED_ORDER = "a.queued_at, a.queue_arrival NULLS LAST, a.conversation_id"
+
+
+def change_channel(projections_schema: str) -> str:
+    """The PostgreSQL channel the projector notifies when it adds to the changes feed (a
+    digest: a channel is an identifier of at most 63 bytes, and schemas may be long)."""
+    return "switchboard_changes_" + hashlib.sha256(projections_schema.encode()).hexdigest()[:20]
 
 
 def token_hash(token: str) -> str:
@@ -46,6 +55,9 @@ class Caller:
     workspace_id: UUID
     role: str
     name: str
+    # When the token the caller signed in with was issued: a browser session holds it, so a
+    # new token (a rotation) ends the sessions the old one opened.
+    credential_issued_at: datetime | None = None
 
 
 class ReadModels:
@@ -64,10 +76,26 @@ class ReadModels:
 
     async def caller(self, token: str) -> Caller | None:
         rows = await self._all(
-            "SELECT m.member_id, m.workspace_id, m.role, m.name FROM {s}.member_credentials c"
+            "SELECT m.member_id, m.workspace_id, m.role, m.name,"
+            " c.issued_at AS credential_issued_at FROM {s}.member_credentials c"
             " JOIN {s}.members m ON m.member_id = c.member_id"
             " AND m.workspace_id = c.workspace_id WHERE c.token_hash = %s AND m.active",
             (token_hash(token),),
+        )
+        return Caller(**rows[0]) if rows else None
+
+    async def session_caller(
+        self, workspace_id: UUID, member_id: UUID, credential_issued_at: datetime
+    ) -> Caller | None:
+        """The member a browser session names, while it is active and the token it signed in
+        with is still its token."""
+        rows = await self._all(
+            "SELECT m.member_id, m.workspace_id, m.role, m.name,"
+            " c.issued_at AS credential_issued_at FROM {s}.members m"
+            " JOIN {s}.member_credentials c ON c.member_id = m.member_id"
+            " AND c.workspace_id = m.workspace_id"
+            " WHERE m.workspace_id = %s AND m.member_id = %s AND m.active AND c.issued_at = %s",
+            (workspace_id, member_id, credential_issued_at),
         )
         return Caller(**rows[0]) if rows else None
 
@@ -130,6 +158,64 @@ class ReadModels:
             (member_id, workspace_id),
         )
         return {"assigned": assigned, "queued": queued}
+
+    async def open_conversations(self, workspace_id: UUID) -> list[dict[str, Any]]:
+        """Every open conversation of the workspace, most recent activity first, with who
+        holds it (an admin's "All")."""
+        return await self._all(
+            f"SELECT {INBOX_FIELDS}, m.name AS assignee_name FROM {{s}}.conversations c"
+            " LEFT JOIN {s}.conversation_assignments a USING (conversation_id)"
+            " LEFT JOIN {s}.groups g ON g.group_id = a.group_id"
+            " LEFT JOIN {s}.members m ON m.member_id = a.assignee_id"
+            " AND a.state = 'assigned'"
+            " WHERE c.workspace_id = %s AND c.status = 'open'"
+            " ORDER BY c.last_activity_at DESC, c.conversation_id",
+            (workspace_id,),
+        )
+
+    async def summaries(
+        self, workspace_id: UUID, member_id: UUID, conversation_ids: list[UUID]
+    ) -> dict[UUID, dict[str, Any]]:
+        """What an inbox shows of each conversation, for one member, by conversation id:
+
+        ``last_message`` (text, type, author kind, time), ``last_customer_message_at`` (the
+        customer-service window runs 24 h from it), ``unread`` (customer messages after the
+        member's read marker), ``read_up_to``, ``deadline`` and ``deadline_cause`` (when the
+        expiry service closes it), and ``unanswered_since`` (the customer's first message
+        after the last reply of a member; None once answered).
+        """
+        if not conversation_ids:
+            return {}
+        rows = await self._all(
+            "SELECT c.conversation_id, c.message_count,"
+            " last.text AS last_message_text, last.message_type AS last_message_type,"
+            " last.author_kind AS last_message_author, last.occurred_at AS last_message_at,"
+            " customer.last_at AS last_customer_message_at,"
+            " COALESCE(r.up_to, 0) AS read_up_to,"
+            " GREATEST(c.message_count - COALESCE(r.up_to, 0), 0) AS unread,"
+            " d.deadline, d.cause AS deadline_cause,"
+            " (SELECT min(h.occurred_at) FROM {s}.conversation_history h"
+            "  WHERE h.conversation_id = c.conversation_id AND h.kind = 'message'"
+            "  AND h.author_kind = 'customer' AND h.occurred_at > COALESCE("
+            "  (SELECT max(m.occurred_at) FROM {s}.conversation_history m"
+            "   WHERE m.conversation_id = c.conversation_id AND m.kind = 'message'"
+            "   AND m.author_kind = 'member'), '-infinity')) AS unanswered_since"
+            " FROM {s}.conversations c"
+            " LEFT JOIN LATERAL (SELECT h.text, h.message_type, h.author_kind, h.occurred_at"
+            "  FROM {s}.conversation_history h"
+            "  WHERE h.conversation_id = c.conversation_id AND h.kind = 'message'"
+            "  ORDER BY h.occurred_at DESC, h.rank DESC, h.seq DESC, h.event_id DESC LIMIT 1)"
+            "  last ON true"
+            " LEFT JOIN LATERAL (SELECT max(h.occurred_at) AS last_at"
+            "  FROM {s}.conversation_history h WHERE h.conversation_id = c.conversation_id"
+            "  AND h.kind = 'message' AND h.author_kind = 'customer') customer ON true"
+            " LEFT JOIN {s}.conversation_reads r"
+            "  ON r.conversation_id = c.conversation_id AND r.member_id = %s"
+            " LEFT JOIN {s}.conversation_deadlines d ON d.conversation_id = c.conversation_id"
+            " WHERE c.workspace_id = %s AND c.conversation_id = ANY(%s)",
+            (member_id, workspace_id, conversation_ids),
+        )
+        return {row.pop("conversation_id"): row for row in rows}
 
     async def queue(self, workspace_id: UUID, group_id: UUID | None) -> list[dict[str, Any]]:
         """Open conversations waiting in the group's queue (None: the workspace's queue), in
@@ -244,15 +330,17 @@ class ReadModels:
         return rows[0] if rows else None
 
     async def roster(self, workspace_id: UUID, group_id: UUID) -> list[dict[str, Any]]:
-        """The group's members in the order they joined, with their load: open conversations
-        assigned to them in any group."""
+        """The group's members in the order they joined, with their load (open conversations
+        assigned to them in any group) and when the group last gave them one."""
         return await self._all(
             "SELECT m.member_id, m.name, m.role, m.status, m.active, m.capacity,"
             " (SELECT count(*) FROM {s}.conversation_assignments a"
             "  LEFT JOIN {s}.conversations c USING (conversation_id)"
             "  WHERE a.assignee_id = m.member_id AND a.state = 'assigned'"
             "  AND c.status IS DISTINCT FROM 'closed') AS load,"
-            " m.desktop_notifications, m.sound_notifications"
+            " m.desktop_notifications, m.sound_notifications,"
+            " (SELECT l.assigned_at FROM {s}.group_last_assignments l"
+            "  WHERE l.group_id = gm.group_id AND l.member_id = m.member_id) AS last_assigned_at"
             " FROM {s}.group_members gm JOIN {s}.members m USING (member_id)"
             " WHERE gm.workspace_id = %s AND gm.group_id = %s"
             " ORDER BY gm.added_at, gm.member_id",

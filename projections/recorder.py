@@ -18,7 +18,11 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 from psycopg.types.json import Jsonb
 
 from events.conversation import MessageStatusUpdated
-from events.directory import AgentConversationsSet, AgentStatusChanged
+from events.directory import (
+    AgentConversationsSet,
+    AgentStatusChanged,
+    NotificationSettingsChanged,
+)
 from events.envelope import Envelope
 from projections.assignments import (
     AssignmentRow,
@@ -65,12 +69,21 @@ from projections.directory import (
     WorkspaceRow,
     directory_rows,
 )
+from projections.inbox import (
+    ReadMarker,
+    deadline_row,
+    flow_step_entry,
+    last_assignment,
+    later_marker,
+    read_marker,
+)
+from projections.queries import change_channel
 from projections.readable import write_readably
 from runtime.store import EVENTS_TABLE, RELAY_TRACKING, TRACKING_TABLE, AlreadyTracked
 
 # Bump when a read model's tables change shape: the projector then drops the read models
 # and rebuilds them from offset zero (they are views; the events are the truth).
-READ_MODEL_VERSION = 9
+READ_MODEL_VERSION = 10
 
 TABLES = (
     "applied_events",
@@ -89,6 +102,9 @@ TABLES = (
     "group_members",
     "conversation_assignments",
     "changes",
+    "conversation_reads",
+    "conversation_deadlines",
+    "group_last_assignments",
 )
 
 SCHEMA_STATEMENTS = (
@@ -251,6 +267,23 @@ SCHEMA_STATEMENTS = (
         occurred_at timestamptz NOT NULL,
         caused_by uuid)""",
     """CREATE INDEX IF NOT EXISTS changes_by_workspace ON {s}.changes (workspace_id, seq)""",
+    # The agent suite's inbox (projections/inbox.py): read markers, deadlines, last turns.
+    """CREATE TABLE IF NOT EXISTS {s}.conversation_reads (
+        conversation_id uuid NOT NULL,
+        member_id uuid NOT NULL,
+        workspace_id uuid NOT NULL,
+        up_to integer NOT NULL,
+        read_at timestamptz NOT NULL,
+        PRIMARY KEY (conversation_id, member_id))""",
+    """CREATE TABLE IF NOT EXISTS {s}.conversation_deadlines (
+        conversation_id uuid PRIMARY KEY,
+        deadline timestamptz NOT NULL,
+        cause text NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS {s}.group_last_assignments (
+        group_id uuid NOT NULL,
+        member_id uuid NOT NULL,
+        assigned_at timestamptz NOT NULL,
+        PRIMARY KEY (group_id, member_id))""",
     """CREATE TABLE IF NOT EXISTS {s}.active_flows (
         phone_number_id text PRIMARY KEY,
         workspace_id uuid NOT NULL,
@@ -298,6 +331,7 @@ class ProjectionRecorder(PostgresProcessRecorder):
             datastore, events_table_name=EVENTS_TABLE, tracking_table_name=TRACKING_TABLE
         )
         self.schema = Identifier(datastore.schema)
+        self.change_channel = change_channel(datastore.schema)
         for statement in SCHEMA_STATEMENTS:
             self.sql_create_statements.append(self._sql(statement))
 
@@ -314,9 +348,11 @@ class ProjectionRecorder(PostgresProcessRecorder):
                     return
                 change = self._project_conversation(cursor, envelope)
                 change = self._project_assignment(cursor, envelope) or change
+                change = self._project_inbox(cursor, envelope) or change
                 for row in directory_rows(envelope):
                     self._write_directory(cursor, row)
-                if isinstance(envelope.payload, AgentStatusChanged):
+                if isinstance(envelope.payload, AgentStatusChanged | NotificationSettingsChanged):
+                    # The member's other browsers show the switch as it is now.
                     change = Change(None, None, envelope.payload.member_id)
                 if isinstance(envelope.payload, AgentConversationsSet):
                     change = Change(None, None, None)  # admins' screens show the switch
@@ -414,7 +450,7 @@ class ProjectionRecorder(PostgresProcessRecorder):
         visible = after != before
         if after is not None and after != before:
             self._upsert_conversation(cursor, after)
-        entry = history_entry(envelope, after)
+        entry = history_entry(envelope, after) or flow_step_entry(envelope)
         if entry is not None:
             visible = True
             self._insert_history(cursor, entry)
@@ -432,7 +468,10 @@ class ProjectionRecorder(PostgresProcessRecorder):
             self._record_delivery(cursor, update)
         if not visible:
             return None
-        # Whoever holds the conversation now sees it change.
+        return self._holders(cursor, conversation_id)
+
+    def _holders(self, cursor: Cursor[DictRow], conversation_id: UUID) -> Change:
+        """Whoever holds the conversation now sees it change."""
         cursor.execute(
             self._sql(
                 "SELECT group_id, assignee_id FROM {s}.conversation_assignments"
@@ -444,6 +483,57 @@ class ProjectionRecorder(PostgresProcessRecorder):
         if held is None:
             return Change(conversation_id, None, None)
         return Change(conversation_id, held["group_id"], held["assignee_id"])
+
+    def _project_inbox(self, cursor: Cursor[DictRow], envelope: Envelope) -> Change | None:
+        """Read markers, deadlines and last assignments (``projections/inbox.py``)."""
+        marker = read_marker(envelope)
+        if marker is not None:
+            cursor.execute(
+                self._sql(
+                    "SELECT * FROM {s}.conversation_reads"
+                    " WHERE conversation_id = %s AND member_id = %s"
+                ),
+                (marker.conversation_id, marker.member_id),
+            )
+            found = cursor.fetchone()
+            current = ReadMarker(**found) if found else None
+            furthest = later_marker(current, marker)
+            if furthest == current:
+                return None
+            cursor.execute(
+                self._sql(
+                    "INSERT INTO {s}.conversation_reads VALUES (%(conversation_id)s,"
+                    " %(member_id)s, %(workspace_id)s, %(up_to)s, %(read_at)s)"
+                    " ON CONFLICT (conversation_id, member_id) DO UPDATE"
+                    " SET up_to = EXCLUDED.up_to, read_at = EXCLUDED.read_at"
+                ),
+                furthest.__dict__,
+            )
+            # Only the reader's own screens (its other tabs) change.
+            return Change(marker.conversation_id, None, marker.member_id)
+        deadline = deadline_row(envelope)
+        if deadline is not None:
+            cursor.execute(
+                self._sql(
+                    "INSERT INTO {s}.conversation_deadlines VALUES (%(conversation_id)s,"
+                    " %(deadline)s, %(cause)s) ON CONFLICT (conversation_id) DO UPDATE"
+                    " SET deadline = EXCLUDED.deadline, cause = EXCLUDED.cause"
+                ),
+                deadline.__dict__,
+            )
+            return self._holders(cursor, deadline.conversation_id)
+        turn = last_assignment(envelope)
+        if turn is not None:
+            cursor.execute(
+                self._sql(
+                    "INSERT INTO {s}.group_last_assignments VALUES (%(group_id)s, %(member_id)s,"
+                    " %(assigned_at)s) ON CONFLICT (group_id, member_id) DO UPDATE"
+                    " SET assigned_at = GREATEST({s}.group_last_assignments.assigned_at,"
+                    " EXCLUDED.assigned_at)"
+                ),
+                turn.__dict__,
+            )
+        return None
 
     def _insert_history(self, cursor: Cursor[DictRow], entry: HistoryEntry) -> None:
         columns = ", ".join(HISTORY_COLUMNS)
@@ -555,6 +645,10 @@ class ProjectionRecorder(PostgresProcessRecorder):
                 envelope.occurred_at,
                 change_cause(envelope),
             ),
+        )
+        # Delivered at commit: the gateways' streams wake now rather than at their next poll.
+        cursor.execute(
+            "SELECT pg_notify(%s, %s)", (self.change_channel, str(envelope.workspace_id))
         )
 
     # What the dispatcher and Meta said of an outbound message is kept apart from its

@@ -37,7 +37,12 @@ from runtime.config import Connections
 
 log = structlog.get_logger(__name__)
 
-START_TIMEOUT_SECONDS = 10.0
+# How long one start (bootstrap, then a producer id) may take before the next caller tries
+# anew: a start begun while a restarting broker is not yet serving must not hold the callers
+# back long after it is (one that connected too early can hang until this runs out).
+START_TIMEOUT_SECONDS = 5.0
+# How long a process tries to connect at start-up before it gives up and says why.
+STARTUP_SECONDS = 30.0
 # Retried sends of a request: the first through the producer at hand, the second (only for a
 # failure another producer might not have) through a new one.
 SEND_ATTEMPTS = 2
@@ -135,12 +140,18 @@ class HealingProducer:
     def for_settings(cls, settings: Connections, *, client_id: str) -> HealingProducer:
         return cls(lambda: idempotent_producer(settings, client_id=client_id), name=client_id)
 
-    async def start(self) -> None:
-        """Connect now: a process that cannot reach Kafka at start-up says so at once."""
-        try:
-            await self._producer()
-        except Exception as error:
-            raise BrokerUnavailable(f"cannot connect to Kafka: {error!r}") from error
+    async def start(self, *, within: float = STARTUP_SECONDS) -> None:
+        """Connect now: a process that cannot reach Kafka at start-up says so (after trying
+        for ``within`` seconds: a busy broker may take more than one start's timeout)."""
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                await self._producer()
+                return
+            except Exception as error:
+                if time.monotonic() >= deadline:
+                    raise BrokerUnavailable(f"cannot connect to Kafka: {error!r}") from error
+                await asyncio.sleep(0.5)
 
     async def stop(self, *, grace: float = 5.0) -> None:
         """Flush and close the producer, and those being retired (within ``grace`` seconds)."""

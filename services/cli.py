@@ -99,6 +99,61 @@ def _parser() -> argparse.ArgumentParser:
     setup.add_argument("--flow", default="deploy/demo-flow.yaml", help="the demo flow")
     setup.set_defaults(action=_demo_setup)
 
+    replay = commands.add_parser("replay", help="replay what the event stores hold")
+    replay_commands = replay.add_subparsers(required=True, metavar="WHAT")
+    conversation = replay_commands.add_parser(
+        "conversation",
+        help="one conversation's timeline from every service's event store, in time order",
+    )
+    conversation.add_argument("conversation_id", metavar="ID")
+    conversation.add_argument("--json", action="store_true", help="one JSON object per line")
+    conversation.add_argument(
+        "--commands",
+        action="store_true",
+        help="also what only the gateway publishes (replies as queued, claims, transfers,"
+        " closes asked for, read markers), read from Kafka",
+    )
+    conversation.set_defaults(action=_replay_conversation)
+
+    parked = commands.add_parser(
+        "dead-letters", help="records, stored events and deadlines parked with the reason"
+    )
+    parked_commands = parked.add_subparsers(required=True, metavar="ACTION")
+    listed = parked_commands.add_parser("list", help="every dead letter: id, when, who, why")
+    listed.add_argument("--json", action="store_true", help="one JSON object per line")
+    listed.set_defaults(action=_dead_letters, verb="list", id=None)
+    show = parked_commands.add_parser("show", help="one dead letter in full, its record decoded")
+    show.add_argument("id", metavar="ID", help="the dead letter's id, as listed")
+    show.set_defaults(action=_dead_letters, verb="show", json=False)
+    put_back = parked_commands.add_parser(
+        "replay", help="put the parked record back on its topic (idempotent)"
+    )
+    put_back.add_argument("id", metavar="ID", help="the dead letter's id, as listed")
+    put_back.set_defaults(action=_dead_letters, verb="replay", json=False)
+
+    schemas = commands.add_parser(
+        "schemas", help="the JSON Schemas of every event type and version (docs/schemas/)"
+    )
+    schema_commands = schemas.add_subparsers(required=True, metavar="ACTION")
+    write = schema_commands.add_parser(
+        "write",
+        help="write the files that differ from the models (not a published version's"
+        " structure: that needs a new version)",
+    )
+    write.add_argument("--dir", default="docs/schemas", help="the schemas folder")
+    write.add_argument(
+        "--force",
+        action="store_true",
+        help="also rewrite a published version whose structure changed (only for a version"
+        " no record was ever written with)",
+    )
+    write.set_defaults(action=_schemas_write)
+    check = schema_commands.add_parser(
+        "check", help="exit 1, saying what to do, if the files differ from the models"
+    )
+    check.add_argument("--dir", default="docs/schemas", help="the schemas folder")
+    check.set_defaults(action=_schemas_check)
+
     asyncapi = commands.add_parser("asyncapi", help="print the AsyncAPI document of the consumers")
     asyncapi.set_defaults(action=_asyncapi)
     return parser
@@ -258,6 +313,49 @@ def _demo_setup(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     print(sign_in_sheet(state, url, sandbox=settings.sandbox))
     return 0
+
+
+def _replay_conversation(settings: Settings, args: argparse.Namespace) -> int:
+    from services.operations.replay import replay_conversation
+    from services.registry import relayed_stores
+
+    return replay_conversation(
+        settings,
+        args.conversation_id,
+        relayed_stores(),
+        as_json=args.json,
+        with_commands=args.commands,
+    )
+
+
+def _dead_letters(settings: Settings, args: argparse.Namespace) -> int:
+    from services.operations.dead_letter_commands import run
+
+    return run(args.verb, settings, args.id, as_json=args.json)
+
+
+def _schemas_write(settings: Settings, args: argparse.Namespace) -> int:
+    from events.published_schemas import write
+
+    report = write(Path(args.dir), force=args.force)
+    for path in report.written:
+        print(f"wrote {Path(args.dir) / path}")
+    for refused in report.refused:
+        print(f"refused {Path(args.dir) / refused.path}: {refused.problem}", file=sys.stderr)
+    if not report.written and not report.refused:
+        print(f"{args.dir}: up to date")
+    return 1 if report.refused else 0
+
+
+def _schemas_check(settings: Settings, args: argparse.Namespace) -> int:
+    from events.published_schemas import check
+
+    comparison = check(Path(args.dir))
+    if comparison:
+        print(f"{args.dir}: matches the models")
+        return 0
+    print(comparison.report(), file=sys.stderr)
+    return 1
 
 
 def _asyncapi(settings: Settings, args: argparse.Namespace) -> int:

@@ -94,6 +94,10 @@ class Settings:
     # The expiry service: a conversation closes this long after it started (Meta's 24 h),
     # unless its flow set an earlier expiration. Tests shorten it.
     expiry_max_age_seconds: float = 86400.0
+    # The agent suite's session cookie: signed with this secret (the gateway refuses to
+    # start without one), valid this long after sign-in.
+    session_secret: str = ""
+    session_hours: float = 12.0
     log_level: str = "INFO"
     log_format: str = "auto"
 
@@ -123,6 +127,8 @@ class Settings:
             dispatch_backoff_seconds=_float(env, "SWITCHBOARD_DISPATCH_BACKOFF_SECONDS", 0.5),
             dispatch_timeout_seconds=_float(env, "SWITCHBOARD_DISPATCH_TIMEOUT_SECONDS", 10.0),
             expiry_max_age_seconds=_float(env, "SWITCHBOARD_EXPIRY_MAX_AGE_SECONDS", 86400.0),
+            session_secret=env.get("SWITCHBOARD_SESSION_SECRET", ""),
+            session_hours=_float(env, "SWITCHBOARD_SESSION_HOURS", 12.0),
             log_level=env.get("SWITCHBOARD_LOG_LEVEL", "INFO").upper(),
             log_format=env.get("SWITCHBOARD_LOG_FORMAT", "auto"),
         )
@@ -156,6 +162,10 @@ class Settings:
             raise SettingsError(
                 "SWITCHBOARD_EXPIRY_MAX_AGE_SECONDS must be more than 0,"
                 f" got {settings.expiry_max_age_seconds}"
+            )
+        if settings.session_hours <= 0:
+            raise SettingsError(
+                f"SWITCHBOARD_SESSION_HOURS must be more than 0, got {settings.session_hours}"
             )
         if settings.presence_grace_seconds < 0:
             raise SettingsError(

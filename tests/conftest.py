@@ -79,6 +79,7 @@ def new_isolated_env(
         "SWITCHBOARD_SCHEMA_PREFIX": f"t{tag}_",
         "WHATSAPP_APP_SECRET": TEST_APP_SECRET,
         "WHATSAPP_VERIFY_TOKEN": "test-verify-token",
+        "SWITCHBOARD_SESSION_SECRET": f"test-session-secret-{tag}-{uuid.uuid4().hex}",
         "SWITCHBOARD_PUBLISH_TIMEOUT": "3",
     }
 

@@ -103,6 +103,11 @@ async def topic_records(settings: Settings, topic: Topic) -> list[Envelope]:
 
 async def topic_values(settings: Settings, topic: Topic) -> list[bytes]:
     """Every record's bytes currently on a topic (all partitions), as written."""
+    return [value for _, _, value in await topic_entries(settings, topic)]
+
+
+async def topic_entries(settings: Settings, topic: Topic) -> list[tuple[int, int, bytes]]:
+    """Every record currently on a topic as (partition, offset, bytes as written)."""
     name = topic.qualified(settings.topic_prefix)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
@@ -114,11 +119,11 @@ async def topic_values(settings: Settings, topic: Topic) -> list[bytes]:
         ends = await consumer.end_offsets(partitions)
         # Count what getmany returned: position() also counts records merely prefetched.
         next_offset = dict.fromkeys(partitions, 0)
-        records: list[bytes] = []
+        records: list[tuple[int, int, bytes]] = []
         while any(next_offset[tp] < ends[tp] for tp in partitions):
             batch = await consumer.getmany(timeout_ms=500)
             for tp, items in batch.items():
-                records.extend(item.value for item in items)
+                records.extend((tp.partition, item.offset, item.value) for item in items)
                 if items:
                     next_offset[tp] = items[-1].offset + 1
         return records

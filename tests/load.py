@@ -40,6 +40,10 @@ class WebhookLoad:
     _senders: set[asyncio.Task[None]] = field(default_factory=set)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _running: asyncio.Event = field(default_factory=asyncio.Event)
+    # Requests on the wire at once. Hundreds of senders queued in one httpx pool make its
+    # bookkeeping quadratic and starve this process's loop (seen: no request sent for
+    # minutes while 800 messages waited); Meta's senders are bounded too.
+    _on_the_wire: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(50))
     _task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> WebhookLoad:
@@ -118,7 +122,10 @@ class WebhookLoad:
         while True:
             status: int | str
             try:
-                response = await self.http.post("/webhooks/whatsapp", content=body, headers=headers)
+                async with self._on_the_wire:
+                    response = await self.http.post(
+                        "/webhooks/whatsapp", content=body, headers=headers
+                    )
                 status = response.status_code
             except httpx.TransportError as error:
                 status = type(error).__name__

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -28,10 +29,16 @@ from services.gateway import (
     flows_api,
     members_api,
     numbers_api,
+    reads_api,
     stream_api,
 )
 from services.gateway.body import read_bounded
-from services.gateway.dependencies import RETRY_AFTER_SECONDS, Publisher, publish_refused
+from services.gateway.change_signal import ChangeSignal
+from services.gateway.dependencies import (
+    RETRY_AFTER_SECONDS,
+    Publisher,
+    publish_refused,
+)
 from services.gateway.openapi import described_openapi
 from services.gateway.presence import Presence
 from services.gateway.problems import (
@@ -41,6 +48,8 @@ from services.gateway.problems import (
     problem_responses,
 )
 from services.gateway.responses import Health, WebhookAccepted
+from services.gateway.web import pages
+from services.gateway.web.session import SessionCodec
 from services.gateway.webhook import (
     WebhookError,
     signature_valid,
@@ -55,12 +64,27 @@ log = structlog.get_logger(__name__)
 HEALTH_TIMEOUT_SECONDS = 2.0
 
 
+def static_version() -> str:
+    """A digest of the suite's static files: their URLs change when they do (no stale
+    scripts after an upgrade), so browsers may cache them."""
+    digest = hashlib.sha256()
+    for path in sorted(pages.STATIC.rglob("*")):
+        if path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def create_app(settings: Settings) -> FastAPI:
     if not settings.whatsapp_app_secret:
         raise ValueError("WHATSAPP_APP_SECRET is required: webhook signatures cannot be checked")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The gateway does not start without SWITCHBOARD_SESSION_SECRET (32+ characters):
+        # the suite's cookies are signed with it. (Checked here, not in create_app, so the
+        # app can be built for its OpenAPI document alone.)
+        session_codec = SessionCodec(settings.session_secret, settings.session_hours * 3600)
         await ensure_topics(settings)
         producer = HealingProducer.for_settings(settings, client_id="switchboard-gateway")
         await producer.start()
@@ -78,9 +102,14 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.producer = producer
         app.state.publisher = Publisher(producer, settings.publish_timeout_seconds)
         app.state.settings = settings
+        app.state.session_codec = session_codec
         app.state.read_models = ReadModels(pool, settings.schema("projections"))
         app.state.presence = Presence(pool, app.state.read_models, app.state.publisher, settings)
         await app.state.presence.start()
+        app.state.change_signal = ChangeSignal(
+            settings.database().conninfo(), settings.schema("projections")
+        )
+        app.state.change_signal.start()
         if settings.sandbox:
             from services.gateway.sandbox.phones import Phones
             from services.gateway.sandbox.routes import Sandbox
@@ -90,6 +119,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.change_signal.stop()
             await app.state.presence.stop()
             await producer.stop()
             await pool.close()
@@ -193,6 +223,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(members_api.router)
     app.include_router(directory_api.router)
     app.include_router(flows_api.router)
+    app.include_router(reads_api.router)
     app.include_router(stream_api.router)
     app.include_router(numbers_api.router)
     if settings.sandbox:
@@ -202,6 +233,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(graph)
         app.include_router(phone)
         app.mount("/sandbox/static", StaticFiles(directory=STATIC), name="sandbox-static")
+
+    # The agent suite (pages, fragments and static files) at /.
+    pages.install(app, static_version())
 
     @app.get(
         "/healthz",

@@ -35,6 +35,7 @@ from services.gateway.dependencies import (
     asker,
     caller,
     conversation_facts,
+    current_time,
     first,
     outcome_of,
     permitted,
@@ -44,6 +45,7 @@ from services.gateway.dependencies import (
     settings,
     visible_conversation,
 )
+from services.gateway.inbox import described
 from services.gateway.inputs import Identifier, Note, ReplyText, known_query_only
 from services.gateway.problems import problem_responses
 from services.gateway.responses import (
@@ -68,6 +70,7 @@ Models = Annotated[ReadModels, Depends(read_models)]
 Bus = Annotated[Publisher, Depends(publisher)]
 Config = Annotated[Settings, Depends(settings)]
 Member = Annotated[Caller, Depends(caller)]
+Now = Annotated[datetime, Depends(current_time)]
 PENDING: dict[int | str, dict[str, Any]] = {
     202: {"model": CommandPending, "description": "Sent; not decided within the wait."}
 }
@@ -102,12 +105,23 @@ class Transfer(BaseModel):
 
 @router.get("/api/me/inbox", response_model=Inbox)
 async def inbox(who: Member, models: Models) -> dict[str, Any]:
-    """My open conversations, and what waits in my groups' queues (admins: and the
-    workspace's queue)."""
-    found = await models.inbox(who.workspace_id, who.member_id)
-    # The rule reads the role only: no need to read the caller's groups.
+    """My open conversations (``assigned``), what waits in my groups' queues in the order it
+    will be served (``queued``) and, for admins, every open conversation (``all``) and the
+    workspace's queue (``workspace_queue``). Each item says: the last message, my unread
+    count, since when it waits, when it closes by itself (``closes_at``) and whether the
+    customer-service window is open (``service_window_open``, ``service_window_until``)."""
+    return await inbox_of(models, who)
+
+
+async def inbox_of(models: ReadModels, who: Caller) -> dict[str, Any]:
+    """The inbox the API answers and the agent suite shows."""
+    found: dict[str, Any] = dict(await models.inbox(who.workspace_id, who.member_id))
+    # The rule reads the role only: no need to read the caller's groups. Who sees the
+    # workspace queue (the admins) sees every open conversation too.
     if permissions.sees_workspace_queue(Asker(who.member_id, who.role)):
+        found["all"] = await models.open_conversations(who.workspace_id)
         found["workspace_queue"] = await models.queue(who.workspace_id, None)
+    await described(models, who.workspace_id, who.member_id, found.values(), datetime.now(UTC))
     return found
 
 
@@ -133,8 +147,8 @@ async def find_conversations(
     responses=problem_responses(404),
 )
 async def get_conversation(conversation_id: UUID, who: Member, models: Models) -> dict[str, Any]:
-    """The conversation and who holds it."""
-    return await visible_conversation(models, who, conversation_id)
+    """The conversation, who holds it, and what an inbox item says of it (see the inbox)."""
+    return await described_conversation(models, who, conversation_id)
 
 
 @router.get(
@@ -143,9 +157,18 @@ async def get_conversation(conversation_id: UUID, who: Member, models: Models) -
     responses=problem_responses(404),
 )
 async def get_history(conversation_id: UUID, who: Member, models: Models) -> dict[str, Any]:
-    """Every line, bot turns, assignment decisions (with their explanation) included."""
-    row = await visible_conversation(models, who, conversation_id)
+    """Every line, bot turns, flow steps and assignment decisions (with their explanation)
+    included."""
+    row = await described_conversation(models, who, conversation_id)
     return {"conversation": row, "history": await models.history(conversation_id)}
+
+
+async def described_conversation(
+    models: ReadModels, who: Caller, conversation_id: UUID
+) -> dict[str, Any]:
+    rows = [await visible_conversation(models, who, conversation_id)]
+    await described(models, who.workspace_id, who.member_id, [rows], datetime.now(UTC))
+    return rows[0]
 
 
 @router.post(
@@ -247,7 +270,13 @@ async def send_to_group(
     responses=ON_OPEN_CONVERSATION,
 )
 async def reply(
-    conversation_id: UUID, body: Reply, who: Member, models: Models, bus: Bus, config: Config
+    conversation_id: UUID,
+    body: Reply,
+    who: Member,
+    models: Models,
+    bus: Bus,
+    config: Config,
+    now: Now,
 ) -> dict[str, Any]:
     """Queue a reply for the dispatcher; the history shows it at once, then its delivery."""
     row, _ = await permitted(models, who, conversation_id, permissions.reply)
@@ -266,7 +295,7 @@ async def reply(
         template=None,
         author="member",
         author_id=str(who.member_id),
-        queued_at=datetime.now(UTC),
+        queued_at=now,
     )
     command_id = await send_record(
         bus,
@@ -274,6 +303,7 @@ async def reply(
         OUTBOUND_MESSAGES_TOPIC.qualified(config.topic_prefix),
         str(conversation_id),
         queued,
+        occurred_at=now,
     )
     return {"command_id": str(command_id), "message_id": str(message_id)}
 

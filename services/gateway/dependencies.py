@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from events.base import Payload
@@ -35,6 +35,13 @@ from services.conversations.permissions import (
     Refused,
 )
 from services.gateway.responses import CommandPending
+from services.gateway.web.session import (
+    COOKIE,
+    CSRF_HEADER,
+    SAFE_METHODS,
+    SessionCodec,
+    csrf_problem,
+)
 from services.gateway.webhook import OutgoingRecord
 from services.settings import Settings
 
@@ -49,6 +56,15 @@ bearer = HTTPBearer(
     bearerFormat="opaque",
     description="A member's token: printed by `switchboard workspace create` for the first"
     " admin, answered once by `POST /api/members` for the others.",
+    auto_error=False,
+)
+# The agent suite's pages call the API with their session cookie instead (see
+# services/gateway/web/session.py); documented as a second scheme.
+suite_session = APIKeyCookie(
+    name=COOKIE,
+    scheme_name="suiteSession",
+    description="The agent suite's signed session cookie, set by `POST /sign-in`. Writes made"
+    " with it also need the page's `X-CSRF-Token` header and a same-origin `Origin`.",
     auto_error=False,
 )
 
@@ -111,26 +127,65 @@ def publisher(request: Request) -> Publisher:
     return found
 
 
+def current_time() -> datetime:
+    """The gateway's clock, where it stamps what a member does (a reply's ``queued_at``).
+
+    A dependency so that a test can script a day (``app.dependency_overrides``)."""
+    return datetime.now(UTC)
+
+
 def settings(request: Request) -> Settings:
     found: Settings = request.app.state.settings
     return found
 
 
+def session_codec(request: Request) -> SessionCodec:
+    found: SessionCodec = request.app.state.session_codec
+    return found
+
+
 async def caller(
+    request: Request,
     models: Annotated[ReadModels, Depends(read_models)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    cookie: Annotated[str | None, Depends(suite_session)],
 ) -> Caller:
-    """The member behind the bearer token; every API route is scoped to its workspace."""
-    if credentials is None or not credentials.credentials.strip():
+    """The member behind the bearer token, or behind the agent suite's session cookie; every
+    API route is scoped to its workspace.
+
+    A write made with the cookie must come from the suite's own page (see
+    ``services/gateway/web/session.py``): 403 otherwise.
+    """
+    if credentials is not None or request.headers.get("authorization") is not None:
+        if credentials is None or not credentials.credentials.strip():
+            raise HTTPException(
+                401,
+                "send 'Authorization: Bearer <token>' with a member's token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        found = await models.caller(credentials.credentials.strip())
+        if found is None:
+            raise HTTPException(401, "unknown or deactivated token", {"WWW-Authenticate": "Bearer"})
+        return found
+    session = session_codec(request).read(cookie)
+    if session is None:
         raise HTTPException(
             401,
-            "send 'Authorization: Bearer <token>' with a member's token",
+            "send 'Authorization: Bearer <token>' with a member's token (or sign in at /sign-in)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    found = await models.caller(credentials.credentials.strip())
-    if found is None:
-        raise HTTPException(401, "unknown or deactivated token", {"WWW-Authenticate": "Bearer"})
-    return found
+    if request.method not in SAFE_METHODS:
+        problem = csrf_problem(request, session, request.headers.get(CSRF_HEADER))
+        if problem is not None:
+            raise HTTPException(403, problem)
+    member = await models.session_caller(
+        session.workspace_id, session.member_id, session.credential_issued_at
+    )
+    if member is None:
+        raise HTTPException(
+            401, "this session ended (its member was deactivated or given a new token); sign in"
+        )
+    return member
 
 
 async def admin(who: Annotated[Caller, Depends(caller)]) -> Caller:
@@ -228,7 +283,13 @@ async def send_command(
 
 
 async def send_record(
-    publisher: Publisher, who: Caller, topic: str, key: str, command: Payload
+    publisher: Publisher,
+    who: Caller,
+    topic: str,
+    key: str,
+    command: Payload,
+    *,
+    occurred_at: datetime | None = None,
 ) -> UUID:
     """Put a command on ``topic`` under ``key``, as the calling member; the command's id.
 
@@ -241,7 +302,7 @@ async def send_record(
         event_id=command_id,
         stream_id=key,
         workspace_id=who.workspace_id,
-        occurred_at=datetime.now(UTC),
+        occurred_at=occurred_at if occurred_at is not None else datetime.now(UTC),
         correlation_id=command_id,
         causation_id=None,
         actor=Actor(kind="member", id=str(who.member_id)),

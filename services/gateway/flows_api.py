@@ -30,7 +30,7 @@ from services.gateway.dependencies import (
     verdict,
 )
 from services.gateway.inputs import Identifier, known_query_only
-from services.gateway.problems import problem_responses
+from services.gateway.problems import Problem, problem_responses
 from services.gateway.responses import (
     ActiveFlowChosen,
     CommandPending,
@@ -127,7 +127,9 @@ async def publish_flow(
     config: Annotated[Settings, Depends(settings)],
 ) -> JSONResponse:
     """Publish a flow (JSON or YAML); with ``"id"`` of an existing flow, its next version.
-    400 names the offending block; 422 is the directory's refusal (say, an unknown group)."""
+    400 names the offending block (``block``: its id, null when the problem is not in one
+    block, so an editor can point at it); 422 is the directory's refusal (say, an unknown
+    group)."""
     raw_id = document.pop("id", None)
     try:
         flow_id = UUID(str(raw_id)) if raw_id is not None else uuid4()
@@ -140,7 +142,10 @@ async def publish_flow(
             groups=[row["group_id"] for row in await models.groups(who.workspace_id)],
         )
     except FlowInvalid as error:
-        raise HTTPException(400, str(error)) from None
+        # ``block`` lets an editor put the message next to the block it names.
+        # The Problem body plus ``block``, so an editor can put the message next to it.
+        body = {**Problem(detail=str(error)).model_dump(mode="json"), "block": error.block}
+        return JSONResponse(body, 400)
     command = PublishFlow(
         workspace_id=who.workspace_id,
         flow_id=flow_id,

@@ -218,6 +218,9 @@ class RosterMember(BaseModel):
     load: int = Field(description="open conversations assigned to the member, in any group")
     desktop_notifications: bool
     sound_notifications: bool
+    last_assigned_at: datetime | None = Field(
+        default=None, description="when this group last gave the member a conversation"
+    )
 
 
 class Roster(BaseModel):
@@ -238,8 +241,58 @@ QUEUED_EXAMPLE = {
 }
 
 
-class QueuedConversation(BaseModel):
-    model_config = _examples(QUEUED_EXAMPLE)
+class LastMessage(BaseModel):
+    model_config = _examples({"text": "Hola", "type": "text", "author_kind": "customer", "at": NOW})
+
+    text: str | None
+    type: str | None = Field(description="Meta's message type (text, image, ...) or buttons/list")
+    author_kind: str | None = Field(description="customer, bot or member")
+    at: datetime
+
+
+class ConversationFacts(BaseModel):
+    """What the inbox says of a conversation for the caller, at the time of the answer."""
+
+    last_message: LastMessage | None = Field(default=None, description="null before any")
+    unread: int = Field(default=0, description="customer messages after my read marker")
+    read_up_to: int = Field(default=0, description="my read marker (POST .../read)")
+    last_customer_message_at: datetime | None = None
+    service_window_open: bool = Field(
+        default=False,
+        description="WhatsApp's customer-service window: free text may be sent (24 h from the"
+        " customer's last message)",
+    )
+    service_window_until: datetime | None = None
+    closes_at: datetime | None = Field(
+        default=None, description="when the expiry service closes it (null: not set yet)"
+    )
+    closes_because: str | None = Field(
+        default=None, description="meta_24h (24 h after the start) or flow (its expiration)"
+    )
+    closes_in_seconds: int | None = None
+    waiting_since: datetime | None = Field(
+        default=None,
+        description="queued: since it was queued; held: since the customer's first message"
+        " no member answered (null once answered)",
+    )
+
+
+FACTS_EXAMPLE = {
+    "last_message": {"text": "Hola", "type": "text", "author_kind": "customer", "at": NOW},
+    "unread": 1,
+    "read_up_to": 2,
+    "last_customer_message_at": NOW,
+    "service_window_open": True,
+    "service_window_until": "2026-03-03T10:15:00Z",
+    "closes_at": "2026-03-03T10:14:00Z",
+    "closes_because": "meta_24h",
+    "closes_in_seconds": 86340,
+    "waiting_since": NOW,
+}
+
+
+class QueuedConversation(ConversationFacts):
+    model_config = _examples({**QUEUED_EXAMPLE, **FACTS_EXAMPLE})
 
     conversation_id: UUID
     contact_wa_id: str
@@ -285,11 +338,12 @@ CONVERSATION_EXAMPLE = {
 }
 
 
-class Conversation(BaseModel):
+class Conversation(ConversationFacts):
     """A conversation and who holds it (``group_id``, ``assignee_id`` and
-    ``assignment_state`` are null before any assignment decision)."""
+    ``assignment_state`` are null before any assignment decision); one conversation's answer
+    (and an inbox's items) also say what the inbox shows of it (``ConversationFacts``)."""
 
-    model_config = _examples(CONVERSATION_EXAMPLE)
+    model_config = _examples({**CONVERSATION_EXAMPLE, **FACTS_EXAMPLE})
 
     conversation_id: UUID
     workspace_id: UUID
@@ -306,6 +360,8 @@ class Conversation(BaseModel):
     group_id: UUID | None = None
     assignee_id: UUID | None = None
     assignment_state: str | None = Field(default=None, description="queued, assigned, released")
+    queued_at: datetime | None = Field(default=None, description="when it began to wait")
+    assigned_at: datetime | None = Field(default=None, description="when its member got it")
     contact_user_id: str | None = Field(
         default=None, description="the customer's business-scoped user id (BSUID), when sent"
     )
@@ -330,16 +386,18 @@ class InboxConversation(Conversation):
     )
 
     group_name: str | None = None
-    queued_at: datetime | None = None
-    assigned_at: datetime | None = None
+    assignee_name: str | None = Field(default=None, description="in ``all``: who holds it")
 
 
 class Inbox(BaseModel):
-    model_config = _examples({"assigned": [], "queued": [], "workspace_queue": []})
+    model_config = _examples({"assigned": [], "queued": [], "all": [], "workspace_queue": []})
 
     assigned: list[InboxConversation] = Field(description="mine, most recent activity first")
     queued: list[InboxConversation] = Field(
-        description="waiting in my groups' queues, longest-waiting first"
+        description="waiting in my groups' queues, in the order they will be served"
+    )
+    all: list[InboxConversation] | None = Field(
+        default=None, description="admins only: every open conversation, most recent first"
     )
     workspace_queue: list[QueuedConversation] | None = Field(
         default=None, description="admins only: the workspace's own queue"
@@ -383,7 +441,7 @@ class HistoryLine(BaseModel):
 
     position: int
     event_id: UUID
-    kind: str = Field(description="message, status, system, assignment, closed")
+    kind: str = Field(description="message, status, system, assignment, flow, closed")
     author_kind: str = Field(
         description="customer, bot, member, business (its WhatsApp Business app), meta, system"
     )

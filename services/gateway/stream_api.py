@@ -9,7 +9,6 @@ none of whose streams came back within the grace period is set ``offline``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +20,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from projections.queries import Caller, ReadModels
+from services.gateway.change_signal import ChangeSignal
 from services.gateway.dependencies import caller, read_models
 from services.gateway.hints import Viewer, hints
 from services.gateway.inputs import known_query_only
@@ -98,6 +98,7 @@ async def stream(
 async def _events(
     request: Request, who: Caller, models: ReadModels, tracker: Presence, position: int
 ) -> AsyncIterator[bytes]:
+    signal: ChangeSignal = request.app.state.change_signal
     session = await tracker.opened(who)
     try:
         ready = {"member_id": str(who.member_id), "after": position}
@@ -105,6 +106,7 @@ async def _events(
         quiet = 0.0
         beat = time.monotonic()
         while not await request.is_disconnected():
+            mark = signal.mark(who.workspace_id)
             changes = await models.changes_since(who.workspace_id, position, BATCH)
             # Read per batch, not per stream: an admin may add or remove the member meanwhile,
             # and the member may change its notification settings.
@@ -126,8 +128,10 @@ async def _events(
                 beat = time.monotonic()
             if len(changes) == BATCH:
                 continue
-            await asyncio.sleep(POLL_SECONDS)
-            quiet += POLL_SECONDS
+            # Woken by the projector's notification, or polling again at the latest.
+            waited = time.monotonic()
+            await signal.wait(who.workspace_id, mark, POLL_SECONDS)
+            quiet += time.monotonic() - waited
             if quiet >= KEEP_ALIVE_SECONDS:
                 yield b": keep-alive\n\n"
                 quiet = 0.0

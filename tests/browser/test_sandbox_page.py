@@ -1,52 +1,26 @@
 """The sandbox phone page in a real browser (Debian's chromium driven by Playwright) against
 the whole system in sandbox mode: write as a customer, see the bot's buttons, tap one.
 
-The fixture here is this module's own (a browser, and the system of
-``tests/integration/test_sandbox.py``); ``tests/browser/conftest.py`` belongs to the agent
-suite's tests. Screenshots of each step go to ``.local/screenshots/``.
+It runs against its own system (``tests/integration/test_sandbox.py``'s, with the sandbox's
+own demo flow) in the session's chromium from ``tests/browser/conftest.py``; the agent's side
+of the same page is ``test_agent_day.py``. Screenshots of each step go to
+``.local/screenshots/``.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.harness import ROOT, eventually
 from tests.integration.test_sandbox import NUMBER, sandbox_system
 
 pytestmark = pytest.mark.browser
-CHROMIUM = "/usr/bin/chromium"
-# Without the background-networking switches Chromium's own connections are refused by a
-# closed network and slow it down.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = ROOT / ".local" / "screenshots"
-
-
-@pytest.fixture
-async def sandbox_browser() -> AsyncIterator[Browser]:
-    if not await anyio.Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def shot(page: Page, name: str) -> None:
@@ -55,10 +29,10 @@ async def shot(page: Page, name: str) -> None:
 
 
 async def test_a_customer_writes_sees_the_buttons_and_taps_one(
-    isolated_env: dict[str, str], sandbox_browser: Browser
+    isolated_env: dict[str, str], browser: Browser
 ) -> None:
     async with sandbox_system(isolated_env) as system:
-        page = await sandbox_browser.new_page()
+        page = await browser.new_page()
         problems: list[str] = []
         page.on("pageerror", lambda error: problems.append(str(error)))
         await page.goto(f"{system.url}/sandbox")

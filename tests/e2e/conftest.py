@@ -27,6 +27,11 @@ def processes(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[Processes]:
     group = Processes(e2e_env, tmp_path)
     yield group
     group.stop_all()
+    # pytest shows a test's captured output only when it fails: the processes' last words
+    # then say why, since the processes outlive nothing that could be inspected later.
+    for log in sorted(tmp_path.glob("*.log")):
+        print(f"--- last lines of {log.name}")
+        print("\n".join(log.read_text(errors="replace").splitlines()[-40:]))
 
 
 @pytest.fixture

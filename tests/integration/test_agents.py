@@ -18,12 +18,22 @@ import httpx
 import orjson
 import pytest
 
-from events.catalogue import OUTBOUND_MESSAGES_TOPIC
+from events.catalogue import DIRECTORY_EVENTS_TOPIC, OUTBOUND_MESSAGES_TOPIC
+from events.codec import decode
+from events.directory import AgentStatusChanged
 from events.outbound import OutboundMessageQueued
 from services.settings import Settings
 from services.workspaces import create_workspace
 from tests.conftest import TEST_APP_SECRET
-from tests.harness import consumers, eventually, gateway_client, query, topic_records
+from tests.harness import (
+    REGISTRY,
+    consumers,
+    eventually,
+    gateway_client,
+    query,
+    topic_entries,
+    topic_records,
+)
 from tests.webhooks import Text, messages_webhook, signed_headers
 
 pytestmark = pytest.mark.integration
@@ -389,8 +399,18 @@ async def test_queues_list_in_serving_order_and_history_lines_name_and_date_trul
     views = [decision["directory_view"] for decision in decisions]
     assert all(view is not None for view in views)
     assert all(view["topic"] == f"{settings.topic_prefix}directory.events" for view in views)
-    # The view that assigned it had read A's status change; the one that queued it had not.
-    assert views[0]["offset"] < views[-1]["offset"]
+    # The view that assigned it had just applied A's status change (the record that woke the
+    # queue); the one that queued it had not. Records are keyed by stream, so the change may
+    # sit in any partition: compare whole positions, never offsets across partitions.
+    [became_available] = [
+        {"topic": views[0]["topic"], "partition": partition, "offset": offset}
+        for partition, offset, value in await topic_entries(settings, DIRECTORY_EVENTS_TOPIC)
+        if isinstance(changed := decode(value, REGISTRY).payload, AgentStatusChanged)
+        and str(changed.member_id) == team.ids["A"]
+        and changed.status == "available"
+    ]
+    assert views[-1] == became_available
+    assert views[0] != became_available
 
     # One more waits (A is at capacity); then the group is deleted.
     team.customers = 100

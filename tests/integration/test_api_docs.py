@@ -69,6 +69,7 @@ async def test_the_openapi_document_declares_auth_errors_and_examples(
         "bearerFormat": "opaque",
         "description": document["components"]["securitySchemes"]["memberToken"]["description"],
     }
+    assert document["components"]["securitySchemes"]["suiteSession"]["in"] == "cookie"
     assert "HTTPValidationError" not in schemas  # FastAPI's list-shaped 422 is gone
     problem = {"$ref": "#/components/schemas/Problem"}
     for path, operations in document["paths"].items():
@@ -76,7 +77,10 @@ async def test_the_openapi_document_declares_auth_errors_and_examples(
             where = f"{method.upper()} {path}"
             responses = operation["responses"]
             if path.startswith("/api"):
-                assert operation.get("security") == [{"memberToken": []}], where
+                # Either a member's token or the agent suite's session cookie.
+                assert operation.get("security") == [{"memberToken": []}, {"suiteSession": []}], (
+                    where
+                )
                 for code in ("401", "422", "503"):
                     assert responses[code]["content"]["application/json"]["schema"] == problem
             for code, response in responses.items():

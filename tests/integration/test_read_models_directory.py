@@ -187,7 +187,12 @@ async def test_members_groups_statuses_and_notifications(admin: Admin) -> None:
     ]
     assert (change["member_id"], change["workspace_id"]) == (beto, ws)
     assert await models.last_change_seq(ws) >= change["seq"]
-    assert await models.changes_since(ws, change["seq"], 100) == []
+    # After it, only the notification settings Beto's other browsers must show too.
+    [settings_change] = await models.changes_since(ws, change["seq"], 100)
+    assert (settings_change["kind"], settings_change["member_id"]) == (
+        "directory.notification_settings_changed",
+        beto,
+    )
 
     await admin.accepted(RenameGroup(workspace_id=ws, group_id=group, name="Ventas Norte"))
     [listed] = await models.groups(ws)

@@ -204,7 +204,11 @@ async def test_a_customer_in_the_sandbox_talks_to_the_bot_and_an_agent(
         # Sent and delivered statuses came back as signed webhooks: the history shows them.
         async def bot_statuses() -> list[str | None]:
             lines = await system.history(conversation)
-            return [line["status"] for line in lines if line["author_kind"] == "bot"]
+            return [
+                line["status"]
+                for line in lines
+                if line["author_kind"] == "bot" and line["kind"] == "message"
+            ]
 
         await eventually(bot_statuses, lambda found: found == ["delivered", "delivered"])
 

@@ -68,7 +68,11 @@ async def test_another_workspace_sees_and_changes_nothing(settings: Settings) ->
         row = await eventually(conversation, lambda r: r.get("assignment_state") == "queued")
         cid = row["conversation_id"]
         history = (await client.get(f"/api/conversations/{cid}/history", headers=admin1)).json()
-        message = next(line for line in history["history"] if line["author_kind"] == "bot")
+        message = next(
+            line
+            for line in history["history"]
+            if line["author_kind"] == "bot" and line["kind"] == "message"
+        )
         before = await snapshot(client, admin1, cid, gid, flow["flow_id"])
 
         checks: dict[tuple[str, str], Callable[[httpx.Response], bool]] = {}
@@ -122,6 +126,13 @@ async def test_another_workspace_sees_and_changes_nothing(settings: Settings) ->
                 "/api/conversations/{conversation_id}/messages",
                 f"/api/conversations/{cid}/messages",
                 {"text": "hi"},
+                not_found,
+            ),
+            (
+                "POST",
+                "/api/conversations/{conversation_id}/read",
+                f"/api/conversations/{cid}/read",
+                {"up_to": 1},
                 not_found,
             ),
             (

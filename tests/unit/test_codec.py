@@ -14,6 +14,8 @@ from events.catalogue import TOPICS, build_registry, topic_of
 from events.codec import CodecError, RecordHeader, decode, encode, read_header
 from events.conversation import ConversationStarted, CustomerMessageReceived, MessageStatusUpdated
 from events.envelope import Actor, Envelope
+from events.expiry import DeadlineSet
+from events.flows import FlowRunStarted
 from events.operations import RecordDeadLettered
 from events.whatsapp import WhatsAppMessageReceived
 from runtime.records import Delivery
@@ -247,6 +249,45 @@ def test_caused_events_derive_ids_and_keep_the_correlation() -> None:
     assert first[0].event_id != first[1].event_id
     assert {e.correlation_id for e in first} == {cause.correlation_id}
     assert {e.causation_id for e in first} == {cause.event_id}
+
+
+def test_two_services_reacting_to_one_event_make_different_ids() -> None:
+    """The flows service's run start and the expiry service's deadline are both the first
+    event a conversation's start causes: they once shared an id, and the projector, which
+    recognises re-sent events by id, dropped whichever came second."""
+    cause = message_envelope()
+    conversation = uuid4()
+    run = FlowRunStarted(
+        conversation_id=conversation,
+        flow_id=None,
+        version=None,
+        phone_number_id="1",
+        contact_wa_id="57",
+        contact_name=None,
+        time_zone="UTC",
+        conversation_started_at=AT,
+        agent_conversations=True,
+    )
+    deadline = DeadlineSet(
+        conversation_id=conversation,
+        workspace_id=uuid4(),
+        phone_number_id="1",
+        contact_wa_id="57",
+        deadline=AT,
+        latest=AT,
+        cause="meta_24h",
+    )
+    [by_flows] = cause.caused(
+        [run], stream_of=lambda _: "s", workspace_id=None, occurred_at=AT, actor=Actor(kind="bot")
+    )
+    [by_expiry] = cause.caused(
+        [deadline],
+        stream_of=lambda _: "s",
+        workspace_id=None,
+        occurred_at=AT,
+        actor=Actor(kind="system"),
+    )
+    assert by_flows.event_id != by_expiry.event_id
 
 
 def test_every_catalogued_type_has_one_topic() -> None:
