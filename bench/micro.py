@@ -2,7 +2,7 @@
 
 1. The relay (``switchboard run relay``, unchanged) publishing rows committed to a store,
    vs a raw aiokafka producer with the same settings sending the same records.
-2. The event store's append with its position (``services.store.EventStore``, one event
+2. The event store's append with its position (``runtime.store.EventStore``, one event
    per transaction as a consumer does today, and 500 per transaction), vs psycopg on an
    identical table: one ``INSERT`` per transaction, ``COPY`` and pipelined ``INSERT`` s of
    500 per transaction.
@@ -294,9 +294,9 @@ def copy_into_store(infra: Infrastructure, schema: str, rows: Sequence[Row]) -> 
 
 def append_vs_psycopg(infra: Infrastructure, single: int, batched: int, runs: int) -> Comparison:
     from events.catalogue import build_registry
-    from services.postgres import open_datastore
+    from runtime.postgres import open_datastore
+    from runtime.store import EventStore
     from services.settings import Settings
-    from services.store import EventStore
 
     tag = uuid.uuid4().hex[:8]
     settings = Settings.from_env(
@@ -370,7 +370,7 @@ def append_vs_psycopg(infra: Infrastructure, single: int, batched: int, runs: in
 
 def append_each(store: Any, rows: Sequence[Row], name: str, per_transaction: int) -> None:
     """``store.append`` of ``per_transaction`` events at a time, each with its position."""
-    from services.store import NewEvent
+    from runtime.store import NewEvent
 
     for n, start in enumerate(range(0, len(rows), per_transaction), 1):
         store.append(

@@ -219,6 +219,8 @@ class Switchboard:
             "SWITCHBOARD_HTTP_PORT": str(self.port),
             "WHATSAPP_APP_SECRET": self.secret,
             "WHATSAPP_VERIFY_TOKEN": "bench-verify-token",
+            # The gateway signs the agent suite's cookies with it and refuses to start without.
+            "SWITCHBOARD_SESSION_SECRET": f"bench-session-secret-{self.topic_prefix}-{self.secret}",
             "WHATSAPP_API_BASE_URL": self.graph_url,
             "WHATSAPP_ACCESS_TOKEN": "bench-graph-token",
             "SWITCHBOARD_LOG_FORMAT": "json",

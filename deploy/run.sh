@@ -91,6 +91,8 @@ if [[ -z "$sheet" ]]; then
   exit 1
 fi
 token="$("$BIN/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin_token"])' "$DEMO_FILE")"
+# The processes `switchboard run all` started, as the registry (services/registry.py) lists them.
+names="$("$BIN/switchboard" processes --json | "$BIN/python" -c 'import json,sys; print(",".join(p["name"] for p in json.load(sys.stdin)))')"
 
 cat <<INFO
 
@@ -99,7 +101,7 @@ $sheet
   HTTP API          $URL   (OpenAPI: $URL/openapi.json, docs: $URL/docs)
   webhook           $URL/webhooks/whatsapp   (app secret: \$WHATSAPP_APP_SECRET, verify token: $WHATSAPP_VERIFY_TOKEN)
   demo workspace    $DEMO_FILE
-  process logs      $LOGS/{gateway,inbound,directory,flows,dispatcher,expiry,assignment,relay,projector}.log
+  process logs      $LOGS/{$names}.log
   infrastructure    make infra-status / make infra-logs
 Try it: open the sandbox and the agent suite side by side, or: make demo
 INFO

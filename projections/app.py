@@ -24,11 +24,13 @@ from events.catalogue import (
 )
 from events.envelope import Envelope
 from projections.recorder import ProjectionRecorder
-from services.consumer import Delivery, StoreBackedHandler, TrackedRuntime
-from services.kafka import ensure_topics, new_broker, subscribe_tracked
-from services.postgres import open_datastore, schema_lock
+from runtime.kafka import ensure_topics
+from runtime.legacy import StoreBackedHandler, TrackedRuntime, subscribe_tracked
+from runtime.legacy import legacy_broker as new_broker
+from runtime.postgres import open_datastore, schema_lock
+from runtime.records import Delivery
+from runtime.store import EventStore
 from services.settings import Settings
-from services.store import EventStore
 
 # Every topic whose events show in a read model: the history holds bot turns, flow steps,
 # hand-offs, assignment decisions and delivery statuses next to the customer's messages; the

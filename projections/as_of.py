@@ -61,11 +61,11 @@ from events.codec import CodecError, Registry, decode
 from events.envelope import Envelope
 from projections.queries import ReadModels
 from projections.recorder import ProjectionRecorder
-from services.consumer import tracking_name
-from services.outages import outage_of
-from services.postgres import open_datastore
+from runtime.outages import outage_of
+from runtime.postgres import open_datastore
+from runtime.records import tracking_name
+from runtime.store import AlreadyTracked
 from services.settings import Settings
-from services.store import AlreadyTracked
 
 log = structlog.get_logger(__name__)
 

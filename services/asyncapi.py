@@ -1,37 +1,50 @@
-"""The AsyncAPI document of the consumer apps: the contract for analytics subscribers."""
+"""The AsyncAPI document of the consumer processes: the contract for analytics subscribers.
+
+Built from the process registry: each consumer's subscribers (topics and the envelope of
+the events they carry) and, as publishers, the topics its store's events go to. Those are
+published by the relay through ``runtime.producer``'s healing producer rather than through
+FastStream's (which cannot replace a producer whose idempotent sequence broke), so the
+publishers are declared for the document only.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from faststream._internal.broker import BrokerUsecase
+from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
+from runtime.app import consumer_app
+from runtime.kafka import envelope_of
+from runtime.process import Service
+from services import registry
 from services.settings import Settings
 
 
 def asyncapi_document(settings: Settings) -> dict[str, Any]:
     """Build every consumer app (nothing connects) and describe their brokers together."""
-    from projections.app import create_app as create_projector
-    from services.assignment.app import create_app as create_assignment
-    from services.directory.app import create_app as create_directory
-    from services.dispatcher.app import create_app as create_dispatcher
-    from services.expiry.app import create_app as create_expiry
-    from services.flows.app import create_app as create_flows
-    from services.inbound.app import create_app as create_inbound
-
     brokers: list[BrokerUsecase[Any, Any, Any]] = []
-    for create in (
-        create_inbound,
-        create_directory,
-        create_flows,
-        create_dispatcher,
-        create_expiry,
-        create_assignment,
-        create_projector,
-    ):
-        broker = create(settings).broker
+    for declared in registry.PROCESSES:
+        if declared.kind != "consumer":
+            continue
+        target = declared.load()
+        if not isinstance(target, Service):
+            broker = target(settings).broker
+            assert broker is not None
+            brokers.append(broker)
+            continue
+        # consumer_app builds a KafkaBroker; FastStream types the app's broker generically.
+        broker = cast(KafkaBroker, consumer_app(target, settings).broker)
         assert broker is not None
+        for topic in target.emits:
+            broker.publisher(
+                topic.qualified(settings.topic_prefix),
+                title=f"{declared.name}:{topic.name}",
+                description=f"{topic.description} Published by the relay from the"
+                f" {declared.store} store (key: {topic.key}).",
+                schema=envelope_of((topic,)),
+            )
         brokers.append(broker)
     specification = AsyncAPI(
         *brokers,

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import structlog
 
+from services import registry
 from services.logs import configure_logging
 from services.settings import Settings, SettingsError
 
@@ -40,23 +41,15 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run one process, or all of them")
-    run.add_argument(
-        "process",
-        choices=[
-            "gateway",
-            "inbound",
-            "directory",
-            "flows",
-            "dispatcher",
-            "expiry",
-            "assignment",
-            "relay",
-            "projector",
-            "all",
-        ],
-    )
+    run.add_argument("process", choices=[*registry.names(), "all"])
     run.add_argument("--log-dir", default=".local/logs", help="with 'all': where logs go")
     run.set_defaults(action=_run)
+
+    processes = commands.add_parser(
+        "processes", help="the process registry: name, kind, replicas, store, health"
+    )
+    processes.add_argument("--json", action="store_true", help="as JSON (for deployment files)")
+    processes.set_defaults(action=_processes)
 
     workspace = commands.add_parser("workspace", help="manage workspaces")
     workspace_commands = workspace.add_subparsers(required=True, metavar="ACTION")
@@ -200,64 +193,61 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
-    process: str = args.process
-    if process == "all":
+    if args.process == "all":
         from services.supervisor import run_all
 
         return run_all(Path(args.log_dir))
-    if process == "gateway":
-        import uvicorn
+    declared = registry.process(args.process)
+    target = declared.load()
+    match declared.kind:
+        case "http":
+            import uvicorn
 
-        from services.gateway.app import create_app as create_gateway
-
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_gateway(settings),
-                host=settings.http_host,
-                port=settings.http_port,
-                log_config=None,
-                access_log=False,
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    target(settings),
+                    host=settings.http_host,
+                    port=settings.http_port,
+                    log_config=None,
+                    access_log=False,
+                )
             )
-        )
-        server.run()
-        return 0 if server.started else 1
-    if process == "relay":
-        from services.relay.app import run_relays
+            server.run()
+            return 0 if server.started else 1
+        case "relay":
+            return _run_until_signal(target(settings, registry.relayed_stores()))
+        case "consumer":
+            from runtime.app import consumer_app
+            from runtime.process import Service
 
-        return _run_until_signal(run_relays(settings))
-    app = _consumer_app(settings, process)
-    asyncio.run(app.run())
+            app = (
+                consumer_app(target, settings) if isinstance(target, Service) else target(settings)
+            )
+            asyncio.run(app.run())
+            return 0
+    raise AssertionError(f"unknown kind of process: {declared.kind}")
+
+
+def _processes(settings: Settings, args: argparse.Namespace) -> int:
+    if args.json:
+        rows = [
+            {
+                "name": p.name,
+                "kind": p.kind,
+                "command": ["switchboard", "run", p.name],
+                "replicas": p.replicas,
+                "store": p.store and settings.schema(p.store),
+                "relayed": p.relayed,
+                "health": p.health,
+                "description": p.description,
+            }
+            for p in registry.PROCESSES
+        ]
+        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    for p in registry.PROCESSES:
+        print(f"{p.name:<11} {p.kind:<9} replicas {p.replicas}  {p.description}")
     return 0
-
-
-def _consumer_app(settings: Settings, process: str):  # type: ignore[no-untyped-def]
-    if process == "inbound":
-        from services.inbound.app import create_app as create_inbound
-
-        return create_inbound(settings)
-    if process == "directory":
-        from services.directory.app import create_app as create_directory
-
-        return create_directory(settings)
-    if process == "flows":
-        from services.flows.app import create_app as create_flows
-
-        return create_flows(settings)
-    if process == "dispatcher":
-        from services.dispatcher.app import create_app as create_dispatcher
-
-        return create_dispatcher(settings)
-    if process == "expiry":
-        from services.expiry.app import create_app as create_expiry
-
-        return create_expiry(settings)
-    if process == "assignment":
-        from services.assignment.app import create_app as create_assignment
-
-        return create_assignment(settings)
-    from projections.app import create_app as create_projector
-
-    return create_projector(settings)
 
 
 def _run_until_signal(work: Coroutine[Any, Any, None]) -> int:
@@ -276,7 +266,7 @@ def _run_until_signal(work: Coroutine[Any, Any, None]) -> int:
 
 
 def _create_workspace(settings: Settings, args: argparse.Namespace) -> int:
-    from services.producer import PublishFailed
+    from runtime.producer import PublishFailed
     from services.workspaces import WorkspaceRejected, create_workspace
 
     try:
@@ -299,7 +289,7 @@ def _create_workspace(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _create_topics(settings: Settings, args: argparse.Namespace) -> int:
-    from services.kafka import ensure_topics
+    from runtime.kafka import ensure_topics
 
     asyncio.run(ensure_topics(settings))
     print("topics ready")
@@ -360,12 +350,12 @@ def _demo_setup(settings: Settings, args: argparse.Namespace) -> int:
 
 def _replay_conversation(settings: Settings, args: argparse.Namespace) -> int:
     from services.operations.replay import replay_conversation
-    from services.relay.app import RELAYED_STORES
+    from services.registry import relayed_stores
 
     return replay_conversation(
         settings,
         args.conversation_id,
-        RELAYED_STORES,
+        relayed_stores(),
         as_json=args.json,
         with_commands=args.commands,
     )

@@ -81,7 +81,11 @@ class Settings:
     publish_timeout_seconds: float = 5.0
     # Meta's deliveries are a few kilobytes; a larger body is refused before it is read.
     webhook_max_body_bytes: int = 1024 * 1024
-    relay_poll_seconds: float = 0.05
+    # The consumer runtime: records per batch (one transaction each), streams whose state a
+    # process keeps between records, and how often an idle relay looks without being woken.
+    batch_max_records: int = 500
+    stream_cache_size: int = 10_000
+    relay_check_seconds: float = 10.0
     # The dispatcher: attempts per round of sending (a retry request starts a new round),
     # the first back-off (doubled after each attempt), and the Graph API call's timeout.
     dispatch_max_attempts: int = 5
@@ -116,7 +120,9 @@ class Settings:
             presence_grace_seconds=_float(env, "SWITCHBOARD_PRESENCE_GRACE_SECONDS", 60.0),
             publish_timeout_seconds=_float(env, "SWITCHBOARD_PUBLISH_TIMEOUT", 5.0),
             webhook_max_body_bytes=_int(env, "SWITCHBOARD_WEBHOOK_MAX_BODY_BYTES", 1024 * 1024),
-            relay_poll_seconds=_float(env, "SWITCHBOARD_RELAY_POLL_SECONDS", 0.05),
+            batch_max_records=_int(env, "SWITCHBOARD_BATCH_MAX_RECORDS", 500),
+            stream_cache_size=_int(env, "SWITCHBOARD_STREAM_CACHE_SIZE", 10_000),
+            relay_check_seconds=_float(env, "SWITCHBOARD_RELAY_CHECK_SECONDS", 10.0),
             dispatch_max_attempts=_int(env, "SWITCHBOARD_DISPATCH_MAX_ATTEMPTS", 5),
             dispatch_backoff_seconds=_float(env, "SWITCHBOARD_DISPATCH_BACKOFF_SECONDS", 0.5),
             dispatch_timeout_seconds=_float(env, "SWITCHBOARD_DISPATCH_TIMEOUT_SECONDS", 10.0),
@@ -136,6 +142,16 @@ class Settings:
             raise SettingsError(
                 "SWITCHBOARD_DISPATCH_BACKOFF_SECONDS must be >= 0 and"
                 " SWITCHBOARD_DISPATCH_TIMEOUT_SECONDS > 0"
+            )
+        if settings.batch_max_records < 1 or settings.stream_cache_size < 0:
+            raise SettingsError(
+                "SWITCHBOARD_BATCH_MAX_RECORDS must be at least 1 and"
+                " SWITCHBOARD_STREAM_CACHE_SIZE 0 or more"
+            )
+        if settings.relay_check_seconds <= 0:
+            raise SettingsError(
+                "SWITCHBOARD_RELAY_CHECK_SECONDS must be more than 0,"
+                f" got {settings.relay_check_seconds}"
             )
         if settings.webhook_max_body_bytes < 1:
             raise SettingsError(

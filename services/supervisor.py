@@ -20,17 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-PROCESSES = (
-    "directory",
-    "inbound",
-    "flows",
-    "dispatcher",
-    "expiry",
-    "assignment",
-    "projector",
-    "relay",
-    "gateway",
-)
+from services.registry import names
+
+# One of each, in the registry's order (``make run`` is one machine: replicas are for
+# deployments).
+PROCESSES = names()
 STOP_GRACE_SECONDS = 15.0
 TICK_SECONDS = 0.2
 

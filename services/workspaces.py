@@ -21,9 +21,9 @@ from events.codec import RecordHeader, encode
 from events.directory import CreateWorkspace
 from events.envelope import Actor, Envelope
 from projections.queries import ReadModels, token_hash
+from runtime.kafka import ensure_topics
+from runtime.producer import HealingProducer, KafkaRecord
 from services.directory.decide import valid_time_zone
-from services.kafka import ensure_topics
-from services.producer import HealingProducer, KafkaRecord
 from services.settings import Settings
 
 

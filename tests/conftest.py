@@ -80,7 +80,6 @@ def new_isolated_env(
         "WHATSAPP_APP_SECRET": TEST_APP_SECRET,
         "WHATSAPP_VERIFY_TOKEN": "test-verify-token",
         "SWITCHBOARD_SESSION_SECRET": f"test-session-secret-{tag}-{uuid.uuid4().hex}",
-        "SWITCHBOARD_RELAY_POLL_SECONDS": "0.02",
         "SWITCHBOARD_PUBLISH_TIMEOUT": "3",
     }
 

@@ -53,11 +53,12 @@ async def eventually(
 async def consumers(settings: Settings, *, relay: bool = True) -> AsyncIterator[None]:
     """The directory, inbound, flows, assignment and projector apps and the relay, here."""
     from projections.app import create_app as create_projector
+    from runtime.relay.app import run_relays
     from services.assignment.app import create_app as create_assignment
     from services.directory.app import create_app as create_directory
     from services.flows.app import create_app as create_flows
     from services.inbound.app import create_app as create_inbound
-    from services.relay.app import run_relays
+    from services.registry import relayed_stores
 
     async with AsyncExitStack() as stack:
         for create in (
@@ -72,7 +73,7 @@ async def consumers(settings: Settings, *, relay: bool = True) -> AsyncIterator[
             await app.start()
             stack.push_async_callback(app.stop)
         if relay:
-            task = asyncio.create_task(run_relays(settings))
+            task = asyncio.create_task(run_relays(settings, relayed_stores()))
 
             async def stop_relay() -> None:
                 task.cancel()

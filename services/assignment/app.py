@@ -32,14 +32,16 @@ from events.catalogue import (
 )
 from events.envelope import Envelope
 from events.flows import HandOffRequested
+from runtime.kafka import ensure_topics
+from runtime.legacy import TrackedRuntime, subscribe_tracked
+from runtime.legacy import legacy_broker as new_broker
+from runtime.postgres import open_recorder
+from runtime.records import Delivery
+from runtime.store import EventStore
+from runtime.views import CaughtUp, ViewBehind, caught_up_with
 from services.assignment.handlers import DeciderHandler, RouterHandler
 from services.assignment.recorder import AssignmentRecorder
-from services.consumer import Delivery, TrackedRuntime
-from services.kafka import ensure_topics, new_broker, subscribe_tracked
-from services.postgres import open_recorder
 from services.settings import Settings
-from services.store import EventStore
-from services.views import CaughtUp, ViewBehind, caught_up_with
 
 VIEW_WAIT_SECONDS = 15.0
 # Producers' clocks (the gateway's, the relay's) may be a little ahead of this host's.

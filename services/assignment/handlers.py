@@ -27,6 +27,9 @@ from events.assignment import (
 from events.base import Payload
 from events.envelope import Actor, Envelope
 from events.flows import HandOffRequested
+from runtime.legacy import StoreBackedHandler
+from runtime.records import Delivery
+from runtime.store import EventStore, NewEvent, StreamConflict
 from services.assignment.decide import (
     Group,
     GroupFacts,
@@ -40,8 +43,6 @@ from services.assignment.decide import (
     rejection_stream,
 )
 from services.assignment.recorder import AssignmentRecorder
-from services.consumer import Delivery, StoreBackedHandler
-from services.store import EventStore, NewEvent, StreamConflict
 
 log = structlog.get_logger(__name__)
 CONFLICT_ATTEMPTS = 20

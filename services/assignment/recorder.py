@@ -65,6 +65,7 @@ from events.directory import (
     MemberUpdated,
 )
 from events.envelope import Actor, Envelope
+from runtime.store import EVENTS_TABLE, TRACKING_TABLE, AlreadyTracked, StreamConflict
 from services.assignment.facts import GroupFacts, Holding, MemberFacts
 from services.assignment.nudges import (
     FactsWanted,
@@ -73,7 +74,6 @@ from services.assignment.nudges import (
     decide_nudges,
     facts_wanted,
 )
-from services.store import EVENTS_TABLE, TRACKING_TABLE, AlreadyTracked, StreamConflict
 
 ROUTER = Actor(kind="system", id="assignment-router")
 # Nudge ids derive from their cause in a namespace of their own: other services derive ids
@@ -381,7 +381,7 @@ class AssignmentRecorder(PostgresProcessRecorder):
                 " ON CONFLICT (workspace_id) DO UPDATE SET topic = EXCLUDED.topic,"
                 " partition = EXCLUDED.partition, record_offset = EXCLUDED.record_offset"
             ),
-            # The tracking id is the next offset to read (see services.consumer.Delivery).
+            # The tracking id is the next offset to read (see runtime.records.Delivery).
             (envelope.workspace_id, topic, int(partition), tracking.notification_id - 1),
         )
 

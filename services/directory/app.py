@@ -1,48 +1,50 @@
-"""Composition root of the directory consumer process."""
+"""The directory consumer process: what it reads, what it stores, what handles each record."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from faststream import FastStream
 
-from events.catalogue import DIRECTORY_COMMANDS_TOPIC, build_registry
-from services.consumer import TrackedRuntime
+from events.catalogue import (
+    DEAD_LETTERS,
+    DIRECTORY_COMMANDS_TOPIC,
+    DIRECTORY_CREDENTIALS_TOPIC,
+    DIRECTORY_EVENTS_TOPIC,
+)
+from runtime.app import consumer_app
+from runtime.postgres import open_recorder
+from runtime.process import Binding, Context, Service, Subscription
+from runtime.store import StoreRecorder
 from services.directory.credentials import carry_over_legacy_credentials
 from services.directory.handlers import DirectoryHandler
-from services.kafka import ensure_topics, new_broker, subscribe_tracked
-from services.postgres import open_datastore
 from services.settings import Settings
-from services.store import EventStore
+
+
+@asynccontextmanager
+async def start(context: Context) -> AsyncIterator[Mapping[str, Binding]]:
+    # Members added before member_added v2 get their credentials once, before any command.
+    await anyio.to_thread.run_sync(carry_over_legacy_credentials, context.store)
+    yield {"directory": Binding(DirectoryHandler())}
+
+
+SERVICE = Service(
+    name="directory",
+    open_recorder=functools.partial(open_recorder, service="directory", build=StoreRecorder),
+    subscriptions=(
+        Subscription(
+            "directory",
+            (DIRECTORY_COMMANDS_TOPIC,),
+            "Admin commands become directory events (workspaces, numbers, members).",
+        ),
+    ),
+    start=start,
+    emits=(DIRECTORY_EVENTS_TOPIC, DIRECTORY_CREDENTIALS_TOPIC, DEAD_LETTERS),
+)
 
 
 def create_app(settings: Settings) -> FastStream:
-    registry = build_registry()
-    broker = new_broker(settings, client_id="switchboard-directory")
-    commands = TrackedRuntime("directory", registry)
-    subscribe_tracked(
-        broker,
-        commands,
-        topics=[DIRECTORY_COMMANDS_TOPIC.qualified(settings.topic_prefix)],
-        group_id=settings.group_id("directory"),
-        title="directory",
-        description="Admin commands become directory events (workspaces, numbers, members).",
-    )
-
-    @asynccontextmanager
-    async def lifespan() -> AsyncIterator[None]:
-        await ensure_topics(settings)
-        datastore = await anyio.to_thread.run_sync(
-            lambda: open_datastore(settings, settings.schema("directory"))
-        )
-        store = await anyio.to_thread.run_sync(EventStore.create, settings, datastore, registry)
-        await anyio.to_thread.run_sync(carry_over_legacy_credentials, store)
-        commands.bind(DirectoryHandler(store))
-        try:
-            yield
-        finally:
-            datastore.close()
-
-    return FastStream(broker, lifespan=lifespan)
+    return consumer_app(SERVICE, settings)

@@ -18,8 +18,8 @@ import structlog
 
 from events.directory import MemberAdded
 from events.envelope import Actor, Envelope
+from runtime.store import EventStore, NewEvent, StreamConflict
 from services.directory.decide import WorkspaceState, carry_over_credentials, evolve_workspace
-from services.store import EventStore, NewEvent, StreamConflict
 
 log = structlog.get_logger(__name__)
 CARRY_OVER_NAMESPACE = UUID("0d4b7c2e-9f13-4a8e-b6d5-3c2a1e0f9b87")

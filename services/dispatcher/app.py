@@ -30,16 +30,18 @@ from events.catalogue import (
 from events.codec import Registry
 from events.envelope import Envelope
 from events.outbound import OutboundMessageQueued, RetryOutboundMessage
-from services.consumer import Delivery, TrackedRuntime, Waiter, tracking_name
+from runtime.kafka import ensure_topics
+from runtime.legacy import TrackedRuntime, Waiter, subscribe_tracked
+from runtime.legacy import legacy_broker as new_broker
+from runtime.postgres import open_recorder
+from runtime.records import Delivery, tracking_name
+from runtime.store import EventStore
+from runtime.views import CaughtUp, caught_up_with
 from services.dispatcher.decide import FREE_FORM_KINDS, window_open
 from services.dispatcher.graph import GraphApi
 from services.dispatcher.handlers import OutboundHandler, WindowViewHandler
 from services.dispatcher.recorder import DispatcherRecorder
-from services.kafka import ensure_topics, new_broker, subscribe_tracked
-from services.postgres import open_recorder
 from services.settings import Settings
-from services.store import EventStore
-from services.views import CaughtUp, caught_up_with
 
 log = structlog.get_logger(__name__)
 WINDOW_WAIT_SECONDS = 15.0
@@ -150,7 +152,7 @@ class WindowWaiter:
             last = await anyio.to_thread.run_sync(self.recorder.window, conversation)
             return window_open(last, at)
 
-        await self.caught_up.believe(
+        await self.caught_up.believe_when(
             window_is_open,
             within=WINDOW_WAIT_SECONDS,
             what=f"whether the customer of conversation {conversation} wrote within 24 hours",

@@ -50,7 +50,10 @@ from events.outbound import (
     OutboundSendAttempted,
     RetryOutboundMessage,
 )
-from services.consumer import Delivery, StoreBackedHandler
+from runtime.legacy import StoreBackedHandler
+from runtime.outages import database_unavailable
+from runtime.records import Delivery
+from runtime.store import AlreadyTracked, EventStore, NewEvent, StreamConflict
 from services.dispatcher.decide import (
     Abandon,
     Ambiguous,
@@ -67,8 +70,6 @@ from services.dispatcher.decide import (
 )
 from services.dispatcher.graph import GraphApi
 from services.dispatcher.recorder import DispatcherRecorder
-from services.outages import database_unavailable
-from services.store import AlreadyTracked, EventStore, NewEvent, StreamConflict
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

@@ -30,7 +30,7 @@ from events.outbound import (
     OutboundOutcomeUnknown,
     OutboundSendAttempted,
 )
-from services.store import EVENTS_TABLE, TRACKING_TABLE
+from runtime.store import EVENTS_TABLE, TRACKING_TABLE
 
 STATUS_OF_EVENT = {
     OutboundSendAttempted.event_type: "attempting",

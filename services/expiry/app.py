@@ -23,14 +23,15 @@ import anyio.to_thread
 from faststream import FastStream
 
 from events.catalogue import CONVERSATION_EVENTS_TOPIC, FLOW_EVENTS_TOPIC, build_registry
-from services.consumer import TrackedRuntime
+from runtime.kafka import ensure_topics
+from runtime.legacy import TrackedRuntime, subscribe_tracked
+from runtime.legacy import legacy_broker as new_broker
+from runtime.postgres import open_recorder
+from runtime.store import EventStore
 from services.expiry.handlers import DeadlineFirer, DeadlineHandler
 from services.expiry.recorder import ExpiryRecorder
 from services.expiry.timer import Clock, ExpiryTimer, SystemClock
-from services.kafka import ensure_topics, new_broker, subscribe_tracked
-from services.postgres import open_recorder
 from services.settings import Settings
-from services.store import EventStore
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> FastStream:

@@ -20,9 +20,10 @@ from events.envelope import Actor, Envelope
 from events.expiry import DeadlineSet
 from events.flows import ExpirationRequested
 from events.operations import DeadlineDeadLettered
-from services.consumer import Delivery, StoreBackedHandler
+from runtime.legacy import StoreBackedHandler
+from runtime.records import Delivery
+from runtime.store import EventStore, NewEvent, StoredStream, StreamConflict
 from services.expiry.decide import DeadlineState, deadline_stream, decide, evolve, fire
-from services.store import EventStore, NewEvent, StoredStream, StreamConflict
 
 CONFLICT_ATTEMPTS = 5
 EXPIRY = Actor(kind="system", id="expiry")

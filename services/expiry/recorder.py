@@ -24,7 +24,7 @@ from psycopg.sql import SQL, Identifier
 
 from events.expiry import ConversationExpired, DeadlineCancelled, DeadlineSet
 from events.operations import DeadlineDeadLettered
-from services.store import EVENTS_TABLE, TRACKING_TABLE
+from runtime.store import EVENTS_TABLE, TRACKING_TABLE
 
 ENDS_DEADLINE = (DeadlineCancelled.event_type, ConversationExpired.event_type)
 

@@ -24,10 +24,10 @@ from uuid import UUID
 import anyio.to_thread
 import structlog
 
+from runtime.outages import outage_of
+from runtime.postgres import advisory_lock
 from services.expiry.handlers import DeadlineFirer
 from services.expiry.recorder import ExpiryRecorder
-from services.outages import outage_of
-from services.postgres import advisory_lock
 
 log = structlog.get_logger(__name__)
 BATCH = 100

@@ -11,15 +11,17 @@ from faststream import FastStream
 from events.catalogue import CONVERSATION_EVENTS_TOPIC, DIRECTORY_EVENTS_TOPIC, build_registry
 from events.conversation import ConversationStarted
 from events.envelope import Envelope
-from services.consumer import Delivery, TrackedRuntime
+from runtime.kafka import ensure_topics
+from runtime.legacy import TrackedRuntime, subscribe_tracked
+from runtime.legacy import legacy_broker as new_broker
+from runtime.postgres import open_recorder
+from runtime.records import Delivery
+from runtime.store import EventStore
+from runtime.views import caught_up_with
 from services.flows.decide import arrival
 from services.flows.handlers import FlowDirectoryViewHandler, FlowRunHandler
 from services.flows.views import FlowsRecorder
-from services.kafka import ensure_topics, new_broker, subscribe_tracked
-from services.postgres import open_recorder
 from services.settings import Settings
-from services.store import EventStore
-from services.views import caught_up_with
 
 VIEW_WAIT_SECONDS = 15.0
 
@@ -73,7 +75,7 @@ def create_app(settings: Settings) -> FastStream:
                         )
                         return bool(switches)
 
-                    await seen.believe(
+                    await seen.believe_when(
                         known,
                         within=VIEW_WAIT_SECONDS,
                         what=f"the active flow and agent-conversations switch of {number}",

@@ -11,7 +11,9 @@ from events.conversation import CloseConversation, ConversationStarted, Customer
 from events.envelope import Actor, Envelope
 from events.flow_language.grammar import FlowDefinition, parse_flow
 from events.flows import HandOffRequested
-from services.consumer import Delivery, StoreBackedHandler
+from runtime.legacy import StoreBackedHandler
+from runtime.records import Delivery
+from runtime.store import EventStore, NewEvent, StreamConflict
 from services.flows.decide import (
     RunState,
     agent_conversations_as_of,
@@ -22,7 +24,6 @@ from services.flows.decide import (
     start,
 )
 from services.flows.views import FlowsRecorder
-from services.store import EventStore, NewEvent, StreamConflict
 
 CONFLICT_ATTEMPTS = 5
 BOT = Actor(kind="bot", id="flows")

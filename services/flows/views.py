@@ -18,8 +18,8 @@ from psycopg.types.json import Jsonb
 from events.directory import AgentConversationsSet, BusinessNumberConnected, WorkspaceCreated
 from events.envelope import Envelope
 from events.flows import ActiveFlowChosen, FlowPublished, upcast_flow_definition_v1
+from runtime.store import EVENTS_TABLE, TRACKING_TABLE, AlreadyTracked
 from services.flows.decide import ActiveFlow, SwitchChange
-from services.store import EVENTS_TABLE, TRACKING_TABLE, AlreadyTracked
 
 # Versions and choices are kept with their event times, not overwritten: a conversation
 # runs what was active when it started, so a replay months later picks the same version.

@@ -21,6 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from events.catalogue import WHATSAPP_BUSINESS, WHATSAPP_INBOUND, WHATSAPP_REJECTED
 from projections.queries import ReadModels
+from runtime.kafka import ensure_topics
+from runtime.producer import HealingProducer, PublishFailed
 from services.gateway import (
     conversations_api,
     directory_api,
@@ -54,8 +56,6 @@ from services.gateway.webhook import (
     split_webhook,
     token_matches,
 )
-from services.kafka import ensure_topics
-from services.producer import HealingProducer, PublishFailed
 from services.settings import Settings
 
 log = structlog.get_logger(__name__)

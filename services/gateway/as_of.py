@@ -26,7 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from projections.as_of import TopicsUnreadable, read_models_at
 from projections.queries import ReadModels
-from services.outages import outage_of
+from runtime.outages import outage_of
 from services.settings import Settings
 
 RETRY_AFTER_SECONDS = 5

@@ -19,6 +19,14 @@ from events.catalogue import DIRECTORY_COMMANDS_TOPIC
 from events.codec import RecordHeader, encode
 from events.envelope import Actor, Envelope
 from projections.queries import Caller, ReadModels
+from runtime.producer import (
+    HealingProducer,
+    KafkaRecord,
+    PublishFailed,
+    RecordRejected,
+    RecordTooLarge,
+    RecordUnencodable,
+)
 from services.conversations import permissions
 from services.conversations.permissions import (
     Allowed,
@@ -35,14 +43,6 @@ from services.gateway.web.session import (
     csrf_problem,
 )
 from services.gateway.webhook import OutgoingRecord
-from services.producer import (
-    HealingProducer,
-    KafkaRecord,
-    PublishFailed,
-    RecordRejected,
-    RecordTooLarge,
-    RecordUnencodable,
-)
 from services.settings import Settings
 
 COMMAND_WAIT_SECONDS = 10.0

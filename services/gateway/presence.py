@@ -33,8 +33,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from events.directory import SetAgentStatus
 from projections.queries import Caller, ReadModels
+from runtime.postgres import schema_lock
 from services.gateway.dependencies import Publisher, send_command
-from services.postgres import schema_lock
 from services.settings import Settings
 
 log = structlog.get_logger(__name__)

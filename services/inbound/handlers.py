@@ -1,12 +1,15 @@
-"""Thin adapters of the inbound service: decode, load, decide, append with the position."""
+"""Thin adapters of the inbound service: which thread a record concerns, which decider.
+
+Webhook records (messages, echoes, statuses) and close commands are decided on the thread of
+their contact and business number (``decide.decide``); a record for a number no workspace
+owns is kept whole on ``whatsapp.unrouted``, once the directory view is caught up enough to
+be believed. Directory events feed the ``number_routes`` view. The runtime does the rest.
+"""
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from datetime import datetime
 from uuid import UUID, uuid5
-
-from eventsourcing.persistence import IntegrityError
 
 from events.base import Payload
 from events.conversation import CloseConversation
@@ -20,161 +23,113 @@ from events.whatsapp import (
     WhatsAppStatusReceived,
     status_recipient,
 )
-from services.consumer import Delivery, StoreBackedHandler
+from runtime.decider import Decider, decide_on
+from runtime.records import Record
+from runtime.store import NewEvent
+from runtime.views import Believer
+from runtime.work import Work
 from services.inbound.decide import ThreadState, decide, evolve, thread_id
-from services.inbound.routes import InboundRecorder
-from services.store import AlreadyTracked, EventStore, NewEvent, StreamConflict
+from services.inbound.routes import NumberRoutes
 
 UNROUTED_NAMESPACE = UUID("c3a7e0d4-1b2f-4e6a-8d9c-0a1b2c3d4e5f")
-CONFLICT_ATTEMPTS = 5
+INBOUND = Actor(kind="system", id="inbound")
+
+THREADS: Decider[ThreadState] = Decider(
+    "inbound.thread", initial=lambda thread: ThreadState(thread_id=thread), evolve=evolve
+)
 
 
-class UnknownBusinessNumber(Exception):
-    """No workspace owns the number (the directory view is up to date)."""
+class InboundHandler:
+    """Webhook records and conversation commands -> conversation events."""
 
+    def __init__(self, routes: NumberRoutes, directory: Believer) -> None:
+        self.routes = routes
+        self.directory = directory
 
-class InboundHandler(StoreBackedHandler):
-    """Webhook records and conversation commands -> Conversation events."""
-
-    name = "inbound"
-
-    def __init__(self, store: EventStore, recorder: InboundRecorder, cache_size: int = 10_000):
-        self.store = store
-        self.recorder = recorder
-        self.cache_size = cache_size
-        # Threads this process decided on lately, with their stream version. Safe because a
-        # stale entry fails the append with a conflict, which reloads from the store.
-        self._threads: OrderedDict[UUID, tuple[ThreadState, int]] = OrderedDict()
-
-    def handle(self, delivery: Delivery, envelope: Envelope) -> None:
-        record = envelope.payload
-        match record:
+    def __call__(self, work: Work, record: Record) -> None:
+        envelope = record.envelope
+        payload = envelope.payload
+        match payload:
             case WhatsAppMessageReceived() | WhatsAppMessageEchoed() | WhatsAppStatusReceived():
                 contact = (
-                    record.contact_id
-                    if not isinstance(record, WhatsAppStatusReceived)
-                    else status_recipient(record.status)
+                    status_recipient(payload.status)
+                    if isinstance(payload, WhatsAppStatusReceived)
+                    else payload.contact_id
                 )
                 if contact is None:
                     raise ValueError("the status names no recipient (recipient_id, user id)")
-                workspace_id = self.recorder.route(record.phone_number_id)
+                number = payload.phone_number_id
+                workspace_id = self.routes.owner(work, number)
                 if workspace_id is None:
-                    self._unrouted(delivery, envelope, record.phone_number_id)
+                    self.directory.believe(record.delivery, f"who owns business number {number}")
+                    unrouted(work, record, number)
                     return
-                thread = thread_id(workspace_id, record.phone_number_id, contact)
-                self._decide(
-                    thread,
-                    workspace_id,
-                    envelope,
-                    delivery,
-                    actor=Actor(
-                        kind="customer" if isinstance(record, WhatsAppMessageReceived) else "meta",
-                        id=contact,
-                    ),
+                actor = Actor(
+                    kind="customer" if isinstance(payload, WhatsAppMessageReceived) else "meta",
+                    id=contact,
                 )
+                thread = thread_id(workspace_id, number, contact)
+                self._decide(work, envelope, thread, workspace_id, actor)
             case CloseConversation():
                 thread = thread_id(
-                    record.workspace_id, record.phone_number_id, record.contact_wa_id
+                    payload.workspace_id, payload.phone_number_id, payload.contact_wa_id
                 )
-                self._decide(thread, record.workspace_id, envelope, delivery, actor=envelope.actor)
+                self._decide(work, envelope, thread, payload.workspace_id, envelope.actor)
             case WhatsAppChangeReceived():
                 # Written before business updates had a topic of their own; kept on the
                 # inbound topic, which keeps its history. Nothing here acts on it.
-                self.store.append([], delivery.tracking)
+                return
             case _:
                 raise TypeError(f"inbound does not handle {envelope.event_type}")
 
     def _decide(
-        self,
-        thread: UUID,
-        workspace_id: UUID,
-        cause: Envelope,
-        delivery: Delivery,
-        *,
-        actor: Actor,
+        self, work: Work, cause: Envelope, thread: UUID, workspace_id: UUID, actor: Actor
     ) -> None:
-        for _ in range(CONFLICT_ATTEMPTS):
-            state, version = self._thread(thread)
-            payloads = decide(cause.payload, state, now=cause.occurred_at)
-            envelopes = conversation_envelopes(cause, payloads, thread, workspace_id, actor)
-            new_events = [
-                NewEvent(thread, version + index + 1, envelope)
-                for index, envelope in enumerate(envelopes)
-            ]
-            try:
-                self.store.append(new_events, delivery.tracking)
-            except StreamConflict:
-                self._threads.pop(thread, None)
-                continue
-            for envelope in envelopes:
-                state = evolve(state, envelope.payload)
-            self._remember(thread, state, version + len(envelopes))
-            return
-        raise StreamConflict(f"thread {thread} kept changing under this consumer")
-
-    def _thread(self, thread: UUID) -> tuple[ThreadState, int]:
-        cached = self._threads.get(thread)
-        if cached is not None:
-            self._threads.move_to_end(thread)
-            return cached
-        stream = self.store.load(thread)
-        state = ThreadState(thread_id=thread)
-        for envelope in stream.envelopes:
-            state = evolve(state, envelope.payload)
-        self._remember(thread, state, stream.version)
-        return state, stream.version
-
-    def _remember(self, thread: UUID, state: ThreadState, version: int) -> None:
-        self._threads[thread] = (state, version)
-        self._threads.move_to_end(thread)
-        while len(self._threads) > self.cache_size:
-            self._threads.popitem(last=False)
-
-    def _unrouted(self, delivery: Delivery, envelope: Envelope, phone_number_id: str) -> None:
-        assert delivery.value is not None  # it was decoded: tombstones are parked before
-        unrouted = InboundRecordUnrouted(
-            phone_number_id=phone_number_id,
-            reason=f"no workspace owns business number {phone_number_id}",
-            record=delivery.value.decode("utf-8"),
+        decide_on(
+            work,
+            THREADS,
+            thread,
+            lambda state: decide(cause.payload, state, now=cause.occurred_at),
+            lambda payloads: conversation_envelopes(cause, payloads, thread, workspace_id, actor),
         )
-        # The record's id derives from the number, the contact and the item: Meta's retry of
-        # the same body (at a new offset) is recognised as kept already.
-        event_id = uuid5(UNROUTED_NAMESPACE, str(envelope.event_id))
-        kept = Envelope.wrap(
-            unrouted,
-            event_id=event_id,
-            stream_id=phone_number_id,
-            workspace_id=None,
-            occurred_at=envelope.occurred_at,
-            correlation_id=envelope.correlation_id,
-            causation_id=envelope.event_id,
-            actor=Actor(kind="system", id=self.name),
-        )
-        try:
-            self.store.append([NewEvent(event_id, 1, kept)], delivery.tracking)
-        except StreamConflict:
-            self.store.append([], delivery.tracking)
 
 
-class DirectoryViewHandler(StoreBackedHandler):
+class DirectoryViewHandler:
     """Directory events -> the ``number_routes`` view the inbound handler routes by."""
 
-    name = "inbound.directory-view"
+    def __init__(self, routes: NumberRoutes) -> None:
+        self.routes = routes
 
-    def __init__(self, store: EventStore, recorder: InboundRecorder) -> None:
-        self.store = store
-        self.recorder = recorder
+    def __call__(self, work: Work, record: Record) -> None:
+        payload = record.envelope.payload
+        if isinstance(payload, BusinessNumberConnected):
+            self.routes.connect(work, payload.phone_number_id, payload.workspace_id)
 
-    def handle(self, delivery: Delivery, envelope: Envelope) -> None:
-        phone_number_id: str | None = None
-        workspace_id: UUID | None = None
-        if isinstance(envelope.payload, BusinessNumberConnected):
-            phone_number_id = envelope.payload.phone_number_id
-            workspace_id = envelope.payload.workspace_id
-        try:
-            self.recorder.record_route(phone_number_id, workspace_id, delivery.tracking)
-        except IntegrityError:
-            raise AlreadyTracked(delivery.tracking.application_name) from None
+
+def unrouted(work: Work, record: Record, phone_number_id: str) -> None:
+    """Keep a record for a number no workspace owns, whole, on ``whatsapp.unrouted``."""
+    envelope = record.envelope
+    value = record.delivery.value
+    assert value is not None  # it was decoded: tombstones are parked before
+    # The kept record's id derives from the record's: kept once, however often it comes.
+    event_id = uuid5(UNROUTED_NAMESPACE, str(envelope.event_id))
+    if work.version(event_id) > 0:
+        return
+    kept = Envelope.wrap(
+        InboundRecordUnrouted(
+            phone_number_id=phone_number_id,
+            reason=f"no workspace owns business number {phone_number_id}",
+            record=value.decode("utf-8"),
+        ),
+        event_id=event_id,
+        stream_id=phone_number_id,
+        workspace_id=None,
+        occurred_at=envelope.occurred_at,
+        correlation_id=envelope.correlation_id,
+        causation_id=envelope.event_id,
+        actor=INBOUND,
+    )
+    work.append([NewEvent(event_id, 1, kept)])
 
 
 def conversation_envelopes(

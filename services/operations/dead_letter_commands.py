@@ -12,10 +12,10 @@ import psycopg
 from aiokafka.errors import KafkaError
 
 from events.operations import DeadlineDeadLettered, RecordDeadLettered, StoredEventDeadLettered
+from runtime.producer import PublishFailed
 from services.operations import dead_letters
 from services.operations.dead_letter_io import publish, read_dead_letters, stored_event
 from services.operations.dead_letters import DeadLetter, NotReplayable
-from services.producer import PublishFailed
 from services.settings import Settings
 
 EXIT_FAILED = 1

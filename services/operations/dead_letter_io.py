@@ -9,11 +9,11 @@ from psycopg import sql
 from events.catalogue import DEAD_LETTERS, build_registry
 from events.codec import CodecError, decode
 from events.envelope import Envelope
+from runtime.producer import HealingProducer, KafkaRecord
+from runtime.store import EVENTS_TABLE
 from services.operations.dead_letters import DeadLetter, NotReplayable, collect
 from services.operations.topic_reader import read_topic
-from services.producer import HealingProducer, KafkaRecord
 from services.settings import Settings
-from services.store import EVENTS_TABLE
 
 SEND_SECONDS = 15.0
 

@@ -25,7 +25,7 @@ from events.catalogue import topic_of
 from events.codec import CodecError, read_header
 from events.envelope import Envelope
 from events.operations import DeadlineDeadLettered, RecordDeadLettered, StoredEventDeadLettered
-from services.producer import KafkaRecord
+from runtime.producer import KafkaRecord
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ import psycopg
 from psycopg import sql
 
 from events.codec import CodecError, Registry, decode
+from runtime.store import EVENTS_TABLE
 from services.operations.timeline import StoredEntry
 from services.settings import Settings
-from services.store import EVENTS_TABLE
 
 
 @dataclass

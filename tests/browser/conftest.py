@@ -323,7 +323,6 @@ def suite(infrastructure: dict[str, str], used_topic_prefixes: list[str]) -> Ite
         # As make run: the gateway's sandbox plays Meta (no access token, no Graph API URL).
         "SWITCHBOARD_SANDBOX": "1",
         "SWITCHBOARD_SESSION_SECRET": f"browser-session-{uuid.uuid4().hex}{uuid.uuid4().hex}",
-        "SWITCHBOARD_RELAY_POLL_SECONDS": "0.02",
     }
     log_dir = ROOT / ".local" / "browser-logs" / tag
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ from events.outbound import (
     OutboundMessageSent,
     OutboundOutcomeUnknown,
 )
-from services.kafka import ensure_topics
+from runtime.kafka import ensure_topics
 from services.settings import Settings
 from tests.fake_graph import FakeGraphApi, Reply
 from tests.harness import REGISTRY, Processes, eventually, query, topic_records

@@ -17,7 +17,7 @@ import pytest
 
 from events.catalogue import DEAD_LETTERS
 from events.operations import DEAD_LETTER_EVENTS
-from services.relay.app import RELAYED_STORES
+from services.registry import relayed_stores
 from services.settings import Settings
 from services.supervisor import PROCESSES
 from tests.e2e.conftest import create_workspace_cli, own_infrastructure, wait_for_gateway
@@ -26,6 +26,7 @@ from tests.load import WebhookLoad, history_difference, history_wamids
 
 pytestmark = pytest.mark.e2e
 OUTAGE_SECONDS = 12.0
+RELAYED_STORES = relayed_stores()
 
 
 async def dead_letters(settings: Settings) -> dict[str, int]:

@@ -359,7 +359,7 @@ async def test_the_example_reads_old_versions_and_reports_what_it_cannot_underst
 ) -> None:
     from aiokafka import AIOKafkaProducer
 
-    from services.kafka import ensure_topics
+    from runtime.kafka import ensure_topics
 
     await ensure_topics(settings)
     first = {

@@ -60,13 +60,13 @@ from events.directory import (
 )
 from events.envelope import Actor, Envelope
 from events.flows import HandOffRequested, Rotation
+from runtime.kafka import ensure_topics
+from runtime.postgres import open_recorder
+from runtime.relay.app import run_relays
+from runtime.store import AlreadyTracked, EventStore, NewEvent
 from services.assignment.app import create_app
 from services.assignment.recorder import AssignmentRecorder, CapacityConflict, ClosedMeanwhile
-from services.kafka import ensure_topics
-from services.postgres import open_recorder
-from services.relay.app import run_relays
 from services.settings import Settings
-from services.store import AlreadyTracked, EventStore, NewEvent
 from tests.harness import REGISTRY, eventually, query, topic_records
 
 T0 = datetime(2027, 5, 3, 9, 0, tzinfo=UTC)

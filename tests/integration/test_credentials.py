@@ -25,9 +25,9 @@ from events.directory import BusinessNumberConnected, MemberCredentialIssued, Wo
 from events.envelope import Actor, Envelope
 from projections.app import open_recorder
 from projections.queries import token_hash
-from services.postgres import open_datastore
+from runtime.postgres import open_datastore
+from runtime.store import EventStore
 from services.settings import Settings
-from services.store import EventStore
 from services.workspaces import create_workspace
 from tests.harness import consumers, eventually, gateway_client, topic_records, topic_values
 

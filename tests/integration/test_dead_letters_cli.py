@@ -27,12 +27,12 @@ from events.codec import encode
 from events.directory import WorkspaceCreated
 from events.envelope import Actor, Envelope
 from events.operations import RecordDeadLettered, StoredEventDeadLettered
+from runtime.postgres import open_datastore
+from runtime.relay.app import run_relays
+from runtime.store import EventStore
 from services.operations.dead_letter_io import read_dead_letters
 from services.operations.dead_letters import DeadLetter
-from services.postgres import open_datastore
-from services.relay.app import run_relays
 from services.settings import Settings
-from services.store import EventStore
 from services.workspaces import create_workspace
 from tests.conftest import TEST_APP_SECRET
 from tests.fake_graph import FakeGraphApi

@@ -41,14 +41,14 @@ from events.outbound import (
     ReplyOption,
     RetryOutboundMessage,
 )
-from services.consumer import tracking_name
+from runtime.kafka import ensure_topics
+from runtime.postgres import create_tables, open_datastore
+from runtime.records import tracking_name
+from runtime.relay.app import run_relays
+from runtime.store import EventStore, NewEvent
 from services.dispatcher.app import create_app
 from services.dispatcher.recorder import DispatcherRecorder
-from services.kafka import ensure_topics
-from services.postgres import create_tables, open_datastore
-from services.relay.app import run_relays
 from services.settings import Settings
-from services.store import EventStore, NewEvent
 from tests.fake_graph import FakeGraphApi, Reply
 from tests.harness import REGISTRY, eventually, free_port, query, topic_records
 

@@ -24,8 +24,8 @@ from events.flow_language.grammar import (
 )
 from events.flows import ConditionEvaluated, HandOffRequested
 from events.outbound import OutboundMessageQueued
+from runtime.postgres import open_recorder
 from services.flows.views import FlowsRecorder
-from services.postgres import open_recorder
 from services.settings import Settings
 from services.workspaces import create_workspace
 from tests.conftest import TEST_APP_SECRET

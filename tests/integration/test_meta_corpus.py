@@ -37,7 +37,7 @@ from events.codec import encode
 from events.directory import CreateWorkspace
 from events.envelope import Actor, Envelope
 from projections.queries import token_hash
-from services.kafka import ensure_topics
+from runtime.kafka import ensure_topics
 from services.settings import Settings
 from tests.conftest import TEST_APP_SECRET
 from tests.harness import consumers, eventually, gateway_client, query, topic_records, topic_size

@@ -25,14 +25,14 @@ from events.codec import encode
 from events.envelope import Actor, Envelope
 from events.expiry import ConversationExpired, DeadlineSet
 from events.operations import DeadlineDeadLettered, RecordDeadLettered, StoredEventDeadLettered
+from runtime.postgres import open_datastore, open_recorder
+from runtime.relay.app import run_relays
+from runtime.store import RELAY_TRACKING, EventStore, NewEvent
 from services.expiry.decide import deadline_stream
 from services.expiry.handlers import DeadlineFirer
 from services.expiry.recorder import ExpiryRecorder
 from services.expiry.timer import ExpiryTimer
-from services.postgres import open_datastore, open_recorder
-from services.relay.app import run_relays
 from services.settings import Settings
-from services.store import RELAY_TRACKING, EventStore, NewEvent
 from tests.harness import eventually, query, topic_records
 
 pytestmark = pytest.mark.integration

@@ -24,7 +24,7 @@ from events.catalogue import (
     HAND_OFF_REQUESTS_TOPIC,
     OUTBOUND_MESSAGES_TOPIC,
 )
-from services.relay.app import RELAYED_STORES
+from services.registry import relayed_stores
 from services.settings import Settings
 from tests.conftest import TEST_APP_SECRET
 from tests.fake_graph import FakeGraphApi
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.integration
 async def stored_about(settings: Settings, conversation: str) -> dict[str, dict[str, Any]]:
     """Every stored event about the conversation, read here straight from each store."""
     found: dict[str, dict[str, Any]] = {}
-    for store in RELAYED_STORES:
+    for store in relayed_stores():
         rows = await query(settings, store, "SELECT state FROM {s}.events")
         for row in rows:
             event = orjson.loads(bytes(row["state"]))
@@ -83,7 +83,7 @@ async def test_replay_prints_every_stored_event_of_a_conversation_in_order(
     for event in replayed:
         stored = before[event["event_id"]]
         assert {key: event[key] for key in stored} == orjson.loads(orjson.dumps(stored))
-        assert event["store"] in RELAYED_STORES
+        assert event["store"] in relayed_stores()
         assert event["summary"]
     # Time order, and a cause before what it caused.
     times = [datetime.fromisoformat(event["occurred_at"]) for event in replayed]

@@ -18,7 +18,7 @@ from events.expiry import DeadlineSet
 from events.flows import FlowRunStarted
 from events.operations import RecordDeadLettered
 from events.whatsapp import WhatsAppMessageReceived
-from services.consumer import Delivery
+from runtime.records import Delivery
 
 pytestmark = pytest.mark.unit
 REGISTRY = build_registry()

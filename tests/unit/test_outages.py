@@ -11,16 +11,16 @@ from aiokafka import errors as kafka_errors
 from psycopg_pool import PoolTimeout
 
 from events.codec import CodecError
-from services.outages import broker_unavailable, database_unavailable, outage_of
-from services.producer import (
+from runtime.outages import broker_unavailable, database_unavailable, outage_of
+from runtime.producer import (
     BrokerUnavailable,
     RecordTooLarge,
     RecordUnencodable,
     classify,
 )
-from services.relay.relay import Settled, settle
-from services.store import StreamConflict
-from services.views import ViewBehind
+from runtime.relay.relay import Settled, settle
+from runtime.store import StreamConflict
+from runtime.views import ViewBehind
 
 pytestmark = pytest.mark.unit
 

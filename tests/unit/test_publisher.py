@@ -10,14 +10,14 @@ import pytest
 
 from events.envelope import Actor, Envelope
 from events.whatsapp import WhatsAppChangeReceived
-from services.gateway.dependencies import kafka_record, publish_refused
-from services.gateway.webhook import OutgoingRecord
-from services.producer import (
+from runtime.producer import (
     BrokerUnavailable,
     PublishFailed,
     RecordTooLarge,
     RecordUnencodable,
 )
+from services.gateway.dependencies import kafka_record, publish_refused
+from services.gateway.webhook import OutgoingRecord
 
 pytestmark = pytest.mark.unit
 AT = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)

@@ -25,7 +25,7 @@ from psycopg.sql import SQL, Composed, Identifier, Literal
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from services.postgres import schema_lock
+from runtime.postgres import schema_lock
 from services.settings import Settings
 
 FROM_CUSTOMER, TO_CUSTOMER = "from_customer", "to_customer"

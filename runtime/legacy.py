@@ -1,45 +1,32 @@
-"""The runtime every consumer shares: positions from Postgres, bounded retries, dead letters.
+"""The per-record runtime the services used before ``runtime.consumer``: kept only while the
+last of them move onto the batch runtime, one commit each (this module goes with the last).
 
-A consumer service implements :class:`RecordHandler` (synchronous, because the eventsourcing
-API is) and this module runs it for each Kafka record:
-
-* the record's position (``topic#partition`` -> offset + 1) is the tracking id written in
-  the same transaction as the record's effect, so a redelivered record is recognised and
-  skipped, and on every partition assignment the consumer seeks to the position Postgres
-  holds (Postgres is the truth; Kafka's committed offsets are only a hint);
-* a record that cannot be decoded (a tombstone, with no value at all, included) is
-  dead-lettered at once, with the reason;
-* a failure of the handler is retried a bounded number of times, then dead-lettered with
-  the reason; a failure that says the infrastructure is away (the database, Kafka, a view
-  still catching up: ``services.outages``), from the handler or from the step before it,
-  is waited out and retried until it passes, and never counts towards parking: a record is
-  parked only for what is wrong with the record.
-
-The handler never lets an exception reach FastStream: records of a partition are handled
-strictly in order, and a nack there would let later records overtake the failed one.
+One record per PostgreSQL transaction, through a thread hop; positions, dead letters and the
+waiting out of outages as ``runtime.consumer`` describes them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
-from uuid import UUID, uuid5
 
 import anyio.to_thread
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from eventsourcing.persistence import Tracking
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
 
 from events.codec import CodecError, Registry, decode
-from events.envelope import Actor, Envelope
+from events.envelope import Envelope
 from events.operations import RecordDeadLettered
-from services.outages import database_unavailable, outage_of
-from services.store import AlreadyTracked, EventStore, NewEvent, StreamConflict
+from runtime.config import Connections
+from runtime.outages import database_unavailable, outage_of
+from runtime.records import Delivery, dead_letter_envelope, tracking_name
+from runtime.store import AlreadyTracked, EventStore, NewEvent, StreamConflict
 
 log = structlog.get_logger(__name__)
 
@@ -48,61 +35,9 @@ INFRA_FIRST_BACKOFF_SECONDS = 0.2
 INFRA_BACKOFF_CAP_SECONDS = 5.0
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """One Kafka record as the handlers see it."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None  # None: a tombstone (Kafka allows a record without a value)
-    timestamp_ms: int
-
-    @property
-    def tracking(self) -> Tracking:
-        return Tracking(tracking_name(self.topic, self.partition), self.offset + 1)
-
-    def dead_letter(self, consumer: str, reason: str) -> RecordDeadLettered:
-        return RecordDeadLettered(
-            consumer=consumer,
-            source_topic=self.topic,
-            source_partition=self.partition,
-            source_offset=self.offset,
-            key=self.key.decode("utf-8", "replace") if self.key is not None else None,
-            value_base64=None if self.value is None else base64.b64encode(self.value).decode(),
-            reason=reason[:2000],
-        )
-
-
-def tracking_name(topic: str, partition: int) -> str:
-    return f"{topic}#{partition}"
-
-
-DEAD_LETTER_NAMESPACE = UUID("5d0c7a9e-8f61-4b0a-b2e4-7e9c1a3d5f20")
-
-
 def dead_letter_event(delivery: Delivery, dead_letter: RecordDeadLettered) -> NewEvent:
-    """The dead letter as an event of the consumer's own store, in a stream of its own.
-
-    Its id derives from the record's position, so parking the same record twice is one
-    event; its time is the record's Kafka timestamp, so a replay parks it identically.
-    """
-    event_id = uuid5(
-        DEAD_LETTER_NAMESPACE,
-        f"{dead_letter.consumer}:{delivery.topic}:{delivery.partition}:{delivery.offset}",
-    )
-    envelope = Envelope.wrap(
-        dead_letter,
-        event_id=event_id,
-        stream_id=dead_letter.key or "",
-        workspace_id=None,
-        occurred_at=datetime.fromtimestamp(delivery.timestamp_ms / 1000, tz=UTC),
-        correlation_id=event_id,
-        causation_id=None,
-        actor=Actor(kind="system", id=dead_letter.consumer),
-    )
-    return NewEvent(originator_id=event_id, originator_version=1, envelope=envelope)
+    envelope = dead_letter_envelope(delivery, dead_letter)
+    return NewEvent(originator_id=envelope.event_id, originator_version=1, envelope=envelope)
 
 
 class StoreBackedHandler:
@@ -287,3 +222,54 @@ class SeekToTrackedPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = self.consumer()
         if consumer is not None and assigned:
             await self.runtime.on_assigned(consumer, assigned)
+
+
+def legacy_broker(settings: Connections, *, client_id: str) -> KafkaBroker:
+    return KafkaBroker(
+        settings.kafka_bootstrap,
+        client_id=client_id,
+        allow_auto_create_topics=False,
+        # FastStream logs every record received and processed at this level: per-record
+        # lines belong to DEBUG; our own handlers log what matters with context.
+        log_level=logging.DEBUG,
+        description="switchboard: WhatsApp conversations, flows and agents, event-sourced",
+    )
+
+
+def subscribe_tracked(
+    broker: KafkaBroker,
+    runtime: TrackedRuntime,
+    *,
+    topics: Sequence[str],
+    group_id: str,
+    title: str,
+    description: str,
+) -> None:
+    """Feed every record of ``topics`` to ``runtime``, in partition order."""
+    listener = SeekToTrackedPositions(runtime)
+    subscriber = broker.subscriber(
+        *topics,
+        group_id=group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.ACK,
+        listener=listener,
+        max_poll_records=200,
+        title=title,
+        description=description,
+    )
+    listener.consumer = lambda: subscriber.consumer
+
+    @subscriber
+    async def on_record(message: KafkaMessage) -> None:
+        record = message.raw_message
+        assert not isinstance(record, tuple)  # one record per call, never a batch here
+        await runtime.process(
+            Delivery(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=record.key,
+                value=record.value,
+                timestamp_ms=record.timestamp,
+            )
+        )

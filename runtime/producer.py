@@ -33,7 +33,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka import errors as kafka_errors
 
-from services.settings import Settings
+from runtime.config import Connections
 
 log = structlog.get_logger(__name__)
 
@@ -102,7 +102,7 @@ def classify(error: BaseException) -> PublishFailed:
     return BrokerUnavailable(described)
 
 
-def idempotent_producer(settings: Settings, *, client_id: str) -> AIOKafkaProducer:
+def idempotent_producer(settings: Connections, *, client_id: str) -> AIOKafkaProducer:
     """acks=all with idempotence: a retried send neither duplicates nor reorders a record."""
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -137,7 +137,7 @@ class HealingProducer:
         self._retiring: set[asyncio.Task[None]] = set()
 
     @classmethod
-    def for_settings(cls, settings: Settings, *, client_id: str) -> HealingProducer:
+    def for_settings(cls, settings: Connections, *, client_id: str) -> HealingProducer:
         return cls(lambda: idempotent_producer(settings, client_id=client_id), name=client_id)
 
     async def start(self, *, within: float = STARTUP_SECONDS) -> None:

@@ -15,7 +15,7 @@ import eventsourcing.persistence as eventsourcing_errors
 import psycopg
 from aiokafka import errors as kafka_errors
 
-from services.producer import BrokerUnavailable
+from runtime.producer import BrokerUnavailable
 
 # psycopg's OperationalError covers a lost or refused connection, "terminating connection due
 # to administrator command" (AdminShutdown), the server starting up or shutting down, and the

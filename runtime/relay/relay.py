@@ -7,6 +7,10 @@ as long as it runs, and a second relay waits as a hot standby. A database restar
 lock with its connection, so after a failure the relay checks that it still holds it and
 otherwise takes it again (waiting, if a standby took it meanwhile).
 
+The relay does not poll: a trigger on the store's events table notifies when a transaction
+that appended commits (``runtime.store``), which wakes it (``runtime.notify``); a slow
+periodic look (``check_seconds``) also checks that it still holds its lock.
+
 A stored event that can never be published (it cannot be read, no topic carries its type,
 Kafka refuses it as too large) is parked: a dead letter takes its place in the store, in
 the same transaction as the position that passes it, and the relay goes on. Kafka or the
@@ -31,18 +35,20 @@ from events.catalogue import topic_of
 from events.codec import CodecError, read_header
 from events.envelope import Actor, Envelope
 from events.operations import StoredEventDeadLettered
-from services.outages import outage_of
-from services.postgres import advisory_lock
-from services.producer import HealingProducer, KafkaRecord, PublishFailed, RecordUnencodable
-from services.store import RELAY_TRACKING, EventStore, NewEvent, StreamConflict
+from runtime.notify import wait_for
+from runtime.outages import outage_of
+from runtime.postgres import advisory_lock
+from runtime.producer import HealingProducer, KafkaRecord, PublishFailed, RecordUnencodable
+from runtime.store import RELAY_TRACKING, EventStore, NewEvent, StreamConflict
 
 log = structlog.get_logger(__name__)
 BATCH = 500
 MAX_BACKOFF_SECONDS = 5.0
 # How long a batch may wait for Kafka's acknowledgements before it is sent again.
 ACK_TIMEOUT_SECONDS = 30.0
-# How often an idle relay makes sure it still holds its lock (a restarted database drops it).
-LOCK_CHECK_SECONDS = 10.0
+# How often an idle relay looks for events without being woken, and makes sure it still
+# holds its lock (a restarted database drops it).
+CHECK_SECONDS = 10.0
 # A parked event's bytes travel in its dead letter up to this size; the whole event stays
 # in the store. Larger, and the dead letter of a record too large for Kafka would be too.
 MAX_PARKED_BYTES = 256 * 1024
@@ -85,24 +91,26 @@ class Relay:
         producer: HealingProducer,
         *,
         topic_prefix: str,
-        poll_seconds: float,
+        wake: asyncio.Event,
+        check_seconds: float = CHECK_SECONDS,
         ack_timeout: float = ACK_TIMEOUT_SECONDS,
     ) -> None:
         self.name = name
         self.store = store
         self.producer = producer
         self.topic_prefix = topic_prefix
-        self.poll_seconds = poll_seconds
+        self.wake = wake  # set when the store's events table grew (or to look anyway)
+        self.check_seconds = check_seconds
         self.ack_timeout = ack_timeout
 
     async def run(self, conninfo: str, lock_key: str) -> None:
         """Publish forever (until cancelled), holding this store's relay lock."""
-        delay = self.poll_seconds
+        delay = 0.0
         while True:
             try:
                 async with advisory_lock(conninfo, lock_key, holder="relay") as lock:
                     log.info("relay active", store=self.name)
-                    delay = self.poll_seconds
+                    delay = 0.0
                     await self._publish_while(lock)
                     log.warning("relay lost its lock; taking it again", store=self.name)
             except Exception as error:
@@ -118,11 +126,10 @@ class Relay:
                 await asyncio.sleep(delay)
 
     async def _publish_while(self, lock: advisory_lock) -> None:
-        """Publish until the lock is found lost."""
-        delay = self.poll_seconds
-        loop = asyncio.get_running_loop()
-        checked = loop.time()
+        """Publish whenever woken (or every ``check_seconds``) until the lock is found lost."""
+        delay = 0.0
         while True:
+            self.wake.clear()  # a commit after this look wakes the next one
             try:
                 sent = await self.publish_pending()
             except Exception as error:
@@ -133,15 +140,12 @@ class Relay:
                 await asyncio.sleep(delay)
                 if not await lock.held():
                     return
-                checked = loop.time()
                 continue
-            delay = self.poll_seconds
-            if sent == 0:
-                await asyncio.sleep(self.poll_seconds)
-                if loop.time() - checked > LOCK_CHECK_SECONDS:
-                    if not await lock.held():
-                        return
-                    checked = loop.time()
+            delay = 0.0
+            if sent:
+                continue  # there may be more: look again at once
+            if not await wait_for(self.wake, self.check_seconds) and not await lock.held():
+                return
 
     async def publish_pending(self) -> int:
         """Publish one batch after the recorded position; how many events it passed."""

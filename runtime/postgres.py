@@ -13,12 +13,12 @@ import structlog
 from eventsourcing.postgres import PostgresDatastore, PostgresRecorder
 from psycopg import sql
 
-from services.settings import Settings
+from runtime.config import Connections
 
 log = structlog.get_logger(__name__)
 
 
-def open_datastore(settings: Settings, schema: str, *, pool_size: int = 4) -> PostgresDatastore:
+def open_datastore(settings: Connections, schema: str, *, pool_size: int = 4) -> PostgresDatastore:
     """A connection pool confined to ``schema``, which is created if missing.
 
     The eventsourcing library qualifies every statement with the schema, so one database
@@ -52,7 +52,9 @@ def open_datastore(settings: Settings, schema: str, *, pool_size: int = 4) -> Po
 R = TypeVar("R", bound=PostgresRecorder)
 
 
-def open_recorder(settings: Settings, service: str, build: Callable[[PostgresDatastore], R]) -> R:
+def open_recorder(
+    settings: Connections, service: str, build: Callable[[PostgresDatastore], R]
+) -> R:
     """The service's recorder on a pool confined to its schema, with its tables created.
 
     Blocking: call it through a thread from async code. Close it with
@@ -63,7 +65,7 @@ def open_recorder(settings: Settings, service: str, build: Callable[[PostgresDat
     return recorder
 
 
-def create_tables(settings: Settings, recorder: PostgresRecorder) -> None:
+def create_tables(settings: Connections, recorder: PostgresRecorder) -> None:
     """Create a recorder's tables, one process at a time per schema.
 
     Processes start together (``switchboard run all``), and Postgres's ``IF NOT EXISTS``
@@ -75,7 +77,7 @@ def create_tables(settings: Settings, recorder: PostgresRecorder) -> None:
 
 @contextmanager
 def schema_lock(
-    settings: Settings, schema: str
+    settings: Connections, schema: str
 ) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """A session advisory lock naming the schema, held on a connection of its own."""
     key = f"switchboard-schema:{schema}"

@@ -1,0 +1,46 @@
+"""Every process of switchboard, one line each: the only place the list is written.
+
+The CLI (``switchboard run NAME``), the supervisor (``switchboard run all``, what ``make run``
+starts), the relay (which stores it publishes), the AsyncAPI document and
+``switchboard processes`` (what deployment files are generated from) all read it. A consumer
+line names its service declaration (``services/<name>/app.py:SERVICE``); a new consumer is
+a folder with such a declaration plus one line here.
+
+Replicas: consumers share their topics' partitions within one consumer group, so each may
+run as several; a relay and the expiry timer keep one active lock holder per store and the
+others stand by; the gateway is stateless behind a load balancer.
+"""
+
+from __future__ import annotations
+
+from runtime.process import Process
+
+# fmt: off
+PROCESSES: tuple[Process, ...] = (
+    Process("directory", "consumer", "services.directory.app:SERVICE", "workspaces, numbers, members, groups, flows", replicas=2, store="directory", relayed=True),
+    Process("inbound", "consumer", "services.inbound.app:SERVICE", "webhook records into conversations", replicas=2, store="inbound", relayed=True),
+    Process("flows", "consumer", "services.flows.app:create_app", "each conversation's flow run", replicas=2, store="flows", relayed=True),
+    Process("dispatcher", "consumer", "services.dispatcher.app:create_app", "outbound messages to the WhatsApp Cloud API, at most once", replicas=2, store="dispatcher", relayed=True),
+    Process("expiry", "consumer", "services.expiry.app:create_app", "deadlines and the timer that closes conversations", replicas=2, store="expiry", relayed=True),
+    Process("assignment", "consumer", "services.assignment.app:create_app", "who takes each hand-off, and why", replicas=2, store="assignment", relayed=True),
+    Process("projector", "consumer", "projections.app:create_app", "the read models the HTTP API serves", replicas=2, store="projections", relayed=True),
+    Process("relay", "relay", "runtime.relay.app:run_relays", "every relayed store's events, to Kafka", replicas=2),
+    Process("gateway", "http", "services.gateway.app:create_app", "webhooks, the HTTP API, the agent suite", replicas=2, health="/healthz"),
+)
+# fmt: on
+
+
+def process(name: str) -> Process:
+    for declared in PROCESSES:
+        if declared.name == name:
+            return declared
+    raise LookupError(f"no process is called {name!r}; see services/registry.py")
+
+
+def names() -> tuple[str, ...]:
+    return tuple(declared.name for declared in PROCESSES)
+
+
+def relayed_stores() -> tuple[str, ...]:
+    """The stores (by schema name) the relay publishes."""
+    return tuple(p.store for p in PROCESSES if p.relayed and p.store is not None)
