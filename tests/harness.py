@@ -143,6 +143,37 @@ async def topic_size(settings: Settings, topic: Topic) -> int:
         await consumer.stop()
 
 
+async def projector_caught_up(settings: Settings) -> bool:
+    """Whether the projector has recorded a position at the end of every partition it reads.
+
+    After a rebuild the read models pass through every earlier state again, one topic at a
+    time (a member's credential may be back before the member's removal is): only a caught-up
+    projector shows what the events say now.
+    """
+    from projections.app import PROJECTED_TOPICS  # the projector's own list, not a copy
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        ends: dict[str, int] = {}
+        for topic in PROJECTED_TOPICS:
+            name = topic.qualified(settings.topic_prefix)
+            partitions = [TopicPartition(name, p) for p in range(topic.partitions)]
+            for tp, end in (await consumer.end_offsets(partitions)).items():
+                ends[f"{tp.topic}#{tp.partition}"] = end
+    finally:
+        await consumer.stop()
+    rows = await query(
+        settings,
+        "projections",
+        "SELECT application_name, max(notification_id) AS position FROM {s}.tracking"
+        " WHERE application_name = ANY(%s) GROUP BY application_name",
+        list(ends),
+    )
+    positions = {row["application_name"]: row["position"] for row in rows}
+    return all(end == 0 or positions.get(name, 0) >= end for name, end in ends.items())
+
+
 async def query(
     settings: Settings, schema: str, statement: str, *params: Any
 ) -> list[dict[str, Any]]:

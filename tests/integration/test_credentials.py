@@ -29,7 +29,14 @@ from runtime.postgres import open_datastore
 from runtime.store import EventStore
 from services.settings import Settings
 from services.workspaces import create_workspace
-from tests.harness import consumers, eventually, gateway_client, topic_records, topic_values
+from tests.harness import (
+    consumers,
+    eventually,
+    gateway_client,
+    projector_caught_up,
+    topic_records,
+    topic_values,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -115,6 +122,7 @@ async def test_tokens_work_after_the_read_models_are_rebuilt(settings: Settings)
         await eventually(lambda: status(client, workspace["admin_token"]), lambda code: code == 200)
         new_token = rotated.json()["token"]
         await eventually(lambda: status(client, new_token), lambda code: code == 200)
+        await eventually(lambda: projector_caught_up(settings), bool)
         for refused in (ana["token"], beto["token"]):
             assert await status(client, refused) == 401
 
