@@ -1,15 +1,19 @@
 """Thin adapters of the expiry service: records move deadlines; the timer fires them.
 
-Both write one conversation's stream with optimistic concurrency: a record that moves a
-deadline while the timer fires it makes one of the two appends conflict, and the loser
-decides again on the stream as the winner left it. That is what makes a second firing
-impossible, on one replica or several.
+Records are handled by the batch runtime (``DeadlineHandler``: which stream, which
+decider); the timer fires one deadline per transaction (``DeadlineFirer``). Both write one
+conversation's stream with optimistic concurrency: a record that moves a deadline while the
+timer fires it makes one of the two appends conflict, and the loser decides again on the
+stream as the winner left it (the runtime's conflict policy for a batch, the firer's own
+loop for a firing). That is what makes a second firing impossible, on one replica or several.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import reduce
 from uuid import UUID, uuid5
@@ -20,9 +24,10 @@ from events.envelope import Actor, Envelope
 from events.expiry import DeadlineSet
 from events.flows import ExpirationRequested
 from events.operations import DeadlineDeadLettered
-from runtime.legacy import StoreBackedHandler
-from runtime.records import Delivery
+from runtime.decider import Decider, decide_on
+from runtime.records import Record
 from runtime.store import EventStore, NewEvent, StoredStream, StreamConflict
+from runtime.work import Work
 from services.expiry.decide import DeadlineState, deadline_stream, decide, evolve, fire
 
 CONFLICT_ATTEMPTS = 5
@@ -30,57 +35,48 @@ EXPIRY = Actor(kind="system", id="expiry")
 FIRING_NAMESPACE = UUID("1c9f4e27-6b3d-4a08-8e5f-d2a7c0b9e361")
 PARKED_NAMESPACE = UUID("7a2d5c18-94e3-4f6b-b0c7-3e8a1f9d2b64")
 
+DEADLINES: Decider[DeadlineState] = Decider("expiry.deadline", initial=DeadlineState, evolve=evolve)
 
-class DeadlineHandler(StoreBackedHandler):
-    """Conversation starts and closes and flow expiration requests, into deadlines."""
 
-    name = "expiry"
+class DeadlineHandler:
+    """Conversation starts and closes and flow expiration requests, into deadlines: which
+    conversation's stream, which decider (``decide.decide``)."""
 
-    def __init__(
-        self,
-        store: EventStore,
-        *,
-        max_age: timedelta,
-        deadline_set: Callable[[datetime], None],
-    ) -> None:
-        self.store = store
+    def __init__(self, *, max_age: timedelta, deadline_set: Callable[[datetime], None]) -> None:
         self.max_age = max_age
-        # Tells the timer about a new deadline (from this worker thread) so it can wake
-        # early when the deadline is sooner than the one it sleeps towards.
+        # Tells the timer about a new deadline once it is committed, so it can wake early
+        # when the deadline is sooner than the one it sleeps towards.
         self.deadline_set = deadline_set
 
-    def handle(self, delivery: Delivery, envelope: Envelope) -> None:
+    def __call__(self, work: Work, record: Record) -> None:
+        envelope = record.envelope
         match envelope.payload:
             case ConversationStarted() | ConversationClosed() | ExpirationRequested() as event:
                 conversation = event.conversation_id
             case _:
-                self.store.append([], delivery.tracking)  # not about deadlines
-                return
-        stream_id = deadline_stream(conversation)
-        for _ in range(CONFLICT_ATTEMPTS):
-            stream = self.store.load(stream_id)
-            payloads = decide(
-                envelope.payload,
-                fold(conversation, stream),
-                workspace_id=envelope.workspace_id,
-                max_age=self.max_age,
-            )
-            caused = envelope.caused(
+                return  # not about deadlines
+
+        def decide_deadline(folded: DeadlineState) -> list[Payload]:
+            # The stream id is derived from the conversation's: put it back in the state.
+            state = replace(folded, conversation_id=conversation)
+            return decide(event, state, workspace_id=envelope.workspace_id, max_age=self.max_age)
+
+        caused = decide_on(
+            work,
+            DEADLINES,
+            deadline_stream(conversation),
+            decide_deadline,
+            lambda payloads: envelope.caused(
                 payloads,
                 stream_of=lambda _payload: str(conversation),
                 workspace_id=envelope.workspace_id,
                 occurred_at=envelope.occurred_at,
                 actor=EXPIRY,
-            )
-            try:
-                self.store.append(_numbered(stream, caused), delivery.tracking)
-            except StreamConflict:
-                continue  # the timer fired it meanwhile: decide again on what it left
-            for payload in payloads:
-                if isinstance(payload, DeadlineSet):
-                    self.deadline_set(payload.deadline)
-            return
-        raise StreamConflict(f"deadline of conversation {conversation} kept changing")
+            ),
+        )
+        for item in caused:
+            if isinstance(item.payload, DeadlineSet):
+                work.after_commit(functools.partial(self.deadline_set, item.payload.deadline))
 
 
 class DeadlineFirer:
@@ -120,7 +116,7 @@ class DeadlineFirer:
             try:
                 self.store.append(_numbered(stream, envelopes), None)
             except StreamConflict:
-                continue
+                continue  # a record moved the deadline meanwhile: decide again
             return True
         raise StreamConflict(f"deadline of conversation {conversation} kept changing")
 

@@ -3,9 +3,10 @@
 ``deadlines`` holds one row per conversation whose deadline is pending: its due time, indexed,
 so the timer finds the earliest ones with one ``ORDER BY due_at LIMIT n`` query however many
 conversations are open. The rows are derived from the events *inside the transaction that
-stores them* (``_insert_events``): a deadline set, moved, cancelled, fired or given up (its
-dead letter) changes the view atomically with the stream and the tracking position, so the
-view never disagrees with it.
+stores them* (``_insert_events``, which the batch runtime's unit of work calls as each event
+is staged, and the timer's append as it stores a firing): a deadline set, moved, cancelled,
+fired or given up (its dead letter) changes the view atomically with the stream and the
+tracking position, so the view never disagrees with it.
 """
 
 from __future__ import annotations
@@ -17,25 +18,23 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
+from eventsourcing.postgres import PostgresDatastore
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from events.expiry import ConversationExpired, DeadlineCancelled, DeadlineSet
 from events.operations import DeadlineDeadLettered
-from runtime.store import EVENTS_TABLE, TRACKING_TABLE
+from runtime.store import StoreRecorder
 
 ENDS_DEADLINE = (DeadlineCancelled.event_type, ConversationExpired.event_type)
 
 
-class ExpiryRecorder(PostgresProcessRecorder):
-    """The expiry service's events and tracking, plus the ``deadlines`` view."""
+class ExpiryRecorder(StoreRecorder):
+    """The expiry service's events, tracking and handled ids, plus the ``deadlines`` view."""
 
     def __init__(self, datastore: PostgresDatastore) -> None:
-        super().__init__(
-            datastore, events_table_name=EVENTS_TABLE, tracking_table_name=TRACKING_TABLE
-        )
+        super().__init__(datastore)
         self.deadlines_table = SQL("{}.{}").format(
             Identifier(datastore.schema), Identifier("deadlines")
         )

@@ -167,6 +167,21 @@ def start(
     ]
 
 
+def decide_start(
+    state: RunState,
+    started: ConversationStarted,
+    active: ActiveFlow | None,
+    time_zone: str,
+    *,
+    agent_conversations: bool,
+) -> list[Payload]:
+    """A conversation start as the run sees it: the run begins once; a start it has read
+    before (the relay published it again, or a replay) decides nothing."""
+    if state.started is not None:
+        return []
+    return start(started, active, time_zone, agent_conversations=agent_conversations)
+
+
 def decide(
     flow: FlowDefinition | None,
     state: RunState,

@@ -1,24 +1,31 @@
-"""The flows service's own view of the directory: flow versions, active flows, time zones.
+"""The flows service's own view of the directory: flow versions, active flows, switches, zones.
 
-Written from directory events with the tracking position, in the flows schema, beside the
-flow-run event store (one recorder, one tracking table).
+Written from directory events in the unit of work that records their position, in the flows
+schema beside the flow-run event store; read in the unit of work that decides a run, so a
+batch that both learns a flow and starts a conversation sees what it learned.
+:class:`PostgresFlowDirectory` keeps it in tables, :class:`MemoryFlowDirectory` in memory
+(tests without I/O); both apply the same rules (:func:`rows_of` says what an event adds).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, Tracking
-from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
+from eventsourcing.postgres import PostgresDatastore
+from psycopg import Cursor
+from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
 from psycopg.types.json import Jsonb
 
 from events.directory import AgentConversationsSet, BusinessNumberConnected, WorkspaceCreated
 from events.envelope import Envelope
 from events.flows import ActiveFlowChosen, FlowPublished, upcast_flow_definition_v1
-from runtime.store import EVENTS_TABLE, TRACKING_TABLE, AlreadyTracked
+from runtime.memory import MemoryWork
+from runtime.store import StoreRecorder
+from runtime.work import Work, cursor_of
 from services.flows.decide import ActiveFlow, SwitchChange
 
 # Versions and choices are kept with their event times, not overwritten: a conversation
@@ -46,32 +53,161 @@ VIEW_TABLES = (
 )
 
 
-class FlowsRecorder(PostgresProcessRecorder):
+class FlowsRecorder(StoreRecorder):
+    """The flows event store plus the directory view's tables."""
+
     def __init__(self, datastore: PostgresDatastore) -> None:
-        super().__init__(
-            datastore, events_table_name=EVENTS_TABLE, tracking_table_name=TRACKING_TABLE
-        )
-        self.schema = Identifier(datastore.schema)
+        super().__init__(datastore)
         for statement in VIEW_TABLES:
-            self.sql_create_statements.append(self._sql(statement))
+            self.sql_create_statements.append(self.sql(statement))
+
+    def definition(self, flow_id: UUID, version: int) -> dict[str, Any] | None:
+        """A published version's definition, outside any unit of work (operators, tests)."""
+        with self.datastore.transaction(commit=False) as cursor:
+            return PostgresFlowDirectory(self.datastore.schema).definition_in(
+                cursor, flow_id, version
+            )
+
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    flow_id: UUID
+    version: int
+    definition: dict[str, Any]
+    published_at: datetime
+
+
+@dataclass(frozen=True)
+class Choice:
+    phone_number_id: str
+    chosen_at: datetime
+    event_id: UUID
+    flow_id: UUID
+
+
+@dataclass(frozen=True)
+class Switch:
+    phone_number_id: str
+    change: SwitchChange
+    event_id: UUID
+
+
+@dataclass(frozen=True)
+class Zone:
+    workspace_id: UUID
+    time_zone: str
+
+
+Row = PublishedVersion | Choice | Switch | Zone
+
+
+def rows_of(envelope: Envelope) -> list[Row]:
+    """What one directory event adds to the view (nothing for the events it does not keep).
+
+    Dated by the event's time, the instant the gateway received the admin's command.
+    """
+    at = envelope.occurred_at
+    match envelope.payload:
+        case FlowPublished(flow_id=flow_id, version=version, definition=definition):
+            return [PublishedVersion(flow_id, version, dict(definition), at)]
+        case ActiveFlowChosen(phone_number_id=number, flow_id=flow_id):
+            return [Choice(number, at, envelope.event_id, flow_id)]
+        case BusinessNumberConnected(phone_number_id=number, agent_conversations=on):
+            return [Switch(number, SwitchChange(at, "connected", on), envelope.event_id)]
+        case AgentConversationsSet(phone_number_id=number, enabled=on):
+            return [Switch(number, SwitchChange(at, "set", on), envelope.event_id)]
+        case WorkspaceCreated(workspace_id=workspace_id, time_zone=zone):
+            return [Zone(workspace_id, zone)]
+        case _:
+            return []
+
+
+class FlowDirectory(Protocol):
+    """The view as a handler reads and writes it, within a unit of work."""
+
+    def record(self, work: Work, envelope: Envelope) -> None:
+        """Keep what a directory event says (a repeat changes nothing)."""
+        ...
+
+    def active_flow(self, work: Work, phone_number_id: str, at: datetime) -> ActiveFlow | None:
+        """The flow chosen for the number as of ``at``, at its latest version as of ``at``.
+
+        Choices and versions are dated by the directory's events, which carry the instant
+        the gateway received the admin's command; ``at`` is the instant the gateway received
+        the conversation's first message (``decide.arrival``): both clocks are the gateway's.
+        """
+        ...
+
+    def definition(self, work: Work, flow_id: UUID, version: int) -> dict[str, Any] | None: ...
+
+    def switches(self, work: Work, phone_number_id: str) -> list[SwitchChange]:
+        """Every change of the number's agent-conversations switch, oldest first."""
+        ...
+
+    def time_zone(self, work: Work, workspace_id: UUID) -> str | None: ...
+
+
+class PostgresFlowDirectory:
+    """The view in the flows schema's tables, through the unit of work's transaction."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = Identifier(schema)
 
     def _sql(self, statement: str) -> Composed:
         return SQL(statement).format(s=self.schema)
 
-    def _one(self, statement: str, *params: Any) -> dict[str, Any] | None:
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(self._sql(statement), params)
-            row: dict[str, Any] | None = cursor.fetchone()
-            return row
+    def _one(self, cursor: Cursor[DictRow], statement: str, *params: Any) -> dict[str, Any] | None:
+        cursor.execute(self._sql(statement), params, prepare=True)
+        row: dict[str, Any] | None = cursor.fetchone()
+        return row
 
-    def active_flow(self, phone_number_id: str, at: datetime) -> ActiveFlow | None:
-        """The flow chosen for the number as of ``at``, at its latest version as of ``at``.
+    def record(self, work: Work, envelope: Envelope) -> None:
+        cursor = cursor_of(work)
+        for row in rows_of(envelope):
+            match row:
+                case PublishedVersion():
+                    cursor.execute(
+                        self._sql(
+                            "INSERT INTO {s}.flow_versions (flow_id, version, definition,"
+                            " published_at, schema_version) VALUES (%s, %s, %s, %s, %s)"
+                            " ON CONFLICT DO NOTHING"
+                        ),
+                        (
+                            row.flow_id,
+                            row.version,
+                            Jsonb(row.definition),
+                            row.published_at,
+                            FlowPublished.schema_version,
+                        ),
+                    )
+                case Choice():
+                    cursor.execute(
+                        self._sql(
+                            "INSERT INTO {s}.flow_choices VALUES (%s, %s, %s, %s)"
+                            " ON CONFLICT DO NOTHING"
+                        ),
+                        (row.phone_number_id, row.chosen_at, row.event_id, row.flow_id),
+                    )
+                case Switch(change=change):
+                    cursor.execute(
+                        self._sql(
+                            "INSERT INTO {s}.agent_conversation_switches"
+                            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+                        ),
+                        (row.phone_number_id, change.at, row.event_id, change.kind, change.enabled),
+                    )
+                case Zone():
+                    cursor.execute(
+                        self._sql(
+                            "INSERT INTO {s}.workspace_zones VALUES (%s, %s) ON CONFLICT"
+                            " (workspace_id) DO UPDATE SET time_zone = EXCLUDED.time_zone"
+                        ),
+                        (row.workspace_id, row.time_zone),
+                    )
 
-        Choices and versions are dated by the directory's events, which carry the instant the
-        gateway received the admin's command; ``at`` is the instant the gateway received the
-        conversation's first message (``decide.arrival``): both clocks are the gateway's.
-        """
+    def active_flow(self, work: Work, phone_number_id: str, at: datetime) -> ActiveFlow | None:
         row = self._one(
+            cursor_of(work),
             "SELECT c.flow_id, (SELECT max(v.version) FROM {s}.flow_versions v"
             " WHERE v.flow_id = c.flow_id AND v.published_at <= %s) AS version"
             " FROM {s}.flow_choices c WHERE c.phone_number_id = %s AND c.chosen_at <= %s"
@@ -84,8 +220,14 @@ class FlowsRecorder(PostgresProcessRecorder):
             return None
         return ActiveFlow(UUID(str(row["flow_id"])), row["version"])
 
-    def definition(self, flow_id: UUID, version: int) -> dict[str, Any] | None:
+    def definition(self, work: Work, flow_id: UUID, version: int) -> dict[str, Any] | None:
+        return self.definition_in(cursor_of(work), flow_id, version)
+
+    def definition_in(
+        self, cursor: Cursor[DictRow], flow_id: UUID, version: int
+    ) -> dict[str, Any] | None:
         row = self._one(
+            cursor,
             "SELECT definition, schema_version FROM {s}.flow_versions"
             " WHERE flow_id = %s AND version = %s",
             flow_id,
@@ -98,80 +240,83 @@ class FlowsRecorder(PostgresProcessRecorder):
             definition = upcast_flow_definition_v1(definition)
         return definition
 
-    def agent_conversation_switches(self, phone_number_id: str) -> list[SwitchChange]:
-        """Every change of the number's agent-conversations switch, oldest first."""
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(
-                self._sql(
-                    "SELECT set_at, kind, enabled FROM {s}.agent_conversation_switches"
-                    " WHERE phone_number_id = %s ORDER BY set_at, event_id"
-                ),
-                (phone_number_id,),
-            )
-            return [
-                SwitchChange(row["set_at"], row["kind"], row["enabled"])
-                for row in cursor.fetchall()
-            ]
+    def switches(self, work: Work, phone_number_id: str) -> list[SwitchChange]:
+        cursor = cursor_of(work)
+        cursor.execute(
+            self._sql(
+                "SELECT set_at, kind, enabled FROM {s}.agent_conversation_switches"
+                " WHERE phone_number_id = %s ORDER BY set_at, event_id"
+            ),
+            (phone_number_id,),
+            prepare=True,
+        )
+        return [SwitchChange(row["set_at"], row["kind"], row["enabled"]) for row in cursor]
 
-    def time_zone(self, workspace_id: UUID) -> str | None:
+    def time_zone(self, work: Work, workspace_id: UUID) -> str | None:
         row = self._one(
-            "SELECT time_zone FROM {s}.workspace_zones WHERE workspace_id = %s", workspace_id
+            cursor_of(work),
+            "SELECT time_zone FROM {s}.workspace_zones WHERE workspace_id = %s",
+            workspace_id,
         )
         return None if row is None else str(row["time_zone"])
 
-    def record_directory(self, envelope: Envelope, tracking: Tracking) -> None:
-        try:
-            with self.datastore.transaction(commit=True) as cursor:
-                self._insert_tracking(cursor, tracking)
-                match envelope.payload:
-                    case FlowPublished(flow_id=flow_id, version=version, definition=definition):
-                        cursor.execute(
-                            self._sql(
-                                "INSERT INTO {s}.flow_versions (flow_id, version, definition,"
-                                " published_at, schema_version) VALUES (%s, %s, %s, %s, %s)"
-                                " ON CONFLICT DO NOTHING"
-                            ),
-                            (
-                                flow_id,
-                                version,
-                                Jsonb(definition),
-                                envelope.occurred_at,
-                                FlowPublished.schema_version,
-                            ),
-                        )
-                    case ActiveFlowChosen(phone_number_id=number, flow_id=flow_id):
-                        cursor.execute(
-                            self._sql(
-                                "INSERT INTO {s}.flow_choices VALUES (%s, %s, %s, %s)"
-                                " ON CONFLICT DO NOTHING"
-                            ),
-                            (number, envelope.occurred_at, envelope.event_id, flow_id),
-                        )
-                    case (
-                        BusinessNumberConnected(phone_number_id=number, agent_conversations=on)
-                        | AgentConversationsSet(phone_number_id=number, enabled=on)
-                    ):
-                        kind = (
-                            "connected"
-                            if isinstance(envelope.payload, BusinessNumberConnected)
-                            else "set"
-                        )
-                        cursor.execute(
-                            self._sql(
-                                "INSERT INTO {s}.agent_conversation_switches"
-                                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
-                            ),
-                            (number, envelope.occurred_at, envelope.event_id, kind, on),
-                        )
-                    case WorkspaceCreated(workspace_id=workspace_id, time_zone=zone):
-                        cursor.execute(
-                            self._sql(
-                                "INSERT INTO {s}.workspace_zones VALUES (%s, %s) ON CONFLICT"
-                                " (workspace_id) DO UPDATE SET time_zone = EXCLUDED.time_zone"
-                            ),
-                            (workspace_id, zone),
-                        )
-                    case _:
-                        pass
-        except IntegrityError:
-            raise AlreadyTracked(tracking.application_name) from None
+
+VIEW = "flows.directory"
+
+
+class MemoryFlowDirectory:
+    """The same view in one in-memory table of the unit of work (keyed by each row)."""
+
+    def record(self, work: Work, envelope: Envelope) -> None:
+        table = _table(work)
+        for row in rows_of(envelope):
+            match row:
+                case PublishedVersion():
+                    table.setdefault(("version", row.flow_id, row.version), row)
+                case Choice():
+                    table.setdefault(("choice", row.event_id), row)
+                case Switch():
+                    table.setdefault(("switch", row.event_id), row)
+                case Zone():
+                    table[("zone", row.workspace_id)] = row
+
+    def active_flow(self, work: Work, phone_number_id: str, at: datetime) -> ActiveFlow | None:
+        rows = _table(work).values()
+        choices = [
+            row
+            for row in rows
+            if isinstance(row, Choice) and row.phone_number_id == phone_number_id
+            if row.chosen_at <= at
+        ]
+        if not choices:
+            return None
+        chosen = max(choices, key=lambda row: (row.chosen_at, row.event_id))
+        versions = [
+            row.version
+            for row in rows
+            if isinstance(row, PublishedVersion)
+            if row.flow_id == chosen.flow_id and row.published_at <= at
+        ]
+        return ActiveFlow(chosen.flow_id, max(versions)) if versions else None
+
+    def definition(self, work: Work, flow_id: UUID, version: int) -> dict[str, Any] | None:
+        row = _table(work).get(("version", flow_id, version))
+        return None if row is None else dict(row.definition)
+
+    def switches(self, work: Work, phone_number_id: str) -> list[SwitchChange]:
+        rows = [
+            row
+            for row in _table(work).values()
+            if isinstance(row, Switch) and row.phone_number_id == phone_number_id
+        ]
+        return [row.change for row in sorted(rows, key=lambda row: (row.change.at, row.event_id))]
+
+    def time_zone(self, work: Work, workspace_id: UUID) -> str | None:
+        row = _table(work).get(("zone", workspace_id))
+        return None if row is None else row.time_zone
+
+
+def _table(work: Work) -> dict[Any, Any]:
+    if not isinstance(work, MemoryWork):
+        raise TypeError(f"an in-memory view was given a {type(work).__name__}")
+    return work.table(VIEW)
