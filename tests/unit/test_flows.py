@@ -29,7 +29,15 @@ from events.flows import (
     upcast_flow_definition_v1,
 )
 from events.outbound import OutboundMessageQueued
-from services.flows.decide import ActiveFlow, RunState, arrival, decide, evolve, start
+from services.flows.decide import (
+    ActiveFlow,
+    RunState,
+    arrival,
+    decide,
+    decide_start,
+    evolve,
+    start,
+)
 from tests.flow_samples import support_flow
 
 pytestmark = pytest.mark.unit
@@ -596,3 +604,25 @@ def test_the_version_is_chosen_by_arrival_the_branches_by_the_message_time() -> 
     assert isinstance(v1, ConversationStarted)
     assert v1.received_at is None
     assert arrival(v1) == written
+
+
+def test_a_run_starts_once_whatever_starts_arrive_later() -> None:
+    started = ConversationStarted(
+        conversation_id=CONVERSATION,
+        phone_number_id="4801",
+        display_phone_number="57300",
+        contact_wa_id="5731",
+        contact_name="Valentina",
+        started_at=OFFICE_HOURS,
+    )
+    fresh = RunState(CONVERSATION)
+    first = decide_start(
+        fresh, started, ActiveFlow(UUID(int=9), 1), "UTC", agent_conversations=True
+    )
+    assert [type(e) for e in first] == [FlowRunStarted]
+    begun = reduce(evolve, first, fresh)
+    # Read again (a re-sent start, a replay), with another flow active by now: nothing.
+    assert (
+        decide_start(begun, started, ActiveFlow(UUID(int=8), 2), "UTC", agent_conversations=False)
+        == []
+    )
