@@ -68,3 +68,37 @@ def support_flow(group: UUID | str, *, time_zone: str | None = "America/Bogota")
     if time_zone is not None:
         flow["time_zone"] = time_zone
     return flow
+
+
+def two_questions() -> dict[str, Any]:
+    """Asks X or Y, then Z or W: the flow of issue 10's re-sent button answer."""
+    return {
+        "name": "Two questions",
+        "start": "first",
+        "blocks": [
+            {
+                "id": "first",
+                "type": "question",
+                "text": "¿X o Y?",
+                "variable": "first",
+                "buttons": [{"id": "x", "title": "X"}, {"id": "y", "title": "Y"}],
+                "max_attempts": 3,
+                "retry_text": "Elige X o Y",
+                "next": "second",
+                "fallback": "bye",
+            },
+            {
+                "id": "second",
+                "type": "question",
+                "text": "¿Z o W?",
+                "variable": "second",
+                "buttons": [{"id": "z", "title": "Z"}, {"id": "w", "title": "W"}],
+                "max_attempts": 3,
+                "retry_text": "Elige Z o W",
+                "next": "bye",
+                "fallback": "bye",
+            },
+            {"id": "bye", "type": "message", "text": "Gracias", "next": "end"},
+            {"id": "end", "type": "end"},
+        ],
+    }

@@ -33,6 +33,7 @@ from runtime.views import Complete
 from services.flows.decide import run_id
 from services.flows.handlers import FlowDirectoryViewHandler, FlowRunHandler
 from services.flows.views import MemoryFlowDirectory
+from tests.flow_samples import two_questions
 from tests.memory import AT, REGISTRY, InMemory, Topic, envelope
 
 pytestmark = pytest.mark.unit
@@ -43,40 +44,6 @@ FLOW = UUID(int=3)
 CONVERSATION = UUID(int=5)
 NUMBER = "4801"
 STARTED_AT = AT + timedelta(minutes=5)
-
-
-def two_questions() -> dict[str, Any]:
-    """Asks X or Y, then Z or W: the flow of issue 10's re-sent button answer."""
-    return {
-        "name": "Two questions",
-        "start": "first",
-        "blocks": [
-            {
-                "id": "first",
-                "type": "question",
-                "text": "¿X o Y?",
-                "variable": "first",
-                "buttons": [{"id": "x", "title": "X"}, {"id": "y", "title": "Y"}],
-                "max_attempts": 3,
-                "retry_text": "Elige X o Y",
-                "next": "second",
-                "fallback": "bye",
-            },
-            {
-                "id": "second",
-                "type": "question",
-                "text": "¿Z o W?",
-                "variable": "second",
-                "buttons": [{"id": "z", "title": "Z"}, {"id": "w", "title": "W"}],
-                "max_attempts": 3,
-                "retry_text": "Elige Z o W",
-                "next": "bye",
-                "fallback": "bye",
-            },
-            {"id": "bye", "type": "message", "text": "Gracias", "next": "end"},
-            {"id": "end", "type": "end"},
-        ],
-    }
 
 
 class Flows:
