@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from faststream import FastStream
@@ -17,9 +17,11 @@ from events.catalogue import (
     HAND_OFF_REQUESTS_TOPIC,
     OUTBOUND_MESSAGES_TOPIC,
 )
+from events.conversation import ConversationStarted
 from runtime.app import consumer_app
 from runtime.postgres import open_recorder
 from runtime.process import Binding, Context, Service, Subscription
+from runtime.records import Record
 from runtime.views import caught_up_with
 from services.flows.handlers import FlowDirectoryViewHandler, FlowRunHandler
 from services.flows.views import FlowsRecorder, PostgresFlowDirectory
@@ -32,8 +34,24 @@ async def start(context: Context) -> AsyncIterator[Mapping[str, Binding]]:
     async with caught_up_with(
         DIRECTORY_EVENTS_TOPIC, context.settings, context.store.position
     ) as caught_up:
+
+        async def cover_starts(records: Sequence[Record]) -> None:
+            """Before a batch's transaction: make the view's "no flow" or "no switch known"
+            believable for every conversation the batch starts (one look at the directory
+            topic's end for the batch), so a number without a flow does not send its
+            batches down the record-by-record path the handler's ``believe`` would."""
+            starts = [
+                record.delivery
+                for record in records
+                if isinstance(record.envelope.payload, ConversationStarted)
+            ]
+            if starts:
+                await caught_up.cover(
+                    starts, what="the flows of the numbers conversations start on"
+                )
+
         yield {
-            "flows": Binding(FlowRunHandler(directory, caught_up)),
+            "flows": Binding(FlowRunHandler(directory, caught_up), prepare=cover_starts),
             "flows.directory-view": Binding(FlowDirectoryViewHandler(directory)),
         }
 
