@@ -426,7 +426,9 @@ write_pg_config() {
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$socket_dir'
-max_connections = 200
+# Each process keeps a small pool; a test session runs every process, some twice (the
+# replica and fault tests), beside a fresh projector: 200 ran out with parallel runs.
+max_connections = 600
 shared_buffers = 128MB
 # Durability stays real: the services rely on commits being on disk.
 fsync = on
