@@ -14,8 +14,8 @@ INFRA := bash deploy/infra.sh
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install run demo test test-unit lint format bench browser infra-up infra-down \
-	infra-status infra-logs infra-reset clean
+.PHONY: help install run demo test test-unit lint format bench browser asyncapi-tools contracts \
+	infra-up infra-down infra-status infra-logs infra-reset clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -35,7 +35,7 @@ run: install infra-up ## run the whole system on http://127.0.0.1:8000 until Ctr
 demo: install infra-up ## run the system, send signed sample webhooks, print the history, stop
 	@bash deploy/run.sh --demo
 
-test: install infra-up browser ## the whole test suite against the real Kafka and PostgreSQL
+test: install infra-up browser asyncapi-tools ## the whole test suite against the real Kafka and PostgreSQL
 	@eval "$$($(INFRA) env)" && $(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: install ## only the unit tests (no infrastructure)
@@ -55,6 +55,14 @@ bench: install infra-up ## end-to-end and micro benchmarks beside a raw baseline
 
 browser: ## make sure Debian's chromium is installed (the browser tests drive it)
 	@$(INFRA) browser
+
+asyncapi-tools: ## make sure the official AsyncAPI parser is installed (npm ci in tools/asyncapi)
+	@$(INFRA) asyncapi-tools
+
+contracts: install asyncapi-tools ## check the generated contracts and validate the AsyncAPI document
+	$(BIN)/switchboard schemas check
+	$(BIN)/switchboard asyncapi check
+	node tools/asyncapi/validate.mjs docs/asyncapi.yaml
 
 infra-up: ## start Kafka and PostgreSQL (idempotent) and wait until both answer
 	@$(INFRA) up

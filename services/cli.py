@@ -187,7 +187,19 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--dir", default="docs/schemas", help="the schemas folder")
     check.set_defaults(action=_schemas_check)
 
-    asyncapi = commands.add_parser("asyncapi", help="print the AsyncAPI document of the consumers")
+    asyncapi = commands.add_parser(
+        "asyncapi",
+        help="the AsyncAPI document of every topic (docs/asyncapi.yaml): print, write or check",
+    )
+    asyncapi.add_argument(
+        "verb",
+        nargs="?",
+        choices=["print", "write", "check"],
+        default="print",
+        help="print it (default), write it to --file, or check that --file matches the code",
+    )
+    asyncapi.add_argument("--file", default="docs/asyncapi.yaml", help="the committed document")
+    asyncapi.add_argument("--json", action="store_true", help="print as JSON instead of YAML")
     asyncapi.set_defaults(action=_asyncapi)
     return parser
 
@@ -405,9 +417,25 @@ def _schemas_check(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _asyncapi(settings: Settings, args: argparse.Namespace) -> int:
-    from services.asyncapi import asyncapi_document
+    from services import asyncapi
 
-    print(orjson.dumps(asyncapi_document(settings), option=orjson.OPT_INDENT_2).decode())
+    path = Path(args.file)
+    if args.verb == "write":
+        written = asyncapi.write(path)
+        print(f"wrote {path}" if written else f"{path}: up to date")
+        return 0
+    if args.verb == "check":
+        problem = asyncapi.check(path)
+        if problem is not None:
+            print(problem, file=sys.stderr)
+            return 1
+        print(f"{path}: matches events/ and services/registry.py")
+        return 0
+    document = asyncapi.asyncapi_document()
+    if args.json:
+        print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(asyncapi.render(document), end="")
     return 0
 
 
