@@ -13,6 +13,8 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 INFRA := bash deploy/infra.sh
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# The Kubernetes API the generated manifests are validated against (kubernetes-validate).
+KUBERNETES_VERSION ?= 1.33.0
 
 .PHONY: help install run demo test test-unit lint format bench browser asyncapi-tools contracts \
 	infra-up infra-down infra-status infra-logs infra-reset clean
@@ -41,10 +43,12 @@ test: install infra-up browser asyncapi-tools ## the whole test suite against th
 test-unit: install ## only the unit tests (no infrastructure)
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
-lint: install ## ruff and mypy --strict
+lint: install ## ruff, mypy --strict, the deployment files against the registry and the Kubernetes API schemas
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/switchboard deployment check
+	$(BIN)/kubernetes-validate --strict --quiet -k $(KUBERNETES_VERSION) deploy/kubernetes/switchboard.yaml
 
 format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
@@ -59,9 +63,10 @@ browser: ## make sure Debian's chromium is installed (the browser tests drive it
 asyncapi-tools: ## make sure the official AsyncAPI parser is installed (npm ci in tools/asyncapi)
 	@$(INFRA) asyncapi-tools
 
-contracts: install asyncapi-tools ## check the generated contracts and validate the AsyncAPI document
+contracts: install asyncapi-tools ## check the generated contracts and deployment files, validate the AsyncAPI document
 	$(BIN)/switchboard schemas check
 	$(BIN)/switchboard asyncapi check
+	$(BIN)/switchboard deployment check
 	node tools/asyncapi/validate.mjs docs/asyncapi.yaml
 
 infra-up: ## start Kafka and PostgreSQL (idempotent) and wait until both answer

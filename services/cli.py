@@ -51,6 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     processes.add_argument("--json", action="store_true", help="as JSON (for deployment files)")
     processes.set_defaults(action=_processes)
 
+    deployment = commands.add_parser(
+        "deployment",
+        help="the deployment files generated from the registry (deploy/docker-compose.yml,"
+        " deploy/kubernetes/switchboard.yaml): write or check them",
+    )
+    deployment.add_argument("verb", choices=["write", "check"])
+    deployment.add_argument("--root", default=".", help="the repository's root")
+    deployment.set_defaults(action=_deployment)
+
     workspace = commands.add_parser("workspace", help="manage workspaces")
     workspace_commands = workspace.add_subparsers(required=True, metavar="ACTION")
     create = workspace_commands.add_parser(
@@ -414,6 +423,25 @@ def _schemas_check(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     print(comparison.report(), file=sys.stderr)
     return 1
+
+
+def _deployment(settings: Settings, args: argparse.Namespace) -> int:
+    from services import deployment
+
+    root = Path(args.root)
+    if args.verb == "write":
+        written = deployment.write(root)
+        for path in written:
+            print(f"wrote {root / path}")
+        if not written:
+            print("deployment files: up to date")
+        return 0
+    problems = deployment.check(root)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems:
+        print("deployment files: match services/registry.py")
+    return 1 if problems else 0
 
 
 def _asyncapi(settings: Settings, args: argparse.Namespace) -> int:
