@@ -322,22 +322,28 @@ def _operations() -> JsonObject:
                 "x-switchboard-producer": sender,
             }
     for reader in readers():
+        group = Settings().group_id(reader.consumer)
         for topic in reader.topics:
             operations[_key(f"{reader.consumer}.receive.{topic.name}")] = {
                 "action": "receive",
                 "channel": {"$ref": f"#/channels/{topic.name}"},
                 "title": f"{reader.consumer} reads {topic.name}",
-                "description": f"{reader.description} (process `{reader.process}`, consumer"
-                f" group `{reader.consumer}` after the deployment's prefix; positions kept in"
-                " PostgreSQL, every partition in order.)",
+                "description": f"{reader.description} (process `{reader.process}`; positions"
+                " kept in PostgreSQL with its effects, every partition in order.)",
                 "messages": _channel_messages(topic),
                 "bindings": {
                     "kafka": {
-                        "groupId": {"type": "string", "description": reader.consumer},
+                        "groupId": {
+                            "type": "string",
+                            "const": group,
+                            "description": "With the deployment's SWITCHBOARD_TOPIC_PREFIX"
+                            " (or SWITCHBOARD_GROUP_PREFIX) in front.",
+                        },
                         "bindingVersion": KAFKA_BINDING_VERSION,
                     }
                 },
                 "x-switchboard-process": reader.process,
+                "x-switchboard-consumer": reader.consumer,
             }
     return operations
 

@@ -130,7 +130,7 @@ def test_every_subscription_of_the_registry_is_a_receive_operation(
 ) -> None:
     operations = document["operations"]
     received = {
-        (op["x-switchboard-process"], op["bindings"]["kafka"]["groupId"]["description"],
+        (op["x-switchboard-process"], op["x-switchboard-consumer"],
          op["channel"]["$ref"].removeprefix("#/channels/"))
         for op in operations.values()
         if op["action"] == "receive"
@@ -151,6 +151,10 @@ def test_every_subscription_of_the_registry_is_a_receive_operation(
     assert processes == {p.name for p in registry.PROCESSES if p.kind == "consumer"}
     assert ("projector", "projector", "expiry.events") in received
     assert ("flows", "flows", "conversation.events") in received
+    for operation in operations.values():
+        if operation["action"] == "receive":  # the group the consumer joins (Settings.group_id)
+            consumer = operation["x-switchboard-consumer"]
+            assert operation["bindings"]["kafka"]["groupId"]["const"] == f"switchboard.{consumer}"
 
 
 def test_every_topic_has_a_writer_and_every_relayed_store_sends(document: JsonObject) -> None:
