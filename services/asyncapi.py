@@ -291,10 +291,13 @@ def _payloads_on(topic: Topic) -> list[type[Payload]]:
     return [payload for payload in all_payloads() if payload.event_type in types]
 
 
-def _channel_messages(topic: Topic) -> list[JsonObject]:
+def _channel_messages(topic: Topic, *, current_only: bool = False) -> list[JsonObject]:
+    """The channel's messages an operation handles: a reader meets every version on the
+    topic; a writer writes only the current ones."""
+    payloads = topic.carries if current_only else _payloads_on(topic)
     return [
         {"$ref": f"#/channels/{topic.name}/messages/{_message_key(payload)}"}
-        for payload in sorted(_payloads_on(topic), key=_message_key)
+        for payload in sorted(payloads, key=_message_key)
     ]
 
 
@@ -317,7 +320,7 @@ def _operations() -> JsonObject:
                 "channel": {"$ref": f"#/channels/{topic.name}"},
                 "title": f"{writer.process} writes {topic.name}",
                 "description": how,
-                "messages": _channel_messages(topic),
+                "messages": _channel_messages(topic, current_only=True),
                 "x-switchboard-process": writer.process,
                 "x-switchboard-producer": sender,
             }

@@ -174,15 +174,24 @@ def test_every_topic_has_a_writer_and_every_relayed_store_sends(document: JsonOb
     assert gateway == {topic.name for topic in registry.GATEWAY_PUBLISHES}
 
 
-def test_operations_name_only_their_channels_messages(document: JsonObject) -> None:
+def test_readers_handle_every_version_and_writers_write_the_current_ones(
+    document: JsonObject,
+) -> None:
+    by_name = {topic.name: topic for topic in TOPICS}
     for name, operation in document["operations"].items():
         channel = operation["channel"]["$ref"].removeprefix("#/channels/")
-        own = {
-            f"#/channels/{channel}/messages/{key}"
-            for key in document["channels"][channel]["messages"]
-        }
         listed = {message["$ref"] for message in operation["messages"]}
-        assert listed == own, name
+        if operation["action"] == "receive":
+            keys = set(document["channels"][channel]["messages"])
+        else:
+            keys = {
+                f"{payload.event_type}.v{payload.schema_version}"
+                for payload in by_name[channel].carries
+            }
+        assert listed == {f"#/channels/{channel}/messages/{key}" for key in keys}, name
+    sends = document["operations"]["flows.send.flow.events"]["messages"]
+    assert {"$ref": "#/channels/flow.events/messages/flow.run_started.v2"} in sends
+    assert {"$ref": "#/channels/flow.events/messages/flow.run_started.v1"} not in sends
 
 
 def test_a_ported_service_and_the_legacy_list_agree() -> None:
