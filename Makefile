@@ -16,7 +16,7 @@ BENCH_ARGS ?=
 # The Kubernetes API the generated manifests are validated against (kubernetes-validate).
 KUBERNETES_VERSION ?= 1.33.0
 
-.PHONY: help install run demo test test-unit lint format bench browser asyncapi-tools contracts \
+.PHONY: help install run demo test test-unit test-faults lint format bench browser asyncapi-tools contracts \
 	infra-up infra-down infra-status infra-logs infra-reset clean
 
 help: ## list the targets
@@ -42,6 +42,10 @@ test: install infra-up browser asyncapi-tools ## the whole test suite against th
 
 test-unit: install ## only the unit tests (no infrastructure)
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+test-faults: install infra-up ## the fault suite alone, with its per-scenario report (.local/faults-report.jsonl)
+	@eval "$$($(INFRA) env)" && $(BIN)/pytest -m faults tests/faults $(PYTEST_ARGS)
+	@cat .local/faults-report.jsonl
 
 lint: install ## ruff, mypy --strict, the deployment files against the registry and the Kubernetes API schemas
 	$(BIN)/ruff check .
