@@ -19,15 +19,22 @@ from fastapi_offline import FastAPIOffline
 from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from events.catalogue import WHATSAPP_BUSINESS, WHATSAPP_INBOUND, WHATSAPP_REJECTED
+from events.catalogue import (
+    WHATSAPP_BUSINESS,
+    WHATSAPP_INBOUND,
+    WHATSAPP_REJECTED,
+    build_registry,
+)
 from projections.queries import ReadModels
 from runtime.kafka import ensure_topics
 from runtime.producer import HealingProducer, PublishFailed
 from services.gateway import (
+    canned_responses_api,
     conversations_api,
     directory_api,
     flows_api,
     members_api,
+    notes_api,
     numbers_api,
     reads_api,
     stream_api,
@@ -39,6 +46,7 @@ from services.gateway.dependencies import (
     Publisher,
     publish_refused,
 )
+from services.gateway.idempotency import ReplyKeys
 from services.gateway.openapi import described_openapi
 from services.gateway.presence import Presence
 from services.gateway.problems import (
@@ -106,6 +114,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.read_models = ReadModels(pool, settings.schema("projections"))
         app.state.presence = Presence(pool, app.state.read_models, app.state.publisher, settings)
         await app.state.presence.start()
+        app.state.reply_keys = ReplyKeys(pool, settings, build_registry())
+        await app.state.reply_keys.create()
         app.state.change_signal = ChangeSignal(
             settings.database().conninfo(), settings.schema("projections")
         )
@@ -220,6 +230,8 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"accepted": split.accepted, "rejected": len(split.rejected)})
 
     app.include_router(conversations_api.router)
+    app.include_router(notes_api.router)
+    app.include_router(canned_responses_api.router)
     app.include_router(members_api.router)
     app.include_router(directory_api.router)
     app.include_router(flows_api.router)
