@@ -7,6 +7,8 @@ reaches the phone."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from playwright.async_api import Route, expect
 
@@ -39,6 +41,13 @@ async def test_canned_responses_a_retried_reply_and_a_private_note(
     await form.get_by_label("Text").fill("Hola {{cliente}}")
     await form.get_by_role("button", name="Add").click()
     await expect(admin.locator("#toast")).to_contain_text("unknown variable {{cliente}}")
+    horario = admin.locator('tr[data-canned="horario"]')
+    await horario.locator("summary", has_text="Edit").click()
+    await horario.get_by_label("Text").fill("Atendemos de 8:00 a 20:00, de lunes a sábado.")
+    await horario.get_by_role("button", name="Save").click()
+    await expect(admin.locator('tr[data-canned="horario"] .canned-text')).to_have_text(
+        "Atendemos de 8:00 a 20:00, de lunes a sábado."
+    )
     await shots(admin, "the admin's canned responses")
 
     ana = await sign_in(await new_context(), ws.tokens["Ana Gómez"])
@@ -123,3 +132,12 @@ async def test_canned_responses_a_retried_reply_and_a_private_note(
         "Cliente frecuente: ofrecer envío gratis"
     ]
     await shots(customer.page.locator("main.phone"), "the phone: replies, never the note")
+
+    # The admin deletes one: it is no longer offered.
+    admin.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await admin.locator('tr[data-canned="horario"]').get_by_role("button", name="Delete").click()
+    await expect(admin.locator('tr[data-canned="horario"]')).to_have_count(0)
+    await expect(admin.locator('tr[data-canned="hola"]')).to_be_visible()
+    async with ws.http(ws.tokens["Ana Gómez"]) as client:
+        listed = (await client.get("/api/canned-responses")).json()["canned_responses"]
+    assert [r["shortcut"] for r in listed] == ["hola"]
