@@ -10,24 +10,29 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from events.catalogue import (
+    CONVERSATION_COMMANDS_TOPIC,
     CONVERSATION_EVENTS_TOPIC,
     CONVERSATION_NOTES_TOPIC,
     OUTBOUND_MESSAGES_TOPIC,
 )
-from events.notes import NoteAdded
+from events.codec import encode
+from events.envelope import Actor, Envelope
+from events.notes import AddNote, NoteAdded
 from events.outbound import OutboundMessageQueued
 from services.dispatcher.app import create_app as create_dispatcher
 from services.settings import Settings
 from services.workspaces import create_workspace
 from tests.conftest import TEST_APP_SECRET
 from tests.fake_graph import FakeGraphApi
-from tests.harness import consumers, eventually, gateway_client, topic_records
+from tests.harness import consumers, eventually, gateway_client, query, topic_records
 from tests.webhooks import Text, messages_webhook, signed_headers
 
 pytestmark = pytest.mark.integration
@@ -44,6 +49,7 @@ class System:
         self.a = a  # two gateway replicas on the same broker and database
         self.b = b
         self.admin: dict[str, str] = {}
+        self.workspace_id = ""
 
     async def history(self, conversation: str) -> list[dict[str, Any]]:
         found = await self.a.get(f"/api/conversations/{conversation}/history", headers=self.admin)
@@ -72,6 +78,7 @@ async def system(settings: Settings) -> AsyncIterator[System]:
             found = System(settings, graph, a, b)
             workspace = await create_workspace(settings, name="Acme", phone_number_id=NUMBER)
             found.admin = {"Authorization": f"Bearer {workspace['admin_token']}"}
+            found.workspace_id = str(workspace["workspace_id"])
             yield found
 
 
@@ -238,3 +245,56 @@ async def test_canned_responses_by_admins_filled_for_the_conversation(system: Sy
     assert "is deleted" in gone.json()["detail"]
     listed = await system.a.get("/api/canned-responses", headers=agent)
     assert listed.json()["canned_responses"] == []
+
+
+async def test_a_note_the_gateway_would_never_send_is_refused_by_inbound(system: System) -> None:
+    """Another writer of ``conversation.commands`` (not the gateway, which checks first): the
+    inbound service refuses the note with the reason, which the read models record as the
+    command's verdict, and nothing shows in the history."""
+    conversation = await a_conversation(system)
+    command_id = uuid.uuid4()
+    command = AddNote(
+        conversation_id=uuid.UUID(conversation),
+        workspace_id=uuid.UUID(str(system.workspace_id)),
+        phone_number_id=NUMBER,
+        contact_wa_id=CUSTOMER,
+        note_id=uuid.uuid4(),
+        author_id=uuid.uuid4(),
+        text="a\x07b",
+    )
+    key = f"{NUMBER}:{CUSTOMER}"
+    envelope = Envelope.wrap(
+        command,
+        event_id=command_id,
+        stream_id=key,
+        workspace_id=command.workspace_id,
+        occurred_at=datetime.now(UTC),
+        correlation_id=command_id,
+        causation_id=None,
+        actor=Actor(kind="system", id="a-script"),
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=system.settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            CONVERSATION_COMMANDS_TOPIC.qualified(system.settings.topic_prefix),
+            encode(envelope),
+            key=key.encode(),
+        )
+    finally:
+        await producer.stop()
+    [verdict] = await eventually(
+        lambda: query(
+            system.settings,
+            "projections",
+            "SELECT outcome, reason FROM {s}.command_outcomes WHERE command_id = %s",
+            command_id,
+        ),
+        lambda rows: len(rows) == 1,
+    )
+    assert verdict["outcome"] == "rejected"
+    assert verdict["reason"] == (
+        "the note contains a control character (U+0007) at position 1"
+        " (only line breaks and tabs are allowed)"
+    )
+    assert not [line for line in await system.history(conversation) if line["kind"] == "note"]
