@@ -55,28 +55,27 @@ class MetricsRecorder(StoreRecorder):
 
     def __init__(self, datastore: PostgresDatastore) -> None:
         super().__init__(datastore)
-        self.sql_create_statements.extend(
-            [
-                self.sql(
-                    "CREATE TABLE IF NOT EXISTS {s}.metric_facts (conversation_id uuid PRIMARY"
-                    " KEY, workspace_id uuid, facts jsonb NOT NULL)"
-                ),
-                self.sql(
-                    "CREATE INDEX IF NOT EXISTS metric_facts_workspace"
-                    " ON {s}.metric_facts (workspace_id)"
-                ),
-                self.sql(
-                    "CREATE TABLE IF NOT EXISTS {s}.metric_days (workspace_id uuid NOT NULL,"
-                    " day date NOT NULL, group_key text NOT NULL, member_key text NOT NULL, "
-                    + _FIGURE_COLUMNS.replace("{", "{{").replace("}", "}}")
-                    + ", PRIMARY KEY (workspace_id, day, group_key, member_key))"
-                ),
-                self.sql(
-                    "CREATE TABLE IF NOT EXISTS {s}.metric_time_zones (workspace_id uuid"
-                    " PRIMARY KEY, time_zone text NOT NULL)"
-                ),
-            ]
-        )
+        self.metric_statements = [
+            self.sql(
+                "CREATE TABLE IF NOT EXISTS {s}.metric_facts (conversation_id uuid PRIMARY"
+                " KEY, workspace_id uuid, facts jsonb NOT NULL)"
+            ),
+            self.sql(
+                "CREATE INDEX IF NOT EXISTS metric_facts_workspace"
+                " ON {s}.metric_facts (workspace_id)"
+            ),
+            self.sql(
+                "CREATE TABLE IF NOT EXISTS {s}.metric_days (workspace_id uuid NOT NULL,"
+                " day date NOT NULL, group_key text NOT NULL, member_key text NOT NULL, "
+                + _FIGURE_COLUMNS
+                + ", PRIMARY KEY (workspace_id, day, group_key, member_key))"
+            ),
+            self.sql(
+                "CREATE TABLE IF NOT EXISTS {s}.metric_time_zones (workspace_id uuid"
+                " PRIMARY KEY, time_zone text NOT NULL)"
+            ),
+        ]
+        self.sql_create_statements.extend(self.metric_statements)
 
     def replace_outdated(self) -> bool:
         """Drop tables built by another :data:`METRICS_VERSION` (and the positions and handled
@@ -107,25 +106,28 @@ def _empty(recorder: MetricsRecorder, cursor: Cursor[DictRow]) -> None:
     schema = Identifier(recorder.datastore.schema)
     for table in TABLES:
         cursor.execute(SQL("DROP TABLE IF EXISTS {}.{}").format(schema, Identifier(table)))
-    for table, keep in (
-        (recorder.tracking_table_name, "application_name <> ALL({})"),
-        ("handled_events", "consumer <> {}"),
-    ):
-        kept: Composed = SQL(keep).format(
-            Literal([recorder.table_migration_identifier, RELAY_TRACKING])
-            if table == recorder.tracking_table_name
-            else Literal(CONSUMER)
-        )
+    # Forget the consumer's positions and handled ids; keep the relay's position in this
+    # store and the library's migration marker (the store's own events stay).
+    forget = (
+        (
+            recorder.tracking_table_name,
+            SQL("application_name <> ALL({})").format(
+                Literal([recorder.table_migration_identifier, RELAY_TRACKING])
+            ),
+        ),
+        ("handled_events", SQL("consumer = {}").format(Literal(CONSUMER))),
+    )
+    for table, which in forget:
         cursor.execute(
             SQL(
                 "DO $$ BEGIN IF to_regclass({}) IS NOT NULL THEN"
-                " DELETE FROM {}.{} WHERE NOT ({}); END IF; END $$"
+                " DELETE FROM {}.{} WHERE {}; END IF; END $$"
             ).format(
-                Literal(f"{recorder.datastore.schema}.{table}"), schema, Identifier(table), kept
+                Literal(f"{recorder.datastore.schema}.{table}"), schema, Identifier(table), which
             )
         )
-    # Recreate the tables now, so readers never meet a missing one.
-    for statement in recorder.sql_create_statements:
+    # Recreate the tables now, in the same transaction, so readers never meet a missing one.
+    for statement in recorder.metric_statements:
         cursor.execute(statement)
 
 
