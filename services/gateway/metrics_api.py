@@ -127,6 +127,28 @@ class Asked:
     member: UUID | None = None
 
 
+def asked(first: str | None, last: str | None, group: UUID | None, member: UUID | None) -> Asked:
+    """The query's days read (422 naming the parameter for a day that does not exist)."""
+    return Asked(_day(first, "from"), _day(last, "to"), group, member)
+
+
+def _day(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", name),
+                    "msg": f"{name} is not a day of the calendar (YYYY-MM-DD): {value[:40]!r}",
+                }
+            ]
+        ) from None
+
+
 def metrics_reads(request: Request) -> MetricsReads:
     found: MetricsReads = request.app.state.metrics
     return found
@@ -172,10 +194,21 @@ async def report(
 
 def _period(asked: Asked, time_zone: str) -> tuple[date, date]:
     today = datetime.now(UTC).astimezone(zone_of(time_zone)).date()
-    last = asked.last or (
-        asked.first + timedelta(days=DEFAULT_DAYS - 1) if asked.first is not None else today
-    )
-    first = asked.first or last - timedelta(days=DEFAULT_DAYS - 1)
+    try:
+        last = asked.last or (
+            asked.first + timedelta(days=DEFAULT_DAYS - 1) if asked.first is not None else today
+        )
+        first = asked.first or last - timedelta(days=DEFAULT_DAYS - 1)
+    except OverflowError:  # a default period past year 9999 or before year 1
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", "from" if asked.first is not None else "to"),
+                    "msg": "give both from and to: a week from this day is not a date",
+                }
+            ]
+        ) from None
     if first > last:
         raise RequestValidationError(
             [
@@ -280,12 +313,25 @@ def _csv_response(metrics: Metrics) -> Response:
     )
 
 
+# Days as the API writes them, and nothing else (pydantic's lax dates would also take a
+# number of seconds since 1970, which no caller means).
+DAY_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 From = Annotated[
-    date | None,
-    Query(alias="from", description="first local day (YYYY-MM-DD); default: 6 days before `to`"),
+    str | None,
+    Query(
+        alias="from",
+        pattern=DAY_PATTERN,
+        json_schema_extra={"format": "date"},
+        description="first local day (YYYY-MM-DD); default: 6 days before `to`",
+    ),
 ]
 To = Annotated[
-    date | None, Query(description="last local day, included; default: today (or `from` + 6)")
+    str | None,
+    Query(
+        pattern=DAY_PATTERN,
+        json_schema_extra={"format": "date"},
+        description="last local day, included; default: today (or `from` + 6)",
+    ),
 ]
 Group = Annotated[UUID | None, Query(description="one group's rows only")]
 MemberId = Annotated[
@@ -313,7 +359,7 @@ async def metrics(
     """Service metrics per local day, group and member: hand-offs, time waiting in queue,
     first response time, resolution time, closes by agent, admin, flow and expiry, and
     messages in and out."""
-    found = await report(reads, models, who, Asked(first, to, group, member))
+    found = await report(reads, models, who, asked(first, to, group, member))
     if format == "csv":
         return _csv_response(found)
     return JSONResponse(found.model_dump(mode="json", by_alias=True))
@@ -334,4 +380,4 @@ async def metrics_csv(
     member: MemberId = None,
 ) -> Response:
     """The rows of ``GET /api/metrics`` as CSV (a header line, then one line per row)."""
-    return _csv_response(await report(reads, models, who, Asked(first, to, group, member)))
+    return _csv_response(await report(reads, models, who, asked(first, to, group, member)))
