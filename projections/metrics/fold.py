@@ -132,7 +132,7 @@ def apply(facts: ConversationFacts, envelope: Envelope) -> ConversationFacts:
             )
         case ConversationClosed(closed_at=at, reason=reason):
             # A conversation closes once; a second close (a replay written again) is the same.
-            if facts.closed_at is None or at < facts.closed_at:
+            if facts.closed_at is None or _earlier(at, reason, facts.closed_at, facts.close_reason):
                 facts = facts.model_copy(update={"closed_at": at, "close_reason": reason})
         case _:
             pass
@@ -305,8 +305,9 @@ def _member(author_id: str | None) -> UUID | None:
         return None
 
 
-def _earlier(at: datetime, tie: UUID | None, than: datetime, than_tie: UUID | None) -> bool:
-    """Whether (at, tie) comes first: equal times are broken by id, so order never matters."""
+def _earlier(at: datetime, tie: object, than: datetime, than_tie: object) -> bool:
+    """Whether (at, tie) comes first: equal times are broken by the id (or the reason), so
+    the order of arrival never matters."""
     if at != than:
         return at < than
     return str(tie) < str(than_tie)

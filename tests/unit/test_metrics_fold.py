@@ -156,3 +156,23 @@ def test_facts_survive_their_json_form() -> None:
         if conversation_of(event.envelope) == day.c1:
             facts = apply(facts, event.envelope)
     assert ConversationFacts.model_validate_json(facts.model_dump_json()) == facts
+
+
+def test_of_two_closes_the_first_counts_whichever_arrives_first() -> None:
+    """A close the expiry timer sent while an agent's close was on its way: one close, the
+    earlier, with its reason."""
+    day = Day()
+    agent_close = next(
+        e.envelope
+        for e in day.events
+        if conversation_of(e.envelope) == day.c1 and e.envelope.event_type == "conversation.closed"
+    )
+    expired_payload = agent_close.payload.model_copy(
+        update={"reason": "expired", "closed_at": at(16)}
+    )
+    expired = agent_close.model_copy(update={"payload": expired_payload, "event_id": uuid.uuid4()})
+    for order in ((agent_close, expired), (expired, agent_close)):
+        facts = no_facts(day.c1)
+        for envelope in order:
+            facts = apply(facts, envelope)
+        assert (facts.close_reason, facts.closed_at) == ("agent", at(15, 20))
