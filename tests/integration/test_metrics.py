@@ -336,3 +336,27 @@ async def test_the_metrics_are_rebuilt_alone_with_the_same_figures(
             lambda r: r.status_code == 200 and figures_of(r.json()["rows"]) == expected_of(day),
             within=60,
         )
+
+
+async def test_two_replicas_give_the_same_exact_figures(
+    settings: Settings, running: Published
+) -> None:
+    """A second metrics process joins the group: the partitions are shared between the two,
+    so one conversation's events are folded by both at once (its hand-off by one, its close
+    by the other); the row lock on the conversation's facts keeps every figure exact."""
+    await running.start_metrics()
+    day = Day()
+    tokens = await members_of(running, day)
+    for event in harsh_order(day):
+        await running.send(event.topic, event.key, event.envelope)
+    async with gateway_client(settings) as client:
+        admin = {"Authorization": f"Bearer {tokens['ana']}"}
+
+        async def metrics() -> httpx.Response:
+            return await client.get("/api/metrics", params=PERIOD, headers=admin)
+
+        await eventually(
+            metrics,
+            lambda r: r.status_code == 200 and figures_of(r.json()["rows"]) == expected_of(day),
+            within=90,
+        )
