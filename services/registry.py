@@ -47,6 +47,7 @@ PROCESSES: tuple[Process, ...] = (
     Process("expiry", "consumer", "services.expiry.app:SERVICE", "deadlines and the timer that closes conversations", replicas=2, store="expiry", relayed=True),
     Process("assignment", "consumer", "services.assignment.app:create_app", "who takes each hand-off, and why", replicas=2, store="assignment", relayed=True),
     Process("projector", "consumer", "projections.app:create_app", "the read models the HTTP API serves", replicas=2, store="projections", relayed=True),
+    Process("metrics", "consumer", "projections.metrics.app:SERVICE", "service metrics per group, agent and day", replicas=2, store="metrics", relayed=True),
     Process("relay", "relay", "runtime.relay.app:run_relays", "every relayed store's events, to Kafka", replicas=2),
     Process("gateway", "http", "services.gateway.app:create_app", "webhooks, the HTTP API, the agent suite", replicas=2, health="/healthz", publishes=GATEWAY_PUBLISHES),
 )

@@ -19,15 +19,24 @@ from fastapi_offline import FastAPIOffline
 from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from events.catalogue import WHATSAPP_BUSINESS, WHATSAPP_INBOUND, WHATSAPP_REJECTED
+from events.catalogue import (
+    WHATSAPP_BUSINESS,
+    WHATSAPP_INBOUND,
+    WHATSAPP_REJECTED,
+    build_registry,
+)
+from projections.metrics.queries import MetricsReads
 from projections.queries import ReadModels
 from runtime.kafka import ensure_topics
 from runtime.producer import HealingProducer, PublishFailed
 from services.gateway import (
+    canned_responses_api,
     conversations_api,
     directory_api,
     flows_api,
     members_api,
+    metrics_api,
+    notes_api,
     numbers_api,
     reads_api,
     stream_api,
@@ -39,6 +48,7 @@ from services.gateway.dependencies import (
     Publisher,
     publish_refused,
 )
+from services.gateway.idempotency import ReplyKeys
 from services.gateway.openapi import described_openapi
 from services.gateway.presence import Presence
 from services.gateway.problems import (
@@ -104,8 +114,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.settings = settings
         app.state.session_codec = session_codec
         app.state.read_models = ReadModels(pool, settings.schema("projections"))
+        # The metrics projection keeps its own schema (it is rebuilt on its own).
+        app.state.metrics = MetricsReads(pool, settings.schema("metrics"))
         app.state.presence = Presence(pool, app.state.read_models, app.state.publisher, settings)
         await app.state.presence.start()
+        app.state.reply_keys = ReplyKeys(pool, settings, build_registry())
+        await app.state.reply_keys.create()
         app.state.change_signal = ChangeSignal(
             settings.database().conninfo(), settings.schema("projections")
         )
@@ -220,12 +234,15 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"accepted": split.accepted, "rejected": len(split.rejected)})
 
     app.include_router(conversations_api.router)
+    app.include_router(notes_api.router)
+    app.include_router(canned_responses_api.router)
     app.include_router(members_api.router)
     app.include_router(directory_api.router)
     app.include_router(flows_api.router)
     app.include_router(reads_api.router)
     app.include_router(stream_api.router)
     app.include_router(numbers_api.router)
+    app.include_router(metrics_api.router)
     if settings.sandbox:
         # Development only: absent (404) unless SWITCHBOARD_SANDBOX=1.
         from services.gateway.sandbox.routes import STATIC, graph, phone
