@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -106,8 +107,11 @@ def database_problem(conninfo: str, timeout: float = CHECK_TIMEOUT_SECONDS) -> s
 
 
 def _described(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    name = type(error).__name__
+    lines = str(error).strip().splitlines()
+    first = lines[0] if lines else ""
+    # aiokafka's errors already start with their class name.
+    return first if first.startswith(name) else f"{name}: {first}".rstrip(": ")
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,24 @@ class Checks:
                 database=database.result(),
                 behind=tuple(metrics.not_caught_up(self.max_lag)),
             )
+
+
+def wait_for_infrastructure(checks: Checks, *, cap_seconds: float = 5.0) -> None:
+    """Block until Kafka and PostgreSQL both answer (a process starting during an outage
+    waits it out, its ``/readyz`` saying what it waits for, instead of exiting at once)."""
+    delay = 0.2
+    while True:
+        found = checks.run()
+        missing = {
+            name: problem
+            for name, problem in (("kafka", found.kafka), ("database", found.database))
+            if problem is not None
+        }
+        if not missing:
+            return
+        log.error("waiting to start until they answer", delay=delay, **missing)
+        time.sleep(delay)
+        delay = min(delay * 2, cap_seconds)
 
 
 def observer_app(checks: Checks) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:

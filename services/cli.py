@@ -234,14 +234,16 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _observed(settings: Settings, declared: Process) -> Iterator[None]:
-    """A consumer's or the relay's /metrics, /readyz and /healthz while it runs (started
-    first, so that /readyz can tell what is missing while the process waits for it)."""
-    from runtime.observe import Checks, serving
+    """A consumer's or the relay's /metrics, /readyz and /healthz while it runs, started
+    first: a process started while Kafka or PostgreSQL is away waits for both to answer,
+    and /readyz says which it waits for."""
+    from runtime.observe import Checks, serving, wait_for_infrastructure
 
     port = settings.metrics_port if settings.metrics_port is not None else declared.metrics_port
     conninfo = settings.database().conninfo()
     checks = Checks(settings.kafka_bootstrap, conninfo, settings.ready_max_lag)
     with serving(settings.metrics_host, port or 0, checks):
+        wait_for_infrastructure(checks)
         yield
 
 

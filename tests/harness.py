@@ -203,12 +203,13 @@ class Processes:
         self.log_dir = log_dir
         self.children: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, env: dict[str, str] | None = None) -> None:
+        """``switchboard run NAME``; ``env`` adds to (or overrides) the group's environment."""
         log = (self.log_dir / f"{name}.log").open("ab")
         self.children[name] = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "run", name],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
