@@ -139,7 +139,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(StarletteHTTPException, http_problem)
-    app.add_middleware(RequestObserver)
+    app.add_middleware(RequestObserver, routes=lambda: app.routes)
 
     @app.exception_handler(psycopg.OperationalError)
     @app.exception_handler(psycopg.InterfaceError)
@@ -316,7 +316,9 @@ def create_app(settings: Settings) -> FastAPI:
             200: {
                 "description": "Prometheus' text format: HTTP requests by route template and"
                 " status, their latency, live stream clients, and the process's own.",
-                "content": {"text/plain": {"schema": {"type": "string"}}},
+                "content": {
+                    "text/plain": {"schema": {"type": "string"}, "example": METRICS_EXAMPLE}
+                },
             }
         },
     )
@@ -336,6 +338,13 @@ async def _database_problem(models: ReadModels) -> str | None:
     return None
 
 
+METRICS_EXAMPLE = (
+    "# HELP switchboard_http_requests_total HTTP requests answered, by method, route template"
+    " (unmatched for no route) and status.\n"
+    "# TYPE switchboard_http_requests_total counter\n"
+    'switchboard_http_requests_total{method="POST",route="/webhooks/whatsapp",status="200"}'
+    " 42.0\n"
+)
 DOCS_ASSETS = "/docs-assets"
 API_DESCRIPTION = """WhatsApp conversations through chatbot flows to human agents.
 

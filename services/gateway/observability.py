@@ -17,9 +17,11 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runtime import metrics
@@ -42,22 +44,33 @@ def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
     return uuid.uuid4().hex
 
 
-def route_of(scope: Scope) -> str:
-    """The template of the route that answered (Starlette records it in the scope), or
-    ``unmatched``."""
+def route_of(scope: Scope, routes: Sequence[BaseRoute] = (), arrived: Scope | None = None) -> str:
+    """The template of the route that answered, or ``unmatched``.
+
+    FastAPI records its own routes in the scope; the others (the OpenAPI document, mounted
+    static files) are found by matching ``routes`` against the scope as it ``arrived`` (a
+    mount rewrites the path it hands on), as the router did.
+    """
     route: Any = scope.get("route")
+    if route is None:
+        asked = arrived if arrived is not None else scope
+        route = next((r for r in routes if r.matches(asked)[0] == Match.FULL), None)
     path = getattr(route, "path", None)
     return path if isinstance(path, str) and path else UNMATCHED
 
 
 class RequestObserver:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self, app: ASGIApp, routes: Callable[[], Sequence[BaseRoute]] = lambda: ()
+    ) -> None:
         self.app = app
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        arrived = dict(scope)
         request_id = request_id_of(scope.get("headers", []))
         method = scope["method"] if scope["method"] in METHODS else "other"
         started = time.perf_counter()
@@ -84,7 +97,7 @@ class RequestObserver:
                 await self.app(scope, receive, sending)
             finally:
                 took = time.perf_counter() - started
-                route = route_of(scope)
+                route = route_of(scope, self.routes(), arrived)
                 metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
                 metrics.HTTP_SECONDS.labels(method, route).observe(took)
                 log.info(

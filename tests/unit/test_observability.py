@@ -14,12 +14,15 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 from prometheus_client import REGISTRY, generate_latest
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
 
 from runtime import metrics
 from runtime.consumer import Consumer
 from runtime.observe import Found, readiness
 from runtime.records import Record
 from runtime.work import Work
+from services import registry
 from services.gateway.observability import request_id_of, route_of
 from services.settings import Settings, SettingsError
 from services.supervisor import child_env
@@ -165,6 +168,15 @@ def test_the_route_is_the_template_or_unmatched() -> None:
     route = SimpleNamespace(path="/api/conversations/{conversation_id}")
     assert route_of({"route": route}) == "/api/conversations/{conversation_id}"
     assert route_of({}) == "unmatched"
+    # Routes FastAPI does not record in the scope are matched again as the request arrived.
+    routes = [Route("/openapi.json", PlainTextResponse("")), Mount("/static", routes=[])]
+
+    def arriving(path: str) -> dict[str, Any]:
+        return {"type": "http", "method": "GET", "path": path, "root_path": ""}
+
+    assert route_of({}, routes, arriving("/openapi.json")) == "/openapi.json"
+    assert route_of({}, routes, arriving("/static/app.js")) == "/static"
+    assert route_of({}, routes, arriving("/wp-login.php")) == "unmatched"
 
 
 def test_the_metrics_port_is_the_registrys_unless_set_and_zero_turns_it_off() -> None:
@@ -183,3 +195,12 @@ def test_run_all_passes_on_only_a_metrics_port_of_zero() -> None:
     assert "SWITCHBOARD_METRICS_PORT" not in child_env(env)
     assert child_env({"SWITCHBOARD_METRICS_PORT": "0"})["SWITCHBOARD_METRICS_PORT"] == "0"
     assert child_env(env)["SWITCHBOARD_LOG_FORMAT"] == "json"
+
+
+def test_every_consumer_and_the_relay_has_a_metrics_port_of_its_own() -> None:
+    # ``make run`` starts one of each on one machine: two on one port would not start.
+    ports = [p.metrics_port for p in registry.PROCESSES if p.kind != "http"]
+    assert all(port for port in ports)
+    assert len(set(ports)) == len(ports)
+    gateway_port = Settings().http_port
+    assert gateway_port not in ports
