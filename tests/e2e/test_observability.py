@@ -92,7 +92,7 @@ async def test_a_consumer_of_each_runtime_and_the_gateway_count_what_they_were_s
         extra = {"SWITCHBOARD_LOG_FORMAT": "auto"}
         if name in ports:
             extra["SWITCHBOARD_METRICS_PORT"] = str(ports[name])
-        processes.start(name, extra)
+        processes.start(name, env=extra)
     await wait_for_gateway(http)
     for port in ports.values():
         await eventually(functools.partial(readyz, port), lambda found: found[0] == 200, within=60)
@@ -226,7 +226,7 @@ async def test_readyz_names_what_is_away_and_says_ready_once_it_is_there(
         "SWITCHBOARD_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
         "SWITCHBOARD_DATABASE_URL": f"postgresql://switchboard:x@127.0.0.1:{free_port()}/none",
     }
-    processes.start("inbound", away)
+    processes.start("inbound", env=away)
     status, body = await eventually(lambda: readyz(port), lambda found: found[0] != 0, within=30)
     assert status == 503, body
     assert body["status"] == "unavailable"
@@ -236,7 +236,7 @@ async def test_readyz_names_what_is_away_and_says_ready_once_it_is_there(
     assert "PostgreSQL" in body["detail"]
     processes.kill("inbound")
 
-    processes.start("inbound", {"SWITCHBOARD_METRICS_PORT": str(port)})
+    processes.start("inbound", env={"SWITCHBOARD_METRICS_PORT": str(port)})
     status, body = await eventually(
         lambda: readyz(port), lambda found: found[0] == 200, within=60, interval=0.3
     )
@@ -253,7 +253,9 @@ async def test_every_process_of_make_run_answers_metrics_and_becomes_ready(
             processes.start(declared.name)
         else:
             ports[declared.name] = free_port()
-            processes.start(declared.name, {"SWITCHBOARD_METRICS_PORT": str(ports[declared.name])})
+            processes.start(
+                declared.name, env={"SWITCHBOARD_METRICS_PORT": str(ports[declared.name])}
+            )
     await wait_for_gateway(http)
     ready = await eventually(
         lambda: asyncio.gather(*(readyz(port) for port in ports.values())),
