@@ -90,6 +90,13 @@ def _parser() -> argparse.ArgumentParser:
     rebuild = projection_commands.add_parser(
         "rebuild", help="empty the read models; the projector replays from offset zero"
     )
+    rebuild.add_argument(
+        "name",
+        nargs="?",
+        choices=("projector", "metrics"),
+        default="projector",
+        help="which projection: the projector's read models (default) or the metrics alone",
+    )
     rebuild.set_defaults(action=_rebuild_projections)
 
     demo = commands.add_parser("demo", help="send signed sample webhooks, print the history")
@@ -338,6 +345,16 @@ def _create_topics(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _rebuild_projections(settings: Settings, args: argparse.Namespace) -> int:
+    if args.name == "metrics":
+        from projections.metrics.app import open_metrics_recorder
+
+        metrics = open_metrics_recorder(settings)
+        try:
+            metrics.rebuild()
+        finally:
+            metrics.datastore.close()
+        print("metrics emptied; (re)start the metrics process to replay from offset zero")
+        return 0
     from projections.app import open_recorder
 
     recorder = open_recorder(settings)

@@ -52,6 +52,7 @@ PROCESSES: tuple[Process, ...] = (
     Process("expiry", "consumer", "services.expiry.app:create_app", "deadlines and the timer that closes conversations", replicas=2, store="expiry", relayed=True, metrics_port=9105),
     Process("assignment", "consumer", "services.assignment.app:create_app", "who takes each hand-off, and why", replicas=2, store="assignment", relayed=True, metrics_port=9106),
     Process("projector", "consumer", "projections.app:create_app", "the read models the HTTP API serves", replicas=2, store="projections", relayed=True, metrics_port=9107),
+    Process("metrics", "consumer", "projections.metrics.app:SERVICE", "service metrics per group, agent and day", replicas=2, store="metrics", relayed=True, metrics_port=9109),
     Process("relay", "relay", "runtime.relay.app:run_relays", "every relayed store's events, to Kafka", replicas=2, metrics_port=9108),
     Process("gateway", "http", "services.gateway.app:create_app", "webhooks, the HTTP API, the agent suite", replicas=2, health="/healthz", publishes=GATEWAY_PUBLISHES),
 )

@@ -50,9 +50,14 @@ async def eventually(
 
 
 @asynccontextmanager
-async def consumers(settings: Settings, *, relay: bool = True) -> AsyncIterator[None]:
-    """The directory, inbound, flows, assignment and projector apps and the relay, here."""
+async def consumers(
+    settings: Settings, *, relay: bool = True, metrics: bool = False
+) -> AsyncIterator[None]:
+    """The directory, inbound, flows, assignment and projector apps and the relay, here
+    (and the metrics process, for tests that read the metrics: one consumer fewer for the
+    rest on a shared 2-core machine)."""
     from projections.app import create_app as create_projector
+    from projections.metrics.app import create_app as create_metrics
     from runtime.relay.app import run_relays
     from services.assignment.app import create_app as create_assignment
     from services.directory.app import create_app as create_directory
@@ -67,6 +72,7 @@ async def consumers(settings: Settings, *, relay: bool = True) -> AsyncIterator[
             create_flows,
             create_assignment,
             create_projector,
+            *((create_metrics,) if metrics else ()),
         ):
             app = create(settings)
             await stack.enter_async_context(app.lifespan_context())

@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from events.catalogue import WHATSAPP_BUSINESS, WHATSAPP_INBOUND, WHATSAPP_REJECTED
+from projections.metrics.queries import MetricsReads
 from projections.queries import ReadModels
 from runtime.kafka import ensure_topics
 from runtime.observe import Found, readiness
@@ -30,6 +31,7 @@ from services.gateway import (
     directory_api,
     flows_api,
     members_api,
+    metrics_api,
     numbers_api,
     reads_api,
     stream_api,
@@ -107,6 +109,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.settings = settings
         app.state.session_codec = session_codec
         app.state.read_models = ReadModels(pool, settings.schema("projections"))
+        # The metrics projection keeps its own schema (it is rebuilt on its own).
+        app.state.metrics = MetricsReads(pool, settings.schema("metrics"))
         app.state.presence = Presence(pool, app.state.read_models, app.state.publisher, settings)
         await app.state.presence.start()
         app.state.change_signal = ChangeSignal(
@@ -230,6 +234,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(reads_api.router)
     app.include_router(stream_api.router)
     app.include_router(numbers_api.router)
+    app.include_router(metrics_api.router)
     if settings.sandbox:
         # Development only: absent (404) unless SWITCHBOARD_SANDBOX=1.
         from services.gateway.sandbox.routes import STATIC, graph, phone
