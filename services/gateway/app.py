@@ -20,18 +20,25 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from events.catalogue import WHATSAPP_BUSINESS, WHATSAPP_INBOUND, WHATSAPP_REJECTED
+from events.catalogue import (
+    WHATSAPP_BUSINESS,
+    WHATSAPP_INBOUND,
+    WHATSAPP_REJECTED,
+    build_registry,
+)
 from projections.metrics.queries import MetricsReads
 from projections.queries import ReadModels
 from runtime.kafka import ensure_topics
 from runtime.observe import Found, readiness
 from runtime.producer import HealingProducer, PublishFailed
 from services.gateway import (
+    canned_responses_api,
     conversations_api,
     directory_api,
     flows_api,
     members_api,
     metrics_api,
+    notes_api,
     numbers_api,
     reads_api,
     stream_api,
@@ -43,6 +50,7 @@ from services.gateway.dependencies import (
     Publisher,
     publish_refused,
 )
+from services.gateway.idempotency import ReplyKeys
 from services.gateway.observability import RequestObserver
 from services.gateway.openapi import described_openapi
 from services.gateway.presence import Presence
@@ -113,6 +121,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.metrics = MetricsReads(pool, settings.schema("metrics"))
         app.state.presence = Presence(pool, app.state.read_models, app.state.publisher, settings)
         await app.state.presence.start()
+        app.state.reply_keys = ReplyKeys(pool, settings, build_registry())
+        await app.state.reply_keys.create()
         app.state.change_signal = ChangeSignal(
             settings.database().conninfo(), settings.schema("projections")
         )
@@ -228,6 +238,8 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"accepted": split.accepted, "rejected": len(split.rejected)})
 
     app.include_router(conversations_api.router)
+    app.include_router(notes_api.router)
+    app.include_router(canned_responses_api.router)
     app.include_router(members_api.router)
     app.include_router(directory_api.router)
     app.include_router(flows_api.router)

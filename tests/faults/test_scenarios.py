@@ -32,6 +32,7 @@ from events.catalogue import (
     ASSIGNMENT_EVENTS_TOPIC,
     CONVERSATION_COMMANDS_TOPIC,
     CONVERSATION_EVENTS_TOPIC,
+    CONVERSATION_NOTES_TOPIC,
     CONVERSATION_READS_TOPIC,
     DIRECTORY_COMMANDS_TOPIC,
     DIRECTORY_CREDENTIALS_TOPIC,
@@ -65,6 +66,7 @@ CONSUMED_TOPICS = (
     WHATSAPP_INBOUND,
     CONVERSATION_EVENTS_TOPIC,
     CONVERSATION_COMMANDS_TOPIC,
+    CONVERSATION_NOTES_TOPIC,
     CONVERSATION_READS_TOPIC,
     DIRECTORY_COMMANDS_TOPIC,
     DIRECTORY_EVENTS_TOPIC,
@@ -194,6 +196,7 @@ async def test_sigkill_of_every_consumer_at_random_moments_twice(system: System)
     await under_load(system, "sigkill", kill_each)
 
 
+@pytest.mark.whole_fault_suite
 async def test_kafka_stopped_and_started(system: System) -> None:
     infra = own_infrastructure(system.env)
 
@@ -208,6 +211,7 @@ async def test_kafka_stopped_and_started(system: System) -> None:
     await under_load(system, "kafka", outage)
 
 
+@pytest.mark.whole_fault_suite
 async def test_postgres_stopped_and_started(system: System) -> None:
     infra = own_infrastructure(system.env)
 
@@ -222,6 +226,7 @@ async def test_postgres_stopped_and_started(system: System) -> None:
     await under_load(system, "postgres", outage)
 
 
+@pytest.mark.whole_fault_suite
 async def test_two_replicas_of_each_consumer_with_rebalances(system: System) -> None:
     async def rebalance(system: System) -> dict[str, Any]:
         for name in (*CONSUMERS, "relay"):

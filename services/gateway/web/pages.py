@@ -25,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.types import Scope
 
+from events.canned_responses import VARIABLES
 from events.catalogue import TOPICS
 from projections.queries import Caller, ReadModels
 from services.conversations import permissions
@@ -601,6 +602,18 @@ async def numbers_page(request: Request, current: Admin, models: Models) -> HTML
         "admin_numbers.html",
         flows=await models.flows(current.caller.workspace_id),
         section="numbers",
+    )
+
+
+@router.get("/admin/canned-responses", response_class=HTMLResponse)
+async def canned_responses_page(request: Request, current: Admin, models: Models) -> HTMLResponse:
+    return page(
+        request,
+        current,
+        "admin_canned_responses.html",
+        canned_responses=await models.canned_responses(current.caller.workspace_id),
+        variables=VARIABLES,
+        section="canned",
     )
 
 
