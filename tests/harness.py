@@ -209,14 +209,15 @@ class Processes:
         self.log_dir = log_dir
         self.children: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, *, replica: int = 1) -> None:
-        """Start process ``name``; a replica other than the first is known as ``name#N``."""
+    def start(self, name: str, *, replica: int = 1, env: dict[str, str] | None = None) -> None:
+        """Start process ``name``; a replica other than the first is known as ``name#N``;
+        ``env`` adds to (or overrides) the group's environment."""
         label = name if replica == 1 else f"{name}#{replica}"
         log = (self.log_dir / f"{label}.log").open("ab")
         self.children[label] = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "run", name],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )

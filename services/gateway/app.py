@@ -13,9 +13,10 @@ import psycopg
 import structlog
 from fastapi import FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -28,6 +29,7 @@ from events.catalogue import (
 from projections.metrics.queries import MetricsReads
 from projections.queries import ReadModels
 from runtime.kafka import ensure_topics
+from runtime.observe import Found, readiness
 from runtime.producer import HealingProducer, PublishFailed
 from services.gateway import (
     canned_responses_api,
@@ -49,6 +51,7 @@ from services.gateway.dependencies import (
     publish_refused,
 )
 from services.gateway.idempotency import ReplyKeys
+from services.gateway.observability import RequestObserver
 from services.gateway.openapi import described_openapi
 from services.gateway.presence import Presence
 from services.gateway.problems import (
@@ -57,7 +60,7 @@ from services.gateway.problems import (
     invalid_request,
     problem_responses,
 )
-from services.gateway.responses import Health, WebhookAccepted
+from services.gateway.responses import Health, Readiness, WebhookAccepted
 from services.gateway.web import pages
 from services.gateway.web.session import SessionCodec
 from services.gateway.webhook import (
@@ -150,6 +153,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(StarletteHTTPException, http_problem)
+    app.add_middleware(RequestObserver, routes=lambda: app.routes)
 
     @app.exception_handler(psycopg.OperationalError)
     @app.exception_handler(psycopg.InterfaceError)
@@ -292,6 +296,53 @@ def create_app(settings: Settings) -> FastAPI:
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        response_model=Readiness,
+        responses={
+            503: {
+                "content": PROBLEM_CONTENT,
+                "description": "Kafka or PostgreSQL does not answer within 2 s: `detail` names"
+                " each part that is not ready, and the body also carries `status`, `kafka`,"
+                " `database` and `caught_up` as a 200 does.",
+                "headers": {
+                    "Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}
+                },
+            }
+        },
+    )
+    async def ready(request: Request) -> JSONResponse:
+        """Readiness (beside ``/healthz``, liveness): 200 when Kafka and PostgreSQL answer
+        and this process is caught up; 503 naming what is not ready."""
+        models: ReadModels = request.app.state.read_models
+        producer: HealingProducer = request.app.state.producer
+        database, kafka = await asyncio.gather(
+            _database_problem(models), producer.broker_problem(HEALTH_TIMEOUT_SECONDS)
+        )
+        # The gateway consumes no topic: nothing of its own can be behind.
+        status, body = readiness(Found(kafka=kafka, database=database, behind=()))
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "description": "Prometheus' text format: HTTP requests by route template and"
+                " status, their latency, live stream clients, and the process's own.",
+                "content": {
+                    "text/plain": {"schema": {"type": "string"}, "example": METRICS_EXAMPLE}
+                },
+            }
+        },
+    )
+    async def prometheus_metrics() -> Response:
+        """The gateway's metrics for Prometheus to scrape."""
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
     app.openapi = lambda: described_openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -304,6 +355,13 @@ async def _database_problem(models: ReadModels) -> str | None:
     return None
 
 
+METRICS_EXAMPLE = (
+    "# HELP switchboard_http_requests_total HTTP requests answered, by method, route template"
+    " (unmatched for no route) and status.\n"
+    "# TYPE switchboard_http_requests_total counter\n"
+    'switchboard_http_requests_total{method="POST",route="/webhooks/whatsapp",status="200"}'
+    " 42.0\n"
+)
 DOCS_ASSETS = "/docs-assets"
 API_DESCRIPTION = """WhatsApp conversations through chatbot flows to human agents.
 

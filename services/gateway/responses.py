@@ -653,6 +653,23 @@ class Health(BaseModel):
     kafka: str = Field(description="`up`, or `down: ` and why")
 
 
+class Readiness(BaseModel):
+    """What ``/readyz`` found: each part ``up``/``yes`` or ``down: ``/``no: `` and why (a 503
+    carries the same fields beside its ``detail``)."""
+
+    model_config = _examples(
+        {"status": "ready", "kafka": "up", "database": "up", "caught_up": "yes"}
+    )
+
+    status: Literal["ready", "unavailable"]
+    kafka: str = Field(description="`up`, or `down: ` and why")
+    database: str = Field(description="`up`, or `down: ` and why")
+    caught_up: str = Field(
+        description="`yes`, or `no: ` and what is behind (the gateway consumes no topic, so"
+        " only Kafka and PostgreSQL decide its readiness)"
+    )
+
+
 # --- the stream ------------------------------------------------------------------------
 
 
