@@ -64,6 +64,12 @@ class Work(Protocol):
         """Run ``callback`` once this unit of work has committed (never if it did not)."""
         ...
 
+    def before_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` as the unit of work commits, after every record of the batch was
+        handled and before anything is written: a handler that stages a batch's writes
+        set-based (the projector) sends them here. Raising fails the whole batch."""
+        ...
+
 
 class StagedWork:
     """The staging every unit of work shares; subclasses read and write the store."""
@@ -77,6 +83,7 @@ class StagedWork:
         self._positions: dict[str, int] = {}
         self._handled: dict[str, list[UUID]] = {}
         self._after_commit: list[Callable[[], None]] = []
+        self._before_commit: list[Callable[[], None]] = []
         self.committed = False
 
     # -- what handlers use ---------------------------------------------------------------
@@ -129,6 +136,9 @@ class StagedWork:
     def after_commit(self, callback: Callable[[], None]) -> None:
         self._after_commit.append(callback)
 
+    def before_commit(self, callback: Callable[[], None]) -> None:
+        self._before_commit.append(callback)
+
     # -- what the runtime uses -------------------------------------------------------------
 
     @property
@@ -151,6 +161,8 @@ class StagedWork:
         Raises :class:`StreamConflict` when a stream moved on meanwhile and
         :class:`AlreadyTracked` when a position did; nothing is written then.
         """
+        while self._before_commit:
+            self._before_commit.pop(0)()
         self._flush()
         self.committed = True
         self.cache.put_all(self._streams.items())
