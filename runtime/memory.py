@@ -65,6 +65,9 @@ class MemoryStore:
         position: int | None = self.recorder.max_tracking_id(tracking_name)
         return position
 
+    def positions(self, tracking_names: Iterable[str]) -> dict[str, int | None]:
+        return {name: self.position(name) for name in sorted(set(tracking_names))}
+
 
 class MemoryWork(StagedWork):
     def __init__(self, store: MemoryStore) -> None:

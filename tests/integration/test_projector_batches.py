@@ -459,7 +459,12 @@ def test_on_the_runtime_a_republished_event_is_skipped_and_a_rebuild_replays_all
                     recorder.schema
                 )
             ).fetchall()
+        seek = EventStore(recorder, registry).positions(
+            [f"{CONVERSATION_EVENTS_TOPIC.name}#0", "unread.topic#3"]
+        )
     name = f"{CONVERSATION_EVENTS_TOPIC.name}#0"
+    # What a rebalance seeks to, every partition in one query.
+    assert seek == {name: len(records) + half, "unread.topic#3": None}
     assert [row["notification_id"] for row in positions if row["application_name"] == name] == [
         len(records) + half
     ]
