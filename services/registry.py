@@ -22,7 +22,7 @@ PROCESSES: tuple[Process, ...] = (
     Process("flows", "consumer", "services.flows.app:create_app", "each conversation's flow run", replicas=2, store="flows", relayed=True),
     Process("dispatcher", "consumer", "services.dispatcher.app:SERVICE", "outbound messages to the WhatsApp Cloud API, at most once", replicas=2, store="dispatcher", relayed=True),
     Process("expiry", "consumer", "services.expiry.app:create_app", "deadlines and the timer that closes conversations", replicas=2, store="expiry", relayed=True),
-    Process("assignment", "consumer", "services.assignment.app:create_app", "who takes each hand-off, and why", replicas=2, store="assignment", relayed=True),
+    Process("assignment", "consumer", "services.assignment.app:SERVICE", "who takes each hand-off, and why", replicas=2, store="assignment", relayed=True),
     Process("projector", "consumer", "projections.app:create_app", "the read models the HTTP API serves", replicas=2, store="projections", relayed=True),
     Process("relay", "relay", "runtime.relay.app:run_relays", "every relayed store's events, to Kafka", replicas=2),
     Process("gateway", "http", "services.gateway.app:create_app", "webhooks, the HTTP API, the agent suite", replicas=2, health="/healthz"),
