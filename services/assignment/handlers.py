@@ -18,8 +18,6 @@ from __future__ import annotations
 from dataclasses import replace
 from uuid import UUID
 
-import structlog
-
 from events.assignment import (
     AssignmentCommandRejected,
     ClaimConversation,
@@ -48,7 +46,6 @@ from services.assignment.decide import (
 )
 from services.assignment.recorder import AssignmentRecorder, nudge_envelopes
 
-log = structlog.get_logger(__name__)
 ASSIGNMENT = Actor(kind="system", id="assignment")
 # A group's stream id does not say which workspace it belongs to (a workspace queue's is a
 # uuid5), and ``evolve`` never reads it: the handler puts the workspace and group back into
