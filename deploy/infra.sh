@@ -15,6 +15,10 @@
 #                                     (both refuse when SWITCHBOARD_DATABASE_URL names your own server)
 #   bash deploy/infra.sh browser      make sure Debian's chromium is installed (the browser tests
 #                                     drive it; installed with apt-get when run as root)
+#   bash deploy/infra.sh asyncapi-tools
+#                                     make sure the official AsyncAPI parser (tools/asyncapi, pinned
+#                                     by its package-lock.json) is installed with `npm ci`; Debian's
+#                                     nodejs and npm are installed with apt-get when run as root
 #   bash deploy/infra.sh kafka-tool CLASS [ARGS...]
 #                                     run a Kafka command line tool from the jars, e.g.
 #                                     kafka-tool org.apache.kafka.tools.TopicCommand --bootstrap-server 127.0.0.1:19092 --list
@@ -426,7 +430,9 @@ write_pg_config() {
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$socket_dir'
-max_connections = 200
+# Each process keeps a small pool; a test session runs every process, some twice (the
+# replica and fault tests), beside a fresh projector: 200 ran out with parallel runs.
+max_connections = 600
 shared_buffers = 128MB
 # Durability stays real: the services rely on commits being on disk.
 fsync = on
@@ -672,6 +678,26 @@ cmd_browser() {
 	fi
 }
 
+# The AsyncAPI document (docs/asyncapi.yaml) is validated by the official parser from npm
+# (tests/integration/test_asyncapi_validation.py). `npm ci` installs exactly the lock file's
+# versions, without install scripts (one dependency's only script reports telemetry); it runs
+# again only when the lock file changed (a stamp named after its hash).
+cmd_asyncapi_tools() {
+	local tools="$ROOT/tools/asyncapi"
+	local stamp
+	stamp="$tools/node_modules/.installed-$(sha1sum "$tools/package-lock.json" | cut -c1-12)"
+	[[ -f "$stamp" ]] && return 0
+	need_command node nodejs
+	need_command npm npm
+	local major
+	major="$(node -p 'process.versions.node.split(".")[0]')"
+	((major >= 18)) || die "Node.js 18 or later is needed for the AsyncAPI parser; this is $(node --version)"
+	say "installing the AsyncAPI parser (npm ci in tools/asyncapi)"
+	npm ci --prefix "$tools" --ignore-scripts --no-audit --no-fund --silent >&2 ||
+		die "npm ci failed in $tools"
+	touch "$stamp"
+}
+
 usage() {
 	sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'
 }
@@ -687,6 +713,7 @@ main() {
 	reset) cmd_reset ;;
 	env) cmd_env ;;
 	browser) cmd_browser ;;
+	asyncapi-tools) cmd_asyncapi_tools ;;
 	kafka-start) cmd_kafka_start ;;
 	kafka-stop) cmd_kafka_stop ;;
 	pg-start) cmd_pg_start ;;

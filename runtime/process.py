@@ -41,6 +41,9 @@ class Process:
     relayed: bool = False
     # An HTTP path answering 200 while the process is ready (HTTP processes only).
     health: str | None = None
+    # The topics it writes with its own producer, not through a store and the relay (the
+    # gateway's webhook records and commands): the AsyncAPI document's send operations.
+    publishes: tuple[Topic, ...] = ()
 
     def load(self) -> Any:
         module, _, attribute = self.target.partition(":")

@@ -51,6 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     processes.add_argument("--json", action="store_true", help="as JSON (for deployment files)")
     processes.set_defaults(action=_processes)
 
+    deployment = commands.add_parser(
+        "deployment",
+        help="the deployment files generated from the registry (deploy/docker-compose.yml,"
+        " deploy/kubernetes/switchboard.yaml): write or check them",
+    )
+    deployment.add_argument("verb", choices=["write", "check"])
+    deployment.add_argument("--root", default=".", help="the repository's root")
+    deployment.set_defaults(action=_deployment)
+
     workspace = commands.add_parser("workspace", help="manage workspaces")
     workspace_commands = workspace.add_subparsers(required=True, metavar="ACTION")
     create = workspace_commands.add_parser(
@@ -187,7 +196,19 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--dir", default="docs/schemas", help="the schemas folder")
     check.set_defaults(action=_schemas_check)
 
-    asyncapi = commands.add_parser("asyncapi", help="print the AsyncAPI document of the consumers")
+    asyncapi = commands.add_parser(
+        "asyncapi",
+        help="the AsyncAPI document of every topic (docs/asyncapi.yaml): print, write or check",
+    )
+    asyncapi.add_argument(
+        "verb",
+        nargs="?",
+        choices=["print", "write", "check"],
+        default="print",
+        help="print it (default), write it to --file, or check that --file matches the code",
+    )
+    asyncapi.add_argument("--file", default="docs/asyncapi.yaml", help="the committed document")
+    asyncapi.add_argument("--json", action="store_true", help="print as JSON instead of YAML")
     asyncapi.set_defaults(action=_asyncapi)
     return parser
 
@@ -404,10 +425,45 @@ def _schemas_check(settings: Settings, args: argparse.Namespace) -> int:
     return 1
 
 
-def _asyncapi(settings: Settings, args: argparse.Namespace) -> int:
-    from services.asyncapi import asyncapi_document
+def _deployment(settings: Settings, args: argparse.Namespace) -> int:
+    from services import deployment
 
-    print(orjson.dumps(asyncapi_document(settings), option=orjson.OPT_INDENT_2).decode())
+    root = Path(args.root)
+    if args.verb == "write":
+        written = deployment.write(root)
+        for path in written:
+            print(f"wrote {root / path}")
+        if not written:
+            print("deployment files: up to date")
+        return 0
+    problems = deployment.check(root)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if not problems:
+        print("deployment files: match services/registry.py")
+    return 1 if problems else 0
+
+
+def _asyncapi(settings: Settings, args: argparse.Namespace) -> int:
+    from services import asyncapi
+
+    path = Path(args.file)
+    if args.verb == "write":
+        written = asyncapi.write(path)
+        print(f"wrote {path}" if written else f"{path}: up to date")
+        return 0
+    if args.verb == "check":
+        problem = asyncapi.check(path)
+        if problem is not None:
+            print(problem, file=sys.stderr)
+            return 1
+        print(f"{path}: matches events/ and services/registry.py")
+        return 0
+    document = asyncapi.asyncapi_document()
+    if args.json:
+        print(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(asyncapi.render(document), end="")
     return 0
 
 

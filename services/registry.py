@@ -13,7 +13,30 @@ others stand by; the gateway is stateless behind a load balancer.
 
 from __future__ import annotations
 
+from events.catalogue import (
+    CONVERSATION_COMMANDS_TOPIC,
+    CONVERSATION_READS_TOPIC,
+    DIRECTORY_COMMANDS_TOPIC,
+    HAND_OFF_REQUESTS_TOPIC,
+    OUTBOUND_MESSAGES_TOPIC,
+    WHATSAPP_BUSINESS,
+    WHATSAPP_INBOUND,
+    WHATSAPP_REJECTED,
+)
 from runtime.process import Process
+
+# What the gateway writes with its own producer (no store): webhook records, admin commands,
+# claims and transfers, agents' replies, closes and read markers.
+GATEWAY_PUBLISHES = (
+    WHATSAPP_INBOUND,
+    WHATSAPP_BUSINESS,
+    WHATSAPP_REJECTED,
+    DIRECTORY_COMMANDS_TOPIC,
+    HAND_OFF_REQUESTS_TOPIC,
+    OUTBOUND_MESSAGES_TOPIC,
+    CONVERSATION_COMMANDS_TOPIC,
+    CONVERSATION_READS_TOPIC,
+)
 
 # fmt: off
 PROCESSES: tuple[Process, ...] = (
@@ -25,7 +48,7 @@ PROCESSES: tuple[Process, ...] = (
     Process("assignment", "consumer", "services.assignment.app:SERVICE", "who takes each hand-off, and why", replicas=2, store="assignment", relayed=True),
     Process("projector", "consumer", "projections.app:create_app", "the read models the HTTP API serves", replicas=2, store="projections", relayed=True),
     Process("relay", "relay", "runtime.relay.app:run_relays", "every relayed store's events, to Kafka", replicas=2),
-    Process("gateway", "http", "services.gateway.app:create_app", "webhooks, the HTTP API, the agent suite", replicas=2, health="/healthz"),
+    Process("gateway", "http", "services.gateway.app:create_app", "webhooks, the HTTP API, the agent suite", replicas=2, health="/healthz", publishes=GATEWAY_PUBLISHES),
 )
 # fmt: on
 

@@ -203,9 +203,11 @@ class Processes:
         self.log_dir = log_dir
         self.children: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str) -> None:
-        log = (self.log_dir / f"{name}.log").open("ab")
-        self.children[name] = subprocess.Popen(
+    def start(self, name: str, *, replica: int = 1) -> None:
+        """Start process ``name``; a replica other than the first is known as ``name#N``."""
+        label = name if replica == 1 else f"{name}#{replica}"
+        log = (self.log_dir / f"{label}.log").open("ab")
+        self.children[label] = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "run", name],
             cwd=ROOT,
             env=self.env,
@@ -218,6 +220,17 @@ class Processes:
         child = self.children.pop(name)
         child.send_signal(signal.SIGKILL)
         child.wait()
+
+    def stop(self, name: str) -> None:
+        """SIGTERM, as an orchestrator scales a process down: it leaves its consumer group."""
+        child = self.children.pop(name)
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            raise AssertionError(f"{name} did not stop within 30 s of SIGTERM") from None
 
     def stop_all(self) -> None:
         for child in self.children.values():

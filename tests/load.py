@@ -31,6 +31,8 @@ class WebhookLoad:
     retry_seconds: float = 0.5
     max_retry_seconds: float = 4.0
     tag: str = "load"
+    # A contact's first messages (e.g. "hola", then a flow's answer); later ones are numbered.
+    script: tuple[str, ...] = ()
     accepted: dict[str, str] = field(default_factory=dict)  # wamid -> contact
     answers: Counter[int | str] = field(default_factory=Counter)
     unexpected: list[tuple[str, int | str, str]] = field(default_factory=list)
@@ -106,16 +108,18 @@ class WebhookLoad:
                 continue
             contact = self.contacts[self.sent % len(self.contacts)]
             wamid = f"wamid.{self.tag}.{self.sent:05d}"
+            turn = self.sent // len(self.contacts)  # the contact's n-th message
+            text = self.script[turn] if turn < len(self.script) else f"message {wamid}"
             self.sent += 1
-            task = asyncio.create_task(self._deliver(contact, wamid))
+            task = asyncio.create_task(self._deliver(contact, wamid, text))
             self._senders.add(task)
             task.add_done_callback(self._senders.discard)
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
-    async def _deliver(self, contact: str, wamid: str) -> None:
+    async def _deliver(self, contact: str, wamid: str, text: str) -> None:
         body = messages_webhook(
-            self.phone_number_id, [Text(contact, wamid, f"message {wamid}", int(time.time()))]
+            self.phone_number_id, [Text(contact, wamid, text, int(time.time()))]
         )
         headers = signed_headers(TEST_APP_SECRET, body)
         wait = self.retry_seconds

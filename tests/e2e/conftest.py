@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fake_graph import FakeGraphApi
 from tests.harness import ROOT, Processes, eventually, free_port
 
 
@@ -39,6 +40,24 @@ async def http(e2e_env: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
     url = f"http://127.0.0.1:{e2e_env['SWITCHBOARD_HTTP_PORT']}"
     async with httpx.AsyncClient(base_url=url, timeout=20) as client:
         yield client
+
+
+@pytest.fixture
+def graph() -> Iterator[FakeGraphApi]:
+    """A fake Graph API the dispatcher sends to (``tests/fake_graph.py``)."""
+    with FakeGraphApi() as fake:
+        yield fake
+
+
+@pytest.fixture
+def flow_env(e2e_env: dict[str, str], graph: FakeGraphApi) -> dict[str, str]:
+    """The e2e environment with the dispatcher pointed at ``graph``."""
+    e2e_env.update(
+        WHATSAPP_API_BASE_URL=graph.base_url,
+        WHATSAPP_ACCESS_TOKEN="test-graph-token",
+        SWITCHBOARD_DISPATCH_BACKOFF_SECONDS="0.05",
+    )
+    return e2e_env
 
 
 async def wait_for_gateway(http: httpx.AsyncClient) -> None:

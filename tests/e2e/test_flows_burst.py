@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,22 +39,6 @@ AFTER_HOURS = [
     "Escríbenos en horario de oficina",
     "¡Gracias, Valentina Ruiz!",
 ]
-
-
-@pytest.fixture
-def graph() -> Iterator[FakeGraphApi]:
-    with FakeGraphApi() as fake:
-        yield fake
-
-
-@pytest.fixture
-def flow_env(e2e_env: dict[str, str], graph: FakeGraphApi) -> dict[str, str]:
-    e2e_env.update(
-        WHATSAPP_API_BASE_URL=graph.base_url,
-        WHATSAPP_ACCESS_TOKEN="test-graph-token",
-        SWITCHBOARD_DISPATCH_BACKOFF_SECONDS="0.05",
-    )
-    return e2e_env
 
 
 def office_hours_flow(group: str) -> dict[str, Any]:
