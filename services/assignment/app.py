@@ -84,20 +84,20 @@ SERVICE = Service(
     open_recorder=functools.partial(open_recorder, service="assignment", build=AssignmentRecorder),
     subscriptions=(
         Subscription(
-            "assignment-router",
-            (DIRECTORY_EVENTS_TOPIC, CONVERSATION_EVENTS_TOPIC),
-            "Members, groups, statuses and closed conversations: the assignment service's"
-            " views, and nudges to the groups whose queue they may move.",
-        ),
-        Subscription(
             "assignment",
             (HAND_OFF_REQUESTS_TOPIC,),
             "Hand-offs, claims, transfers and nudges, one group at a time: who takes each"
             " conversation, and why.",
         ),
+        Subscription(
+            "assignment-router",
+            (DIRECTORY_EVENTS_TOPIC, CONVERSATION_EVENTS_TOPIC),
+            "Members, groups, statuses and closed conversations: the assignment service's"
+            " views, and nudges to the groups whose queue they may move.",
+        ),
     ),
     start=start,
-    emits=(HAND_OFF_REQUESTS_TOPIC, ASSIGNMENT_EVENTS_TOPIC, DEAD_LETTERS),
+    emits=(ASSIGNMENT_EVENTS_TOPIC, HAND_OFF_REQUESTS_TOPIC, DEAD_LETTERS),
 )
 
 
