@@ -44,7 +44,7 @@ test-unit: install ## only the unit tests (no infrastructure)
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
 test-faults: install infra-up ## the fault suite alone, with its per-scenario report (.local/faults-report.jsonl)
-	@eval "$$($(INFRA) env)" && $(BIN)/pytest -m faults tests/faults $(PYTEST_ARGS)
+	@eval "$$($(INFRA) env)" && SWITCHBOARD_WHOLE_FAULT_SUITE=1 $(BIN)/pytest -m faults tests/faults $(PYTEST_ARGS)
 	@cat .local/faults-report.jsonl
 
 lint: install ## ruff, mypy --strict, the deployment files against the registry and the Kubernetes API schemas

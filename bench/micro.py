@@ -211,6 +211,7 @@ async def relay_vs_producer(
             "SWITCHBOARD_TOPIC_PREFIX": topic_prefix,
             "SWITCHBOARD_SCHEMA_PREFIX": schema_prefix,
             "SWITCHBOARD_LOG_FORMAT": "json",
+            "SWITCHBOARD_METRICS_PORT": "0",  # the registry's fixed port may be taken
         },
         work_dir / f"relay-{tag}.log",
     )

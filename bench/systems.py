@@ -224,6 +224,8 @@ class Switchboard:
             "WHATSAPP_API_BASE_URL": self.graph_url,
             "WHATSAPP_ACCESS_TOKEN": "bench-graph-token",
             "SWITCHBOARD_LOG_FORMAT": "json",
+            # No metrics endpoints: the registry's fixed ports would collide between systems.
+            "SWITCHBOARD_METRICS_PORT": "0",
         }
 
     async def start(self) -> None:

@@ -20,6 +20,7 @@ from events.assignment import (
 )
 from events.base import Payload
 from events.business import BUSINESS_EVENTS
+from events.canned_responses import CANNED_RESPONSE_COMMANDS, CANNED_RESPONSE_EVENTS
 from events.codec import Registry
 from events.conversation import (
     CONVERSATION_COMMANDS,
@@ -59,6 +60,7 @@ from events.flows import (
     upcast_publish_flow_v1,
     upcast_run_started_v1,
 )
+from events.notes import NOTE_COMMANDS, NOTE_EVENTS
 from events.operations import (
     DEAD_LETTER_EVENTS,
     InboundRecordUnrouted,
@@ -136,14 +138,22 @@ CONVERSATION_COMMANDS_TOPIC = Topic(
     name="conversation.commands",
     key="'{phone_number_id}:{contact id}' (same partitioning as whatsapp.inbound)",
     partitions=6,
-    carries=CONVERSATION_COMMANDS,
-    description="Requests to the inbound service: close a conversation.",
+    carries=CONVERSATION_COMMANDS + NOTE_COMMANDS,
+    description="Requests to the inbound service: close a conversation, add a member's note.",
+)
+CONVERSATION_NOTES_TOPIC = Topic(
+    name="conversation.notes",
+    key="conversation id",
+    partitions=6,
+    carries=NOTE_EVENTS,
+    description="Members' private notes in conversations (added, or refused with the reason)."
+    " Read by the projector alone: nothing that talks to the customer receives a note.",
 )
 DIRECTORY_COMMANDS_TOPIC = Topic(
     name="directory.commands",
     key="workspace id",
     partitions=3,
-    carries=DIRECTORY_COMMANDS + FLOW_DIRECTORY_COMMANDS,
+    carries=DIRECTORY_COMMANDS + FLOW_DIRECTORY_COMMANDS + CANNED_RESPONSE_COMMANDS,
     description="Admin commands for workspaces, numbers, members and flows. Restricted:"
     " written by the gateway and the CLI, read by the directory alone (adding a member,"
     " creating a workspace and rotating a token carry the new token's hash).",
@@ -153,8 +163,9 @@ DIRECTORY_EVENTS_TOPIC = Topic(
     name="directory.events",
     key="workspace id",
     partitions=3,
-    carries=DIRECTORY_EVENTS + FLOW_DIRECTORY_EVENTS,
-    description="Workspaces, business numbers, members and published flows as they change."
+    carries=DIRECTORY_EVENTS + FLOW_DIRECTORY_EVENTS + CANNED_RESPONSE_EVENTS,
+    description="Workspaces, business numbers, members, published flows and canned responses"
+    " as they change."
     " No credentials: analytics may read it.",
 )
 DIRECTORY_CREDENTIALS_TOPIC = Topic(
@@ -234,6 +245,7 @@ TOPICS: tuple[Topic, ...] = (
     WHATSAPP_UNROUTED,
     CONVERSATION_EVENTS_TOPIC,
     CONVERSATION_COMMANDS_TOPIC,
+    CONVERSATION_NOTES_TOPIC,
     DIRECTORY_COMMANDS_TOPIC,
     DIRECTORY_EVENTS_TOPIC,
     DIRECTORY_CREDENTIALS_TOPIC,

@@ -12,6 +12,7 @@ from faststream import FastStream
 from events.catalogue import (
     ASSIGNMENT_EVENTS_TOPIC,
     CONVERSATION_EVENTS_TOPIC,
+    CONVERSATION_NOTES_TOPIC,
     CONVERSATION_READS_TOPIC,
     DIRECTORY_CREDENTIALS_TOPIC,
     DIRECTORY_EVENTS_TOPIC,
@@ -37,6 +38,7 @@ from services.settings import Settings
 # inbox adds members' read markers and the expiry service's deadlines.
 PROJECTED_TOPICS = (
     CONVERSATION_EVENTS_TOPIC,
+    CONVERSATION_NOTES_TOPIC,  # members' private notes: the projector alone reads them
     CONVERSATION_READS_TOPIC,
     DIRECTORY_EVENTS_TOPIC,
     DIRECTORY_CREDENTIALS_TOPIC,  # restricted: the projector authenticates for the gateway

@@ -47,6 +47,7 @@ from psycopg_pool import AsyncConnectionPool
 from events.catalogue import (
     ASSIGNMENT_EVENTS_TOPIC,
     CONVERSATION_EVENTS_TOPIC,
+    CONVERSATION_NOTES_TOPIC,
     CONVERSATION_READS_TOPIC,
     DIRECTORY_EVENTS_TOPIC,
     EXPIRY_EVENTS_TOPIC,
@@ -72,6 +73,7 @@ log = structlog.get_logger(__name__)
 # The projector's topics (projections/app.py) but the restricted credentials topic.
 FOLDED_TOPICS: tuple[Topic, ...] = (
     CONVERSATION_EVENTS_TOPIC,
+    CONVERSATION_NOTES_TOPIC,
     CONVERSATION_READS_TOPIC,
     DIRECTORY_EVENTS_TOPIC,
     EXPIRY_EVENTS_TOPIC,

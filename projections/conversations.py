@@ -25,6 +25,7 @@ from events.conversation import (
 )
 from events.envelope import Envelope
 from events.flows import ExpirationRequested, FlowFailed, HandOffRequested, HandOffWithheld
+from events.notes import NoteAdded
 from events.outbound import (
     OutboundMessageFailed,
     OutboundMessageQueued,
@@ -84,7 +85,7 @@ class HistoryEntry:
     occurred_at: datetime
     rank: int
     seq: int
-    kind: str  # "message", "status", "system", "closed"
+    kind: str  # "message", "status", "system", "closed", "note" (members only, never sent)
     author_kind: str  # customer, bot, member, meta, system
     author_id: str | None
     author_name: str | None
@@ -243,6 +244,19 @@ def history_entry(envelope: Envelope, row: ConversationRow | None) -> HistoryEnt
                 if queued.options
                 else None,
                 status="queued",
+            )
+        case NoteAdded() as note:
+            # A member's private note: a line of its own kind, which nothing sends and the
+            # inbox's last message and unread counts (kind 'message') never count.
+            return line(
+                note.conversation_id,
+                note.added_at,
+                RANK_REPLY,
+                kind="note",
+                author_kind="member",
+                author_id=str(note.author_id),
+                text=note.text,
+                content={"note_id": str(note.note_id)},
             )
         case MessageStatusUpdated(conversation_id=UUID() as conversation_id) as status:
             return line(

@@ -12,6 +12,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from events.canned_responses import (
+    CannedResponseCreated,
+    CannedResponseDeleted,
+    CannedResponseUpdated,
+    CreateCannedResponse,
+    DeleteCannedResponse,
+    UpdateCannedResponse,
+)
 from events.conversation import ConversationStarted
 from events.directory import (
     AddGroupMember,
@@ -44,6 +52,7 @@ from events.directory import (
 )
 from events.envelope import Envelope
 from events.flows import ActiveFlowChosen, FlowPublished
+from events.notes import AddNote, NoteAdded, NoteRefused
 
 
 @dataclass(frozen=True)
@@ -192,8 +201,27 @@ class GroupMemberRemoval:
     member_id: UUID
 
 
+@dataclass(frozen=True)
+class CannedResponseRow:
+    """A canned response as it reads now (created or edited)."""
+
+    canned_response_id: UUID
+    workspace_id: UUID
+    shortcut: str
+    text: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class CannedResponseDeletion:
+    canned_response_id: UUID
+    deleted_at: datetime
+
+
 DirectoryRow = (
     WorkspaceRow
+    | CannedResponseRow
+    | CannedResponseDeletion
     | NumberRow
     | NumberAgentConversations
     | NumberDisplay
@@ -336,6 +364,39 @@ def directory_rows(envelope: Envelope) -> list[DirectoryRow]:
             return rows
         case CommandRejected(command_id=command_id, command_type=command_type, reason=reason):
             return [OutcomeRow(command_id, command_type, "rejected", reason, at, None)]
+        case CannedResponseCreated() | CannedResponseUpdated() as canned:
+            command_type = (
+                CreateCannedResponse.event_type
+                if isinstance(canned, CannedResponseCreated)
+                else UpdateCannedResponse.event_type
+            )
+            result = {
+                "canned_response_id": str(canned.canned_response_id),
+                "shortcut": canned.shortcut,
+                "text": canned.text,
+            }
+            return [
+                CannedResponseRow(
+                    canned.canned_response_id, canned.workspace_id, canned.shortcut, canned.text, at
+                ),
+                *_accepted(envelope, command_type, result),
+            ]
+        case CannedResponseDeleted(canned_response_id=canned_id):
+            return [
+                CannedResponseDeletion(canned_id, at),
+                *_accepted(
+                    envelope,
+                    DeleteCannedResponse.event_type,
+                    {"canned_response_id": str(canned_id)},
+                ),
+            ]
+        # A note's verdict, for the member who wrote it (the line itself is the history's).
+        case NoteAdded(note_id=note_id):
+            return [*_accepted(envelope, AddNote.event_type, {"note_id": str(note_id)})]
+        case NoteRefused(reason=reason) if envelope.causation_id is not None:
+            return [
+                OutcomeRow(envelope.causation_id, AddNote.event_type, "rejected", reason, at, None)
+            ]
         case FlowPublished() as flow:
             rows = [
                 FlowVersionRow(

@@ -394,6 +394,25 @@ class ReadModels:
             (workspace_id,),
         )
 
+    async def canned_responses(self, workspace_id: UUID) -> list[dict[str, Any]]:
+        """The workspace's canned responses not deleted, by shortcut."""
+        return await self._all(
+            "SELECT canned_response_id, shortcut, text, updated_at FROM {s}.canned_responses"
+            " WHERE workspace_id = %s AND deleted_at IS NULL ORDER BY lower(shortcut)",
+            (workspace_id,),
+        )
+
+    async def canned_response(
+        self, workspace_id: UUID, canned_response_id: UUID
+    ) -> dict[str, Any] | None:
+        """One canned response of the workspace, deleted or not (None: not this one's)."""
+        rows = await self._all(
+            "SELECT canned_response_id, shortcut, text, updated_at, deleted_at"
+            " FROM {s}.canned_responses WHERE workspace_id = %s AND canned_response_id = %s",
+            (workspace_id, canned_response_id),
+        )
+        return rows[0] if rows else None
+
     async def flows(self, workspace_id: UUID) -> list[dict[str, Any]]:
         """Each flow at its latest version, and the numbers it is active on."""
         return await self._all(

@@ -49,6 +49,8 @@ from projections.conversations import (
 )
 from projections.directory import (
     ActiveFlowRow,
+    CannedResponseDeletion,
+    CannedResponseRow,
     CredentialRow,
     DirectoryRow,
     FlowVersionRow,
@@ -96,6 +98,7 @@ TABLES = (
     "command_outcomes",
     "flow_versions",
     "active_flows",
+    "canned_responses",
     "groups",
     "deliveries",
     "wamid_statuses",
@@ -224,6 +227,16 @@ SCHEMA_STATEMENTS = (
         status text NOT NULL,
         errors jsonb,
         PRIMARY KEY (workspace_id, wamid))""",
+    # Added without a READ_MODEL_VERSION bump: no canned response existed before the table.
+    """CREATE TABLE IF NOT EXISTS {s}.canned_responses (
+        canned_response_id uuid PRIMARY KEY,
+        workspace_id uuid NOT NULL,
+        shortcut text NOT NULL,
+        text text NOT NULL,
+        updated_at timestamptz NOT NULL,
+        deleted_at timestamptz)""",
+    """CREATE INDEX IF NOT EXISTS canned_responses_by_workspace
+        ON {s}.canned_responses (workspace_id, shortcut)""",
     """CREATE TABLE IF NOT EXISTS {s}.groups (
         group_id uuid PRIMARY KEY,
         workspace_id uuid NOT NULL,
@@ -842,6 +855,18 @@ class ProjectionRecorder(PostgresProcessRecorder):
                     "UPDATE {s}.members SET desktop_notifications = %(desktop_notifications)s,"
                     " sound_notifications = %(sound_notifications)s"
                     " WHERE member_id = %(member_id)s"
+                )
+            case CannedResponseRow():
+                statement = (
+                    "INSERT INTO {s}.canned_responses VALUES (%(canned_response_id)s,"
+                    " %(workspace_id)s, %(shortcut)s, %(text)s, %(updated_at)s, NULL)"
+                    " ON CONFLICT (canned_response_id) DO UPDATE SET shortcut ="
+                    " EXCLUDED.shortcut, text = EXCLUDED.text, updated_at = EXCLUDED.updated_at"
+                )
+            case CannedResponseDeletion():
+                statement = (
+                    "UPDATE {s}.canned_responses SET deleted_at = %(deleted_at)s"
+                    " WHERE canned_response_id = %(canned_response_id)s"
                 )
             case GroupName():
                 statement = "UPDATE {s}.groups SET name = %(name)s WHERE group_id = %(group_id)s"

@@ -45,6 +45,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events.codec import CodecError, Registry, decode
+from runtime import metrics
 from runtime.decider import StreamCache
 from runtime.outages import outage_of
 from runtime.records import (
@@ -126,6 +127,7 @@ class Consumer:
         # The next offset of each partition this process holds, as far as it knows: records
         # before it were handled (by this process or before it got the partition).
         self._next_offset: dict[tuple[str, int], int] = {}
+        self.progress = metrics.ConsumerProgress(name, self._next_offset)
 
     def bind(
         self,
@@ -190,6 +192,7 @@ class Consumer:
             # assignment of fresh partitions take seconds.
             await consumer.seek_to_beginning(*never_read)
         log.info("partitions assigned", consumer=self.name, positions=positions)
+        self.progress.joined = True
         if self.on_assigned is not None:
             on_assigned = self.on_assigned
             await self._waiting_out_outages_async(lambda: on_assigned(sorted(names)))
@@ -202,12 +205,15 @@ class Consumer:
         pending = self._not_yet_handled(batch)
         if not pending:
             return
+        started = time.monotonic()
         records = [item for item in pending if isinstance(item, Record)]
         if self.prepare is not None and records:
             prepare = self.prepare
             await self._waiting_out_outages_async(lambda: prepare(records))
-        callbacks = await self._waiting_out_outages(lambda: self.commit_batch(pending))
+        callbacks, outcomes = await self._waiting_out_outages(lambda: self._commit(pending))
         self._moved_past(pending)
+        self._count(pending, outcomes)
+        metrics.BATCH_SECONDS.labels(self.name).observe(time.monotonic() - started)
         await self._run_after_commit(callbacks)
 
     async def handle_each(self, batch: Sequence[Received]) -> None:
@@ -220,11 +226,13 @@ class Consumer:
         failures = conflicts = 0
         outage_delay = OUTAGE_FIRST_BACKOFF_SECONDS
         callbacks: list[Callable[[], None]] = []
+        outcomes: list[str] = []
+        started = time.monotonic()
         while True:
             try:
                 if self.prepare is not None and isinstance(item, Record):
                     await self.prepare([item])
-                callbacks = await anyio.to_thread.run_sync(lambda: self.commit_batch([item]))
+                callbacks, outcomes = await anyio.to_thread.run_sync(lambda: self._commit([item]))
                 break
             except ViewUnsure as unsure:
                 with _record_context(self.name, item):
@@ -235,6 +243,7 @@ class Consumer:
                     outage_delay = await self._wait_out(behind, outage_delay, item)
                 continue
             except AlreadyTracked:
+                outcomes = [metrics.SKIPPED_DUPLICATE]
                 break  # handled meanwhile (another replica, after a rebalance)
             except Exception as failure:
                 if isinstance(failure, RACES):
@@ -258,6 +267,8 @@ class Consumer:
             conflicts = 0
             await asyncio.sleep(0.1 * 2**failures)
         self._moved_past([item])
+        self._count([item], outcomes)
+        metrics.BATCH_SECONDS.labels(self.name).observe(time.monotonic() - started)
         await self._run_after_commit(callbacks)
 
     # -- the unit of work (in a worker thread) ------------------------------------------------
@@ -267,6 +278,11 @@ class Consumer:
 
         Synchronous (a worker thread runs it); tests call it directly on a memory store.
         """
+        callbacks, _ = self._commit(batch)
+        return callbacks
+
+    def _commit(self, batch: Sequence[Received]) -> tuple[list[Callable[[], None]], list[str]]:
+        """``commit_batch``, and what became of each record (counted once committed)."""
         with self.store.work() as work:
             try:
                 return self._handle_in(work, batch)
@@ -275,30 +291,37 @@ class Consumer:
                 self.store.cache.drop(work.touched)
                 raise
 
-    def _handle_in(self, work: UnitOfWork, batch: Sequence[Received]) -> list[Callable[[], None]]:
+    def _handle_in(
+        self, work: UnitOfWork, batch: Sequence[Received]
+    ) -> tuple[list[Callable[[], None]], list[str]]:
         positions = work.positions({item.delivery.tracking_name for item in batch})
         handled = work.handled_among(
             self.name, (item.envelope.event_id for item in batch if isinstance(item, Record))
         )
+        outcomes: list[str] = []
         for item in batch:
             delivery = item.delivery
             position = positions.get(delivery.tracking_name)
             if position is not None and delivery.offset < position:
+                outcomes.append(metrics.SKIPPED_DUPLICATE)
                 continue  # its effect was committed before (a redelivery)
             if isinstance(item, Unreadable):
                 with _record_context(self.name, item):
                     log.error("record dead-lettered", reason=item.reason)
                 self._stage_dead_letter(work, delivery, item.reason)
+                outcomes.append(metrics.PARKED)
             elif item.envelope.event_id in handled:
                 with _record_context(self.name, item):
                     log.info("record handled before (published again); skipped")
+                outcomes.append(metrics.SKIPPED_DUPLICATE)
             else:
                 handled.add(item.envelope.event_id)
                 with _record_context(self.name, item):
                     self.handler(work, item)
                 work.mark_handled(self.name, item.envelope.event_id)
+                outcomes.append(metrics.HANDLED)
             work.advance(delivery.tracking)
-        return work.commit()
+        return work.commit(), outcomes
 
     def _stage_dead_letter(self, work: UnitOfWork, delivery: Delivery, reason: str) -> None:
         envelope = dead_letter_envelope(delivery, delivery.dead_letter(self.name, reason))
@@ -326,7 +349,9 @@ class Consumer:
 
         with contextlib.suppress(AlreadyTracked):
             await self._waiting_out_outages(park)
-        self._moved_past([Unreadable(delivery, reason)])
+        parked = Unreadable(delivery, reason)
+        self._moved_past([parked])
+        self._count([parked], [metrics.PARKED])
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -342,6 +367,17 @@ class Consumer:
         for item in batch:
             key = (item.delivery.topic, item.delivery.partition)
             self._next_offset[key] = max(self._next_offset.get(key, 0), item.delivery.position)
+
+    def _count(self, batch: Sequence[Received], outcomes: Sequence[str]) -> None:
+        """Count what became of each committed record, and how long it took since its poll."""
+        now = time.monotonic()
+        for item, outcome in zip(batch, outcomes, strict=False):
+            delivery = item.delivery
+            metrics.RECORDS.labels(self.name, delivery.topic, outcome).inc()
+            if outcome == metrics.PARKED:
+                metrics.DEAD_LETTERS.labels("record", self.name).inc()
+            if delivery.received_at > 0:  # 0: a delivery not fetched by a poll (tests)
+                metrics.RECORD_SECONDS.labels(self.name).observe(now - delivery.received_at)
 
     async def _run_after_commit(self, callbacks: list[Callable[[], None]]) -> None:
         """What handlers asked to do once their effects are durable (a call to Meta, waking

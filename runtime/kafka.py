@@ -101,11 +101,19 @@ def new_broker(settings: Connections, *, client_id: str) -> KafkaBroker:
         allow_auto_create_topics=False,
         consumer_only=True,
         apply_types=False,
+        logger=broker_logger(),
         # FastStream logs every batch received and processed at this level: per-batch lines
         # belong to DEBUG; the runtime logs what matters with context.
         log_level=logging.DEBUG,
         description="switchboard: WhatsApp conversations, flows and agents, event-sourced",
     )
+
+
+def broker_logger() -> logging.Logger:
+    """The logger FastStream's brokers write to. Given explicitly, FastStream does not install
+    its own handler (a coloured text line on stdout): the line goes to the root handler, JSON
+    like every other (``services.logs``)."""
+    return logging.getLogger("faststream.access.kafka")
 
 
 @functools.cache
@@ -160,6 +168,8 @@ class SeekToPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         kafka_consumer = self.kafka_consumer()
         if kafka_consumer is not None and assigned:
             await self.runtime.assigned(kafka_consumer, assigned)
+        # A replica given no partition (more replicas than partitions) is caught up too.
+        self.runtime.progress.joined = True
 
 
 def subscribe(
@@ -193,6 +203,7 @@ def subscribe(
         description=description,
     )
     listener.kafka_consumer = lambda: subscriber.consumer
+    consumer.progress.kafka = lambda: subscriber.consumer
     _poll_patiently(subscriber, max_records)
 
     async def handle(batch: list[Received]) -> None:

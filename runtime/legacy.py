@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -23,7 +24,9 @@ from faststream.kafka.annotations import KafkaMessage
 from events.codec import CodecError, Registry, decode
 from events.envelope import Envelope
 from events.operations import RecordDeadLettered
+from runtime import metrics
 from runtime.config import Connections
+from runtime.kafka import broker_logger
 from runtime.outages import database_unavailable, outage_of
 from runtime.records import Delivery, dead_letter_envelope, tracking_name
 from runtime.store import AlreadyTracked, EventStore, NewEvent, StreamConflict
@@ -102,6 +105,7 @@ class TrackedRuntime:
         # up); it may raise to be retried like any other failure.
         self.before_handle: Waiter | None = None
         self._next_offset: dict[tuple[str, int], int] = {}
+        self.progress = metrics.ConsumerProgress(name, self._next_offset)
 
     def bind(self, handler: RecordHandler, *, before_handle: Waiter | None = None) -> None:
         """Attach the handler once the process's resources exist (in the app's lifespan).
@@ -148,14 +152,24 @@ class TrackedRuntime:
         if delivery.offset < self._next_offset.get((delivery.topic, delivery.partition), 0):
             log.debug("record already handled")
             return
+        started = time.monotonic()
+        outcome = await self._handled(delivery)
+        # One record per transaction: a batch of one, its latency the record's.
+        took = time.monotonic() - started
+        metrics.RECORDS.labels(self.name, delivery.topic, outcome).inc()
+        metrics.BATCH_SECONDS.labels(self.name).observe(took)
+        metrics.RECORD_SECONDS.labels(self.name).observe(took)
+
+    async def _handled(self, delivery: Delivery) -> str:
+        """Handle or park ``delivery``; what became of it."""
         if delivery.value is None:
             await self._park(delivery, "tombstone: the record has no value, so no envelope")
-            return
+            return metrics.PARKED
         try:
             envelope = decode(delivery.value, self.registry)
         except CodecError as error:
             await self._park(delivery, f"undecodable record: {error}")
-            return
+            return metrics.PARKED
         structlog.contextvars.bind_contextvars(
             event_type=envelope.event_type,
             event_id=str(envelope.event_id),
@@ -166,6 +180,7 @@ class TrackedRuntime:
         )
         failures = 0
         outage_delay = INFRA_FIRST_BACKOFF_SECONDS
+        outcome = metrics.HANDLED
         while True:
             try:
                 if self.before_handle is not None:
@@ -174,6 +189,7 @@ class TrackedRuntime:
                 break
             except AlreadyTracked:
                 log.info("record was handled before; skipped")
+                outcome = metrics.SKIPPED_DUPLICATE
                 break
             except Exception as error:
                 away = outage_of(error)
@@ -189,9 +205,10 @@ class TrackedRuntime:
                     await self._park(
                         delivery, f"{type(error).__name__}: {error} (after {failures} attempts)"
                     )
-                    return
+                    return metrics.PARKED
                 await asyncio.sleep(0.1 * 2**failures)
         self._next_offset[(delivery.topic, delivery.partition)] = delivery.offset + 1
+        return outcome
 
     async def _park(self, delivery: Delivery, reason: str) -> None:
         log.error("record dead-lettered", reason=reason)
@@ -199,6 +216,7 @@ class TrackedRuntime:
         with contextlib.suppress(AlreadyTracked):
             await self._database(lambda: self.handler.park(delivery, dead_letter))
         self._next_offset[(delivery.topic, delivery.partition)] = delivery.offset + 1
+        metrics.DEAD_LETTERS.labels("record", self.name).inc()
 
     async def _database(self, work: Callable[[], Any]) -> Any:
         """Run blocking store work in a thread; wait out database outages, never skip."""
@@ -228,6 +246,8 @@ class SeekToTrackedPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer = self.consumer()
         if consumer is not None and assigned:
             await self.runtime.on_assigned(consumer, assigned)
+        # A replica given no partition (more replicas than partitions) is caught up too.
+        self.runtime.progress.joined = True
 
 
 def legacy_broker(settings: Connections, *, client_id: str) -> KafkaBroker:
@@ -235,6 +255,7 @@ def legacy_broker(settings: Connections, *, client_id: str) -> KafkaBroker:
         settings.kafka_bootstrap,
         client_id=client_id,
         allow_auto_create_topics=False,
+        logger=broker_logger(),
         # FastStream logs every record received and processed at this level: per-record
         # lines belong to DEBUG; our own handlers log what matters with context.
         log_level=logging.DEBUG,
@@ -264,6 +285,7 @@ def subscribe_tracked(
         description=description,
     )
     listener.consumer = lambda: subscriber.consumer
+    runtime.progress.kafka = lambda: subscriber.consumer
 
     @subscriber
     async def on_record(message: KafkaMessage) -> None:

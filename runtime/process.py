@@ -44,6 +44,9 @@ class Process:
     # The topics it writes with its own producer, not through a store and the relay (the
     # gateway's webhook records and commands): the AsyncAPI document's send operations.
     publishes: tuple[Topic, ...] = ()
+    # Where a consumer or the relay serves /metrics, /readyz and /healthz unless
+    # SWITCHBOARD_METRICS_PORT says otherwise (an HTTP process serves them on its own port).
+    metrics_port: int | None = None
 
     def load(self) -> Any:
         module, _, attribute = self.target.partition(":")

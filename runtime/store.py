@@ -185,6 +185,18 @@ class EventStore:
         )
         return batch
 
+    def count_after(self, after: int) -> int:
+        """How many stored events have a notification id after ``after`` (the relay's lag)."""
+        with self.recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                SQL("SELECT count(*) AS n FROM {}.{} WHERE notification_id > %s").format(
+                    Identifier(self.recorder.datastore.schema), Identifier(EVENTS_TABLE)
+                ),
+                (after,),
+            )
+            row = first_row(cursor)
+        return int(row["n"]) if row is not None else 0
+
 
 def stored_events(events: Sequence[NewEvent]) -> list[StoredEvent]:
     return [event.stored() for event in events]

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 import structlog
 
+from runtime.process import Process
 from services import registry
 from services.logs import configure_logging
 from services.settings import Settings, SettingsError
@@ -87,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     projection_commands = projections.add_subparsers(required=True, metavar="ACTION")
     rebuild = projection_commands.add_parser(
         "rebuild", help="empty the read models; the projector replays from offset zero"
+    )
+    rebuild.add_argument(
+        "name",
+        nargs="?",
+        choices=("projector", "metrics"),
+        default="projector",
+        help="which projection: the projector's read models (default) or the metrics alone",
     )
     rebuild.set_defaults(action=_rebuild_projections)
 
@@ -236,7 +245,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             server.run()
             return 0 if server.started else 1
         case "relay":
-            return _run_until_signal(target(settings, registry.relayed_stores()))
+            with _observed(settings, declared):
+                return _run_until_signal(target(settings, registry.relayed_stores()))
         case "consumer":
             from runtime.app import consumer_app
             from runtime.process import Service
@@ -244,9 +254,25 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
             app = (
                 consumer_app(target, settings) if isinstance(target, Service) else target(settings)
             )
-            asyncio.run(app.run())
+            with _observed(settings, declared):
+                asyncio.run(app.run())
             return 0
     raise AssertionError(f"unknown kind of process: {declared.kind}")
+
+
+@contextlib.contextmanager
+def _observed(settings: Settings, declared: Process) -> Iterator[None]:
+    """A consumer's or the relay's /metrics, /readyz and /healthz while it runs, started
+    first: a process started while Kafka or PostgreSQL is away waits for both to answer,
+    and /readyz says which it waits for."""
+    from runtime.observe import Checks, serving, wait_for_infrastructure
+
+    port = settings.metrics_port if settings.metrics_port is not None else declared.metrics_port
+    conninfo = settings.database().conninfo()
+    checks = Checks(settings.kafka_bootstrap, conninfo, settings.ready_max_lag)
+    with serving(settings.metrics_host, port or 0, checks):
+        wait_for_infrastructure(checks)
+        yield
 
 
 def _processes(settings: Settings, args: argparse.Namespace) -> int:
@@ -260,6 +286,7 @@ def _processes(settings: Settings, args: argparse.Namespace) -> int:
                 "store": p.store and settings.schema(p.store),
                 "relayed": p.relayed,
                 "health": p.health,
+                "metrics_port": p.metrics_port,
                 "description": p.description,
             }
             for p in registry.PROCESSES
@@ -318,6 +345,16 @@ def _create_topics(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _rebuild_projections(settings: Settings, args: argparse.Namespace) -> int:
+    if args.name == "metrics":
+        from projections.metrics.app import open_metrics_recorder
+
+        metrics = open_metrics_recorder(settings)
+        try:
+            metrics.rebuild()
+        finally:
+            metrics.datastore.close()
+        print("metrics emptied; (re)start the metrics process to replay from offset zero")
+        return 0
     from projections.app import open_recorder
 
     recorder = open_recorder(settings)

@@ -290,8 +290,31 @@ def _deployment(process: Process) -> Any:
         container["ports"] = [{"name": "http", "containerPort": HTTP_PORT}]
         container["readinessProbe"] = {**probe, "periodSeconds": 5, "failureThreshold": 3}
         container["livenessProbe"] = {**probe, "periodSeconds": 20, "failureThreshold": 6}
-    # Consumers and the relay serve no HTTP yet, so they have no probe: a process that
-    # cannot go on exits and the kubelet restarts it (they are crash-safe).
+    scraped: dict[str, str] = {}
+    if process.kind != "http" and process.metrics_port is not None:
+        # Consumers and the relay serve /metrics, /readyz (Kafka, PostgreSQL, caught up) and
+        # /healthz on their own port (runtime.observe); SWITCHBOARD_HTTP_HOST (0.0.0.0 in the
+        # ConfigMap) is where it listens too.
+        port = process.metrics_port
+        container["ports"] = [{"name": "metrics", "containerPort": port}]
+        container["readinessProbe"] = {
+            "httpGet": {"path": "/readyz", "port": port},
+            "timeoutSeconds": 5,
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        }
+        container["livenessProbe"] = {
+            "httpGet": {"path": "/healthz", "port": port},
+            "timeoutSeconds": 5,
+            "periodSeconds": 20,
+            "failureThreshold": 6,
+        }
+        scraped = {"prometheus.io/scrape": "true", "prometheus.io/port": str(port)}
+    elif process.kind == "http":
+        scraped = {"prometheus.io/scrape": "true", "prometheus.io/port": str(HTTP_PORT)}
+    template_metadata: dict[str, Any] = {"labels": _labels(process)}
+    if scraped:
+        template_metadata["annotations"] = {**scraped, "prometheus.io/path": "/metrics"}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -304,7 +327,7 @@ def _deployment(process: Process) -> Any:
             "replicas": process.replicas,
             "selector": {"matchLabels": _labels(process)},
             "template": {
-                "metadata": {"labels": _labels(process)},
+                "metadata": template_metadata,
                 "spec": {
                     # Consumers finish their batch and commit on SIGTERM.
                     "terminationGracePeriodSeconds": 30,

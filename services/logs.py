@@ -1,9 +1,15 @@
-"""Structured logging: JSON lines when not on a terminal, readable lines when on one."""
+"""Structured logging: JSON lines when not on a terminal, readable lines when on one.
+
+Every line a process writes goes through one handler on the standard library's root logger,
+formatted by structlog's ``ProcessorFormatter``: structlog's own lines and the libraries'
+(aiokafka, uvicorn, psycopg, FastStream) alike, warnings and an uncaught exception included.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from types import TracebackType
 
 import structlog
 
@@ -42,6 +48,30 @@ def configure_logging(level: str = "INFO", log_format: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # FastStream gives its application logger a handler of its own (a coloured text line)
+    # and stops it propagating, at import; its brokers' logger is passed in
+    # (``runtime.kafka.broker_logger``) so that it never gets one. Both go to the root.
+    import faststream  # noqa: F401 - creates the logger this undoes
+
+    for name in ("faststream", "faststream.access", "faststream.access.kafka"):
+        library = logging.getLogger(name)
+        library.handlers.clear()
+        library.propagate = True
+        library.setLevel(logging.NOTSET)
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
     # aiokafka logs every reconnect attempt at ERROR while a broker is down; that is noise
     # next to our own "cannot reach Kafka" lines.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+
+
+def _log_uncaught(
+    kind: type[BaseException], error: BaseException, traceback: TracebackType | None
+) -> None:
+    """An exception that ends the process is logged like every other line (not printed)."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, traceback)
+        return
+    logging.getLogger("switchboard").critical(
+        "uncaught exception", exc_info=(kind, error, traceback)
+    )

@@ -100,6 +100,14 @@ class Settings:
     session_hours: float = 12.0
     log_level: str = "INFO"
     log_format: str = "auto"
+    # Each consumer's and the relay's own /metrics, /readyz and /healthz (runtime.observe):
+    # None takes the process's port in the registry (9101...), 0 turns it off. The gateway
+    # serves them on its HTTP port.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    # /readyz answers 503 while a partition the process holds (or a store the relay
+    # publishes) is more than this many records behind.
+    ready_max_lag: int = 1000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -131,6 +139,14 @@ class Settings:
             session_hours=_float(env, "SWITCHBOARD_SESSION_HOURS", 12.0),
             log_level=env.get("SWITCHBOARD_LOG_LEVEL", "INFO").upper(),
             log_format=env.get("SWITCHBOARD_LOG_FORMAT", "auto"),
+            metrics_port=(
+                _int(env, "SWITCHBOARD_METRICS_PORT", 0)
+                if env.get("SWITCHBOARD_METRICS_PORT")
+                else None  # not set: the registry's port for the process
+            ),
+            metrics_host=env.get("SWITCHBOARD_METRICS_HOST")
+            or env.get("SWITCHBOARD_HTTP_HOST", "127.0.0.1"),
+            ready_max_lag=_int(env, "SWITCHBOARD_READY_MAX_LAG", 1000),
         )
         settings.database()  # fail at start-up, with the variable's name, not at first use
         if settings.dispatch_max_attempts < 1:
@@ -166,6 +182,15 @@ class Settings:
         if settings.session_hours <= 0:
             raise SettingsError(
                 f"SWITCHBOARD_SESSION_HOURS must be more than 0, got {settings.session_hours}"
+            )
+        if settings.metrics_port is not None and not 0 <= settings.metrics_port <= 65535:
+            raise SettingsError(
+                "SWITCHBOARD_METRICS_PORT must be a port (0 turns the endpoint off),"
+                f" got {settings.metrics_port}"
+            )
+        if settings.ready_max_lag < 0:
+            raise SettingsError(
+                f"SWITCHBOARD_READY_MAX_LAG must be 0 or more, got {settings.ready_max_lag}"
             )
         if settings.presence_grace_seconds < 0:
             raise SettingsError(

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -127,16 +128,23 @@ def _start(child: Child, log_dir: Path) -> None:
         [sys.executable, "-m", "services.cli", "run", child.name],
         stdout=log_file,
         stderr=subprocess.STDOUT,
-        env={
-            **os.environ,
-            "SWITCHBOARD_LOG_FORMAT": os.environ.get("SWITCHBOARD_LOG_FORMAT", "json"),
-        },
+        env=child_env(os.environ),
     )
     log_file.close()  # the child holds its own descriptor
     print(
         f"  {child.name:<10} pid {child.process.pid:<7} log {log_dir / (child.name + '.log')}",
         flush=True,
     )
+
+
+def child_env(env: Mapping[str, str]) -> dict[str, str]:
+    """A child's environment: JSON logs (its output goes to a file), and its own metrics
+    port from the registry — one SWITCHBOARD_METRICS_PORT for every child would have them
+    fight over it, so only 0 (every endpoint off) is passed on."""
+    child = {**env, "SWITCHBOARD_LOG_FORMAT": env.get("SWITCHBOARD_LOG_FORMAT", "json")}
+    if child.get("SWITCHBOARD_METRICS_PORT", "").strip() not in ("", "0"):
+        del child["SWITCHBOARD_METRICS_PORT"]
+    return child
 
 
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:

@@ -81,6 +81,9 @@ def new_isolated_env(
         "WHATSAPP_VERIFY_TOKEN": "test-verify-token",
         "SWITCHBOARD_SESSION_SECRET": f"test-session-secret-{tag}-{uuid.uuid4().hex}",
         "SWITCHBOARD_PUBLISH_TIMEOUT": "3",
+        # Each process's metrics endpoint is off unless a test asks for it on a free port:
+        # the registry's fixed ports would collide between tests running side by side.
+        "SWITCHBOARD_METRICS_PORT": "0",
     }
 
 

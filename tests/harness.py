@@ -50,9 +50,14 @@ async def eventually(
 
 
 @asynccontextmanager
-async def consumers(settings: Settings, *, relay: bool = True) -> AsyncIterator[None]:
-    """The directory, inbound, flows, assignment and projector apps and the relay, here."""
+async def consumers(
+    settings: Settings, *, relay: bool = True, metrics: bool = False
+) -> AsyncIterator[None]:
+    """The directory, inbound, flows, assignment and projector apps and the relay, here
+    (and the metrics process, for tests that read the metrics: one consumer fewer for the
+    rest on a shared 2-core machine)."""
     from projections.app import create_app as create_projector
+    from projections.metrics.app import create_app as create_metrics
     from runtime.relay.app import run_relays
     from services.assignment.app import create_app as create_assignment
     from services.directory.app import create_app as create_directory
@@ -67,6 +72,7 @@ async def consumers(settings: Settings, *, relay: bool = True) -> AsyncIterator[
             create_flows,
             create_assignment,
             create_projector,
+            *((create_metrics,) if metrics else ()),
         ):
             app = create(settings)
             await stack.enter_async_context(app.lifespan_context())
@@ -203,14 +209,15 @@ class Processes:
         self.log_dir = log_dir
         self.children: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, *, replica: int = 1) -> None:
-        """Start process ``name``; a replica other than the first is known as ``name#N``."""
+    def start(self, name: str, *, replica: int = 1, env: dict[str, str] | None = None) -> None:
+        """Start process ``name``; a replica other than the first is known as ``name#N``;
+        ``env`` adds to (or overrides) the group's environment."""
         label = name if replica == 1 else f"{name}#{replica}"
         log = (self.log_dir / f"{label}.log").open("ab")
         self.children[label] = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "run", name],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -35,6 +35,7 @@ from events.catalogue import topic_of
 from events.codec import CodecError, read_header
 from events.envelope import Actor, Envelope
 from events.operations import StoredEventDeadLettered
+from runtime import metrics
 from runtime.notify import wait_for
 from runtime.outages import outage_of
 from runtime.postgres import advisory_lock
@@ -102,6 +103,7 @@ class Relay:
         self.wake = wake  # set when the store's events table grew (or to look anyway)
         self.check_seconds = check_seconds
         self.ack_timeout = ack_timeout
+        self.progress = metrics.RelayProgress(name)
 
     async def run(self, conninfo: str, lock_key: str) -> None:
         """Publish forever (until cancelled), holding this store's relay lock."""
@@ -110,8 +112,12 @@ class Relay:
             try:
                 async with advisory_lock(conninfo, lock_key, holder="relay") as lock:
                     log.info("relay active", store=self.name)
+                    self.progress.active = True
                     delay = 0.0
-                    await self._publish_while(lock)
+                    try:
+                        await self._publish_while(lock)
+                    finally:
+                        self.progress.active = False
                     log.warning("relay lost its lock; taking it again", store=self.name)
             except Exception as error:
                 if outage_of(error) is None:
@@ -151,6 +157,17 @@ class Relay:
         """Publish one batch after the recorded position; how many events it passed."""
         position = await anyio.to_thread.run_sync(self.store.position, RELAY_TRACKING) or 0
         batch = await anyio.to_thread.run_sync(self.store.notifications, position, BATCH)
+        passed = await self._publish(batch)
+        if len(batch) < BATCH:
+            # The batch held everything stored after the position when it was read.
+            self.progress.lag = len(batch) - passed
+        else:
+            self.progress.lag = await anyio.to_thread.run_sync(
+                self.store.count_after, batch[passed - 1].id if passed else position
+            )
+        return passed
+
+    async def _publish(self, batch: Sequence[Notification]) -> int:
         if not batch:
             return 0
         records, unreadable = self._records(batch)
@@ -203,6 +220,7 @@ class Relay:
             notification_id=notification.id,
             reason=reason,
         )
+        metrics.DEAD_LETTERS.labels("stored_event", self.name).inc()
         tracking = Tracking(RELAY_TRACKING, notification.id)
         try:
             self.store.append([parked_event(self.name, notification, reason)], tracking)

@@ -1,4 +1,5 @@
-"""Who may see a conversation, claim, transfer, reply to, close it or retry a message (pure).
+"""Who may see a conversation, claim, transfer, reply to, close it, add a note to it or retry a
+message (pure).
 
 Each rule takes the member asking (:class:`Asker`), what the read models say of the
 conversation (:class:`ConversationFacts`, None when the workspace has no such conversation)
@@ -106,6 +107,12 @@ def administer(who: Asker) -> Verdict:
 def see(who: Asker, conversation: ConversationFacts | None, conversation_id: UUID) -> Verdict:
     found = _visible(who, conversation, conversation_id)
     return found if isinstance(found, Refused) else Allowed()
+
+
+def add_note(who: Asker, conversation: ConversationFacts | None, conversation_id: UUID) -> Verdict:
+    """A private note: any member who sees the conversation, open or closed (a note is for
+    colleagues, and what happened after the close is worth writing down too)."""
+    return see(who, conversation, conversation_id)
 
 
 def claim(who: Asker, conversation: ConversationFacts | None, conversation_id: UUID) -> Verdict:

@@ -9,6 +9,7 @@ stream, so frequent status changes do not grow the workspace's stream.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -16,6 +17,18 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from events.base import Payload
+from events.canned_responses import (
+    MAX_TEXT_LENGTH,
+    SHORTCUT_PATTERN,
+    VARIABLES,
+    CannedResponseCreated,
+    CannedResponseDeleted,
+    CannedResponseUpdated,
+    CreateCannedResponse,
+    DeleteCannedResponse,
+    UpdateCannedResponse,
+    unknown_variables,
+)
 from events.directory import (
     AddGroupMember,
     AddMember,
@@ -73,6 +86,16 @@ class GroupState:
     members: frozenset[UUID] = frozenset()
 
 
+@dataclass(frozen=True)
+class CannedState:
+    shortcut: str
+    deleted: bool = False
+
+
+def _no_canned() -> Mapping[UUID, CannedState]:
+    return MappingProxyType({})
+
+
 def _no_members() -> Mapping[UUID, MemberState]:
     return MappingProxyType({})
 
@@ -94,6 +117,7 @@ class WorkspaceState:
     # Members whose token hash was issued as a MemberCredentialIssued (those added by a
     # member_added v1 before it were not, until carried over).
     credentialed: frozenset[UUID] = frozenset()
+    canned_responses: Mapping[UUID, CannedState] = field(default_factory=_no_canned)
 
     @property
     def members(self) -> frozenset[UUID]:
@@ -172,8 +196,23 @@ def evolve_workspace(state: WorkspaceState, event: Payload) -> WorkspaceState:
         ):
             group = state.group_states[group_id]
             return _with_group(state, group_id, replace(group, members=group.members - {member_id}))
+        case (
+            CannedResponseCreated(canned_response_id=canned_id, shortcut=shortcut)
+            | CannedResponseUpdated(canned_response_id=canned_id, shortcut=shortcut)
+        ):
+            return _with_canned(state, canned_id, CannedState(shortcut))
+        case CannedResponseDeleted(canned_response_id=canned_id) if (
+            canned_id in state.canned_responses
+        ):
+            canned = replace(state.canned_responses[canned_id], deleted=True)
+            return _with_canned(state, canned_id, canned)
         case _:
             return state
+
+
+def _with_canned(state: WorkspaceState, canned_id: UUID, canned: CannedState) -> WorkspaceState:
+    found = MappingProxyType({**state.canned_responses, canned_id: canned})
+    return replace(state, canned_responses=found)
 
 
 def evolve_member(state: MemberStreamState, event: Payload) -> MemberStreamState:
@@ -572,6 +611,111 @@ def decide_set_notification_settings(
             sound=command.sound,
         )
     ]
+
+
+def decide_create_canned_response(
+    command: CreateCannedResponse, command_id: UUID, workspace: WorkspaceState
+) -> list[Payload]:
+    """A new canned response, if its shortcut is well formed and free and its text holds
+    only known variables."""
+    if not workspace.created:
+        return [_reject(command, command_id, f"workspace {command.workspace_id} does not exist")]
+    existing = workspace.canned_responses.get(command.canned_response_id)
+    if existing is not None:
+        if existing.shortcut == command.shortcut.strip() and not existing.deleted:
+            return []  # the same command delivered again
+        return [
+            _reject(
+                command, command_id, f"canned response {command.canned_response_id} already exists"
+            )
+        ]
+    shortcut, text = command.shortcut.strip(), command.text.strip()
+    problem = _canned_problem(shortcut, text, command.canned_response_id, workspace)
+    if problem:
+        return [_reject(command, command_id, problem)]
+    return [
+        CannedResponseCreated(
+            workspace_id=command.workspace_id,
+            canned_response_id=command.canned_response_id,
+            shortcut=shortcut,
+            text=text,
+            created_by=command.created_by,
+        )
+    ]
+
+
+def decide_update_canned_response(
+    command: UpdateCannedResponse, command_id: UUID, workspace: WorkspaceState
+) -> list[Payload]:
+    problem = _canned_response_problem(command.canned_response_id, workspace)
+    shortcut, text = command.shortcut.strip(), command.text.strip()
+    problem = problem or _canned_problem(shortcut, text, command.canned_response_id, workspace)
+    if problem:
+        return [_reject(command, command_id, problem)]
+    return [
+        CannedResponseUpdated(
+            workspace_id=command.workspace_id,
+            canned_response_id=command.canned_response_id,
+            shortcut=shortcut,
+            text=text,
+            updated_by=command.updated_by,
+        )
+    ]
+
+
+def decide_delete_canned_response(
+    command: DeleteCannedResponse, command_id: UUID, workspace: WorkspaceState
+) -> list[Payload]:
+    problem = _canned_response_problem(command.canned_response_id, workspace)
+    if problem:
+        return [_reject(command, command_id, problem)]
+    return [
+        CannedResponseDeleted(
+            workspace_id=command.workspace_id,
+            canned_response_id=command.canned_response_id,
+            deleted_by=command.deleted_by,
+        )
+    ]
+
+
+def _canned_response_problem(canned_id: UUID, workspace: WorkspaceState) -> str | None:
+    found = workspace.canned_responses.get(canned_id)
+    if found is None:
+        return f"no canned response {canned_id} here"
+    if found.deleted:
+        return f"canned response {canned_id} is deleted"
+    return None
+
+
+def _canned_problem(
+    shortcut: str, text: str, canned_id: UUID, workspace: WorkspaceState
+) -> str | None:
+    """Why a canned response cannot have this shortcut and text (None: it can)."""
+    if not re.fullmatch(SHORTCUT_PATTERN, shortcut):
+        return (
+            f"a shortcut is 1 to 32 letters, digits, '-' or '_', starting with a letter or a"
+            f" digit (got {shortcut!r})"
+        )
+    taken = any(
+        other.shortcut.casefold() == shortcut.casefold() and not other.deleted
+        for other_id, other in workspace.canned_responses.items()
+        if other_id != canned_id
+    )
+    if taken:
+        return f"the shortcut /{shortcut} is taken by another canned response"
+    if not text:
+        return "a canned response needs some text"
+    if len(text) > MAX_TEXT_LENGTH:
+        return f"a canned response holds at most {MAX_TEXT_LENGTH} characters (got {len(text)})"
+    problem = control_character_problem(text, free_text=True)
+    if problem:
+        return f"the text {problem}"
+    unknown = unknown_variables(text)
+    if unknown:
+        names = ", ".join("{{" + name + "}}" for name in unknown)
+        known = ", ".join("{{" + name + "}}" for name in VARIABLES)
+        return f"unknown variable {names} (known: {known})"
+    return None
 
 
 def _name_problem(name: str, what: str) -> str | None:

@@ -6,6 +6,11 @@ from dataclasses import replace
 from uuid import UUID, uuid5
 
 from events.base import Payload
+from events.canned_responses import (
+    CreateCannedResponse,
+    DeleteCannedResponse,
+    UpdateCannedResponse,
+)
 from events.directory import (
     AddGroupMember,
     AddMember,
@@ -40,9 +45,11 @@ from services.directory.decide import (
     decide_add_group_member,
     decide_add_member,
     decide_choose_active_flow,
+    decide_create_canned_response,
     decide_create_group,
     decide_create_workspace,
     decide_deactivate_member,
+    decide_delete_canned_response,
     decide_delete_group,
     decide_publish_flow,
     decide_remove_group_member,
@@ -51,6 +58,7 @@ from services.directory.decide import (
     decide_set_agent_conversations,
     decide_set_agent_status,
     decide_set_notification_settings,
+    decide_update_canned_response,
     decide_update_member,
     evolve_flow,
     evolve_member,
@@ -128,6 +136,12 @@ def _decide(work: Work, envelope: Envelope) -> list[Payload]:
             return decide_add_group_member(command, command_id, _workspace(work, command))
         case RemoveGroupMember():
             return decide_remove_group_member(command, command_id, _workspace(work, command))
+        case CreateCannedResponse():
+            return decide_create_canned_response(command, command_id, _workspace(work, command))
+        case UpdateCannedResponse():
+            return decide_update_canned_response(command, command_id, _workspace(work, command))
+        case DeleteCannedResponse():
+            return decide_delete_canned_response(command, command_id, _workspace(work, command))
         case SetAgentStatus():
             return decide_set_agent_status(
                 command,

@@ -13,21 +13,32 @@ import psycopg
 import structlog
 from fastapi import FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from events.catalogue import WHATSAPP_BUSINESS, WHATSAPP_INBOUND, WHATSAPP_REJECTED
+from events.catalogue import (
+    WHATSAPP_BUSINESS,
+    WHATSAPP_INBOUND,
+    WHATSAPP_REJECTED,
+    build_registry,
+)
+from projections.metrics.queries import MetricsReads
 from projections.queries import ReadModels
 from runtime.kafka import ensure_topics
+from runtime.observe import Found, readiness
 from runtime.producer import HealingProducer, PublishFailed
 from services.gateway import (
+    canned_responses_api,
     conversations_api,
     directory_api,
     flows_api,
     members_api,
+    metrics_api,
+    notes_api,
     numbers_api,
     reads_api,
     stream_api,
@@ -39,6 +50,8 @@ from services.gateway.dependencies import (
     Publisher,
     publish_refused,
 )
+from services.gateway.idempotency import ReplyKeys
+from services.gateway.observability import RequestObserver
 from services.gateway.openapi import described_openapi
 from services.gateway.presence import Presence
 from services.gateway.problems import (
@@ -47,7 +60,7 @@ from services.gateway.problems import (
     invalid_request,
     problem_responses,
 )
-from services.gateway.responses import Health, WebhookAccepted
+from services.gateway.responses import Health, Readiness, WebhookAccepted
 from services.gateway.web import pages
 from services.gateway.web.session import SessionCodec
 from services.gateway.webhook import (
@@ -104,8 +117,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.settings = settings
         app.state.session_codec = session_codec
         app.state.read_models = ReadModels(pool, settings.schema("projections"))
+        # The metrics projection keeps its own schema (it is rebuilt on its own).
+        app.state.metrics = MetricsReads(pool, settings.schema("metrics"))
         app.state.presence = Presence(pool, app.state.read_models, app.state.publisher, settings)
         await app.state.presence.start()
+        app.state.reply_keys = ReplyKeys(pool, settings, build_registry())
+        await app.state.reply_keys.create()
         app.state.change_signal = ChangeSignal(
             settings.database().conninfo(), settings.schema("projections")
         )
@@ -136,6 +153,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(StarletteHTTPException, http_problem)
+    app.add_middleware(RequestObserver, routes=lambda: app.routes)
 
     @app.exception_handler(psycopg.OperationalError)
     @app.exception_handler(psycopg.InterfaceError)
@@ -220,12 +238,15 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"accepted": split.accepted, "rejected": len(split.rejected)})
 
     app.include_router(conversations_api.router)
+    app.include_router(notes_api.router)
+    app.include_router(canned_responses_api.router)
     app.include_router(members_api.router)
     app.include_router(directory_api.router)
     app.include_router(flows_api.router)
     app.include_router(reads_api.router)
     app.include_router(stream_api.router)
     app.include_router(numbers_api.router)
+    app.include_router(metrics_api.router)
     if settings.sandbox:
         # Development only: absent (404) unless SWITCHBOARD_SANDBOX=1.
         from services.gateway.sandbox.routes import STATIC, graph, phone
@@ -275,6 +296,53 @@ def create_app(settings: Settings) -> FastAPI:
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
 
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        response_model=Readiness,
+        responses={
+            503: {
+                "content": PROBLEM_CONTENT,
+                "description": "Kafka or PostgreSQL does not answer within 2 s: `detail` names"
+                " each part that is not ready, and the body also carries `status`, `kafka`,"
+                " `database` and `caught_up` as a 200 does.",
+                "headers": {
+                    "Retry-After": {"description": "seconds to wait", "schema": {"type": "string"}}
+                },
+            }
+        },
+    )
+    async def ready(request: Request) -> JSONResponse:
+        """Readiness (beside ``/healthz``, liveness): 200 when Kafka and PostgreSQL answer
+        and this process is caught up; 503 naming what is not ready."""
+        models: ReadModels = request.app.state.read_models
+        producer: HealingProducer = request.app.state.producer
+        database, kafka = await asyncio.gather(
+            _database_problem(models), producer.broker_problem(HEALTH_TIMEOUT_SECONDS)
+        )
+        # The gateway consumes no topic: nothing of its own can be behind.
+        status, body = readiness(Found(kafka=kafka, database=database, behind=()))
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "description": "Prometheus' text format: HTTP requests by route template and"
+                " status, their latency, live stream clients, and the process's own.",
+                "content": {
+                    "text/plain": {"schema": {"type": "string"}, "example": METRICS_EXAMPLE}
+                },
+            }
+        },
+    )
+    async def prometheus_metrics() -> Response:
+        """The gateway's metrics for Prometheus to scrape."""
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
     app.openapi = lambda: described_openapi(app)  # type: ignore[method-assign]
     return app
 
@@ -287,6 +355,13 @@ async def _database_problem(models: ReadModels) -> str | None:
     return None
 
 
+METRICS_EXAMPLE = (
+    "# HELP switchboard_http_requests_total HTTP requests answered, by method, route template"
+    " (unmatched for no route) and status.\n"
+    "# TYPE switchboard_http_requests_total counter\n"
+    'switchboard_http_requests_total{method="POST",route="/webhooks/whatsapp",status="200"}'
+    " 42.0\n"
+)
 DOCS_ASSETS = "/docs-assets"
 API_DESCRIPTION = """WhatsApp conversations through chatbot flows to human agents.
 

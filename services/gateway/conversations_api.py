@@ -13,7 +13,7 @@ from functools import partial
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
@@ -28,6 +28,7 @@ from events.outbound import OutboundMessageQueued, RetryOutboundMessage
 from projections.queries import Caller, ReadModels
 from services.conversations import permissions
 from services.conversations.permissions import Asker, TransferTarget
+from services.gateway import idempotency
 from services.gateway.as_of import TimeMachine, as_of_moment, time_machine
 from services.gateway.dependencies import (
     Publisher,
@@ -38,14 +39,18 @@ from services.gateway.dependencies import (
     conversation_facts,
     current_time,
     first,
+    member_envelope,
     outcome_of,
     permitted,
+    publish_envelope,
     publisher,
     read_models,
+    reply_keys,
     send_record,
     settings,
     visible_conversation,
 )
+from services.gateway.idempotency import ReplyKeys
 from services.gateway.inbox import described
 from services.gateway.inputs import Identifier, Note, ReplyText, known_query_only
 from services.gateway.problems import problem_responses
@@ -291,19 +296,84 @@ async def reply(
     bus: Bus,
     config: Config,
     now: Now,
+    keys: Annotated[ReplyKeys, Depends(reply_keys)],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=idempotency.HEADER,
+            description="Any unique value per reply (a UUID): sending the same request again"
+            " with the same key answers what the first answered and never sends the customer"
+            " a second copy; the same key with another request is refused (422).",
+            pattern=idempotency.KEY_PATTERN,
+        ),
+    ] = None,
 ) -> dict[str, Any]:
-    """Queue a reply for the dispatcher; the history shows it at once, then its delivery."""
+    """Queue a reply for the dispatcher; the history shows it at once, then its delivery.
+
+    With an ``Idempotency-Key`` a retry of a request that timed out is safe (see
+    ``services/gateway/idempotency.py``)."""
+    if idempotency_key is None:
+        row, _ = await permitted(models, who, conversation_id, permissions.reply)
+        queued = await queued_reply(models, who, row, body.text, uuid4(), now)
+        command_id = await send_record(
+            bus,
+            who,
+            OUTBOUND_MESSAGES_TOPIC.qualified(config.topic_prefix),
+            str(conversation_id),
+            queued,
+            occurred_at=now,
+        )
+        return {"command_id": str(command_id), "message_id": str(queued.message_id)}
+    key = idempotency_key
+    problem = idempotency.key_problem(key)
+    if problem is not None:
+        raise HTTPException(422, problem)
+    request = idempotency.fingerprint(conversation_id, body.text)
+    kept = await keys.find(who.workspace_id, who.member_id, key)
+    match idempotency.verdict(kept, request):
+        case idempotency.Verdict.OTHER_REQUEST:
+            assert kept is not None
+            raise HTTPException(422, idempotency.other_request_problem(key, kept))
+        case idempotency.Verdict.ANSWERED:
+            assert kept is not None
+            return {"command_id": str(kept.command_id), "message_id": str(kept.message_id)}
+        case _:
+            pass
+    # Not sent as far as anyone recorded: the member must (still) be allowed to reply.
     row, _ = await permitted(models, who, conversation_id, permissions.reply)
-    message_id = uuid4()
-    queued = OutboundMessageQueued(
+    if kept is None:
+        message_id = idempotency.reply_message_id(who.workspace_id, who.member_id, key)
+        queued = await queued_reply(models, who, row, body.text, message_id, now)
+        command_id = idempotency.reply_command_id(who.workspace_id, who.member_id, key)
+        envelope = member_envelope(who, str(conversation_id), queued, command_id, now)
+        # Another request with this key (on any replica) may have been first: then its
+        # record is the one published, and its body the one this request is judged by.
+        kept = await keys.keep(who.workspace_id, who.member_id, key, request, envelope)
+        if idempotency.verdict(kept, request) is idempotency.Verdict.OTHER_REQUEST:
+            raise HTTPException(422, idempotency.other_request_problem(key, kept))
+    envelope = keys.envelope(kept)
+    await publish_envelope(bus, OUTBOUND_MESSAGES_TOPIC.qualified(config.topic_prefix), envelope)
+    await keys.acknowledged(who.workspace_id, who.member_id, key)
+    return {"command_id": str(kept.command_id), "message_id": str(kept.message_id)}
+
+
+async def queued_reply(
+    models: ReadModels,
+    who: Caller,
+    row: dict[str, Any],
+    text: str,
+    message_id: UUID,
+    now: datetime,
+) -> OutboundMessageQueued:
+    return OutboundMessageQueued(
         message_id=message_id,
-        conversation_id=conversation_id,
+        conversation_id=row["conversation_id"],
         # Orders replies that share a timestamp; the history sorts by time first.
-        sequence=1 + await models.line_count(conversation_id, author_kind="member"),
+        sequence=1 + await models.line_count(row["conversation_id"], author_kind="member"),
         phone_number_id=row["phone_number_id"],
         to=row["contact_wa_id"],
         kind="text",
-        text=body.text,
+        text=text,
         options=[],
         list_button=None,
         template=None,
@@ -311,15 +381,6 @@ async def reply(
         author_id=str(who.member_id),
         queued_at=now,
     )
-    command_id = await send_record(
-        bus,
-        who,
-        OUTBOUND_MESSAGES_TOPIC.qualified(config.topic_prefix),
-        str(conversation_id),
-        queued,
-        occurred_at=now,
-    )
-    return {"command_id": str(command_id), "message_id": str(message_id)}
 
 
 @router.post(

@@ -34,6 +34,7 @@ from services.conversations.permissions import (
     ConversationFacts,
     Refused,
 )
+from services.gateway.idempotency import ReplyKeys
 from services.gateway.responses import CommandPending
 from services.gateway.web.session import (
     COOKIE,
@@ -132,6 +133,11 @@ def current_time() -> datetime:
 
     A dependency so that a test can script a day (``app.dependency_overrides``)."""
     return datetime.now(UTC)
+
+
+def reply_keys(request: Request) -> ReplyKeys:
+    found: ReplyKeys = request.app.state.reply_keys
+    return found
 
 
 def settings(request: Request) -> Settings:
@@ -297,21 +303,34 @@ async def send_record(
     (413/400 for a command Kafka can never take).
     """
     command_id = uuid4()
-    envelope = Envelope.wrap(
+    moment = occurred_at if occurred_at is not None else datetime.now(UTC)
+    envelope = member_envelope(who, key, command, command_id, moment)
+    await publish_envelope(publisher, topic, envelope)
+    return command_id
+
+
+def member_envelope(
+    who: Caller, key: str, command: Payload, command_id: UUID, occurred_at: datetime
+) -> Envelope:
+    """A command the calling member sends, under ``key``, as its own correlation."""
+    return Envelope.wrap(
         command,
         event_id=command_id,
         stream_id=key,
         workspace_id=who.workspace_id,
-        occurred_at=occurred_at if occurred_at is not None else datetime.now(UTC),
+        occurred_at=occurred_at,
         correlation_id=command_id,
         causation_id=None,
         actor=Actor(kind="member", id=str(who.member_id)),
     )
+
+
+async def publish_envelope(publisher: Publisher, topic: str, envelope: Envelope) -> None:
+    """Put a record on ``topic`` under its stream id; 503 (413/400) as ``send_record``."""
     try:
-        await publisher.publish(topic, [OutgoingRecord(key=key, envelope=envelope)])
+        await publisher.publish(topic, [OutgoingRecord(key=envelope.stream_id, envelope=envelope)])
     except PublishFailed as error:
         raise publish_refused(error) from None
-    return command_id
 
 
 async def verdict(

@@ -653,6 +653,23 @@ class Health(BaseModel):
     kafka: str = Field(description="`up`, or `down: ` and why")
 
 
+class Readiness(BaseModel):
+    """What ``/readyz`` found: each part ``up``/``yes`` or ``down: ``/``no: `` and why (a 503
+    carries the same fields beside its ``detail``)."""
+
+    model_config = _examples(
+        {"status": "ready", "kafka": "up", "database": "up", "caught_up": "yes"}
+    )
+
+    status: Literal["ready", "unavailable"]
+    kafka: str = Field(description="`up`, or `down: ` and why")
+    database: str = Field(description="`up`, or `down: ` and why")
+    caught_up: str = Field(
+        description="`yes`, or `no: ` and what is behind (the gateway consumes no topic, so"
+        " only Kafka and PostgreSQL decide its readiness)"
+    )
+
+
 # --- the stream ------------------------------------------------------------------------
 
 
@@ -692,3 +709,59 @@ class StreamChange(BaseModel):
         " see the README's notification hints)"
     )
     play_sound: bool = Field(description="play the notification sound (likewise)")
+
+
+NOTE = "3f2e1d0c-9b8a-4765-8432-10fedcba9876"
+CANNED = "7c6b5a49-3827-4165-9e8d-c0b1a2938475"
+
+
+class NoteAdded(BaseModel):
+    """The note is in the conversation's history (members only; never sent)."""
+
+    model_config = _examples({"command_id": COMMAND, "note_id": NOTE})
+
+    command_id: UUID
+    note_id: UUID
+
+
+class CannedResponse(BaseModel):
+    model_config = _examples(
+        {
+            "canned_response_id": CANNED,
+            "shortcut": "hola",
+            "text": "Hola {{contact.name}}, soy {{agent.name}}. ¿En qué te ayudo?",
+        }
+    )
+
+    canned_response_id: UUID
+    shortcut: str
+    text: str = Field(description="as written, variables such as {{contact.name}} included")
+
+
+class CannedResponseChanged(CannedResponse):
+    command_id: UUID
+
+
+class CannedResponseDeleted(BaseModel):
+    model_config = _examples({"command_id": COMMAND, "canned_response_id": CANNED})
+
+    command_id: UUID
+    canned_response_id: UUID
+
+
+class CannedResponses(BaseModel):
+    model_config = _examples({"canned_responses": []})
+
+    canned_responses: list[CannedResponse]
+
+
+class FilledCannedResponse(CannedResponse):
+    filled: str = Field(description="the text with its variables filled for this conversation")
+
+
+class FilledCannedResponses(BaseModel):
+    """What the reply box offers as the agent types ``/``: each response, filled."""
+
+    model_config = _examples({"canned_responses": []})
+
+    canned_responses: list[FilledCannedResponse]

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from projections.queries import Caller, ReadModels
+from runtime import metrics
 from services.gateway.change_signal import ChangeSignal
 from services.gateway.dependencies import caller, read_models
 from services.gateway.hints import Viewer, hints
@@ -100,6 +101,7 @@ async def _events(
 ) -> AsyncIterator[bytes]:
     signal: ChangeSignal = request.app.state.change_signal
     session = await tracker.opened(who)
+    metrics.STREAM_CLIENTS.inc()
     try:
         ready = {"member_id": str(who.member_id), "after": position}
         yield _message("ready", {**ready, "notify_desktop": False, "play_sound": False}, position)
@@ -136,6 +138,7 @@ async def _events(
                 yield b": keep-alive\n\n"
                 quiet = 0.0
     finally:
+        metrics.STREAM_CLIENTS.dec()
         with contextlib.suppress(Exception):
             tracker.closed(session)
 

@@ -11,6 +11,7 @@ from faststream import FastStream
 from events.catalogue import (
     CONVERSATION_COMMANDS_TOPIC,
     CONVERSATION_EVENTS_TOPIC,
+    CONVERSATION_NOTES_TOPIC,
     DEAD_LETTERS,
     DIRECTORY_EVENTS_TOPIC,
     WHATSAPP_INBOUND,
@@ -44,7 +45,7 @@ SERVICE = Service(
         Subscription(
             "inbound",
             (WHATSAPP_INBOUND, CONVERSATION_COMMANDS_TOPIC),
-            "Webhook records and conversation commands become conversation events.",
+            "Webhook records and conversation commands (closes, notes) become conversation events.",
         ),
         Subscription(
             "inbound.directory-view",
@@ -53,7 +54,7 @@ SERVICE = Service(
         ),
     ),
     start=start,
-    emits=(CONVERSATION_EVENTS_TOPIC, WHATSAPP_UNROUTED, DEAD_LETTERS),
+    emits=(CONVERSATION_EVENTS_TOPIC, CONVERSATION_NOTES_TOPIC, WHATSAPP_UNROUTED, DEAD_LETTERS),
 )
 
 

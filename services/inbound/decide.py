@@ -27,6 +27,8 @@ from events.conversation import (
     MessageRevoked,
     MessageStatusUpdated,
 )
+from events.notes import MAX_NOTE_LENGTH, AddNote, NoteAdded, NoteRefused
+from events.text_rules import control_character_problem
 from events.whatsapp import (
     WhatsAppMessageEchoed,
     WhatsAppMessageReceived,
@@ -107,8 +109,50 @@ def decide(record: Payload, state: ThreadState, *, now: datetime | None = None) 
             if now is None:
                 raise ValueError("closing needs the command's event time")
             return [ConversationClosed(conversation_id=target, reason=reason, closed_at=now)]
+        case AddNote():
+            if now is None:
+                raise ValueError("a note needs the command's event time")
+            return add_note(record, state, now)
         case _:
             raise TypeError(f"inbound cannot decide on {type(record).__name__}")
+
+
+def add_note(command: AddNote, state: ThreadState, now: datetime) -> list[Payload]:
+    """A private note on one of the thread's conversations, open or closed (a member may
+    write down what happened after the close too), or the reason it is refused."""
+    problem = note_problem(command, state)
+    if problem is not None:
+        return [
+            NoteRefused(
+                conversation_id=command.conversation_id,
+                note_id=command.note_id,
+                author_id=command.author_id,
+                reason=problem,
+            )
+        ]
+    return [
+        NoteAdded(
+            conversation_id=command.conversation_id,
+            note_id=command.note_id,
+            author_id=command.author_id,
+            text=command.text.strip(),
+            added_at=now,
+        )
+    ]
+
+
+def note_problem(command: AddNote, state: ThreadState) -> str | None:
+    """Why the note cannot be added (None: it can)."""
+    mine = {conversation_id(state.thread_id, n) for n in range(1, state.conversations + 1)}
+    if command.conversation_id not in mine:
+        return f"conversation {command.conversation_id} is not this contact's on this number"
+    text = command.text.strip()
+    if not text:
+        return "a note needs some text"
+    if len(text) > MAX_NOTE_LENGTH:
+        return f"a note holds at most {MAX_NOTE_LENGTH} characters (got {len(text)})"
+    problem = control_character_problem(text, free_text=True)
+    return f"the note {problem}" if problem else None
 
 
 def _receive_message(record: WhatsAppMessageReceived, state: ThreadState) -> list[Payload]:

@@ -1,9 +1,10 @@
 """Thin adapters of the inbound service: which thread a record concerns, which decider.
 
-Webhook records (messages, echoes, statuses) and close commands are decided on the thread of
-their contact and business number (``decide.decide``); a record for a number no workspace
-owns is kept whole on ``whatsapp.unrouted``, once the directory view is caught up enough to
-be believed. Directory events feed the ``number_routes`` view. The runtime does the rest.
+Webhook records (messages, echoes, statuses), close commands and members' notes are decided
+on the thread of their contact and business number (``decide.decide``); a record for a number
+no workspace owns is kept whole on ``whatsapp.unrouted``, once the directory view is caught
+up enough to be believed. Directory events feed the ``number_routes`` view. The runtime does
+the rest.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from events.base import Payload
 from events.conversation import CloseConversation
 from events.directory import BusinessNumberConnected
 from events.envelope import Actor, Envelope
+from events.notes import AddNote
 from events.operations import InboundRecordUnrouted
 from events.whatsapp import (
     WhatsAppChangeReceived,
@@ -70,7 +72,7 @@ class InboundHandler:
                 )
                 thread = thread_id(workspace_id, number, contact)
                 self._decide(work, envelope, thread, workspace_id, actor)
-            case CloseConversation():
+            case CloseConversation() | AddNote():
                 thread = thread_id(
                     payload.workspace_id, payload.phone_number_id, payload.contact_wa_id
                 )

@@ -100,6 +100,7 @@ async def test_every_control_is_named_and_an_agent_works_from_the_keyboard(
         "/admin/flows/new",
         f"/admin/flows/{flow}",
         "/admin/numbers",
+        "/admin/metrics",
     ):
         await admin.goto(path)
         await admin.wait_for_function("document.body.dataset.stream === 'open'")

@@ -117,7 +117,7 @@ class RunningSystem:
     async def _main(self) -> None:
         self.stopping = asyncio.Event()
         try:
-            async with consumers(self.settings):
+            async with consumers(self.settings, metrics=True):
                 config = uvicorn.Config(
                     create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning"
                 )

@@ -87,6 +87,16 @@ def test_kubernetes_has_a_deployment_per_process_with_replicas_and_probes() -> N
         if process.health is not None:
             assert container["readinessProbe"]["httpGet"]["path"] == process.health
             assert container["livenessProbe"]["httpGet"]["path"] == process.health
+        else:  # consumers and the relay: their own metrics endpoint (runtime.observe)
+            ready, live = (
+                container["readinessProbe"]["httpGet"],
+                container["livenessProbe"]["httpGet"],
+            )
+            assert ready == {"path": "/readyz", "port": process.metrics_port}
+            assert live == {"path": "/healthz", "port": process.metrics_port}
+        scraped = spec["template"]["metadata"]["annotations"]
+        assert scraped["prometheus.io/scrape"] == "true"
+        assert scraped["prometheus.io/path"] == "/metrics"
     services = [m for m in manifests if m["kind"] == "Service"]
     assert [s["metadata"]["name"] for s in services] == ["gateway"]
     (config,) = [m for m in manifests if m["kind"] == "ConfigMap"]

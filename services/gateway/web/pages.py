@@ -10,27 +10,31 @@ something changed (401 instead of a redirect: a script decides where to go).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlencode
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import yaml
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.types import Scope
 
+from events.canned_responses import VARIABLES
 from events.catalogue import TOPICS
 from projections.queries import Caller, ReadModels
 from services.conversations import permissions
 from services.conversations.permissions import Allowed, Refused
+from services.gateway import metrics_api
 from services.gateway.conversations_api import described_conversation, inbox_of
 from services.gateway.dependencies import asker, conversation_facts, read_models, session_codec
 from services.gateway.web import formatting
+from services.gateway.web.charts import charts_for, minutes
 from services.gateway.web.diagram import BOX_HEIGHT, BOX_WIDTH, layout
 from services.gateway.web.session import (
     COOKIE,
@@ -517,6 +521,79 @@ async def flow_page(
     )
 
 
+@router.get("/admin/metrics", response_class=HTMLResponse)
+async def metrics_page(
+    request: Request,
+    current: Admin,
+    models: Models,
+    first: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+    group: str | None = None,
+    member: str | None = None,
+) -> HTMLResponse:
+    """Service metrics with charts: the period, group and member chosen in a plain GET form
+    (so a view can be bookmarked); the figures are the API's (``metrics_api.report``)."""
+    workspace_id = current.caller.workspace_id
+    problem: str | None = None
+    found = None
+    try:
+        asked = metrics_api.Asked(
+            first=_day(first, "from"),
+            last=_day(to, "to"),
+            group=_id(group, "group"),
+            member=_id(member, "member"),
+        )
+        found = await metrics_api.report(request.app.state.metrics, models, current.caller, asked)
+    except ValueError as error:
+        problem = str(error)
+    except RequestValidationError as error:
+        problem = "; ".join(str(e.get("msg")) for e in error.errors())
+    except HTTPException as error:
+        problem = str(error.detail)
+    rows = [row.model_dump() for row in found.rows] if found is not None else []
+    return page(
+        request,
+        current,
+        "admin_metrics.html",
+        metrics=found,
+        rows=rows,
+        charts=charts_for(rows, found.first, found.last) if found is not None else [],
+        problem=problem,
+        chosen={"from": first or "", "to": to or "", "group": group or "", "member": member or ""},
+        csv_query=_csv_query(found, group, member),
+        groups=await models.groups(workspace_id),
+        members=await models.members(workspace_id),
+        duration=minutes,
+        section="metrics",
+    )
+
+
+def _csv_query(found: metrics_api.Metrics | None, group: str | None, member: str | None) -> str:
+    """The CSV export of what the page shows (the period it settled on, the same filters)."""
+    if found is None:
+        return ""
+    chosen = {"from": found.first, "to": found.last, "group": group, "member": member}
+    return urlencode({name: value for name, value in chosen.items() if value})
+
+
+def _day(value: str | None, name: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name} is not a day (YYYY-MM-DD): {value[:40]!r}") from None
+
+
+def _id(value: str | None, name: str) -> UUID | None:
+    if not value:
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        raise ValueError(f"{name} is not an id: {value[:40]!r}") from None
+
+
 @router.get("/admin/numbers", response_class=HTMLResponse)
 async def numbers_page(request: Request, current: Admin, models: Models) -> HTMLResponse:
     return page(
@@ -525,6 +602,18 @@ async def numbers_page(request: Request, current: Admin, models: Models) -> HTML
         "admin_numbers.html",
         flows=await models.flows(current.caller.workspace_id),
         section="numbers",
+    )
+
+
+@router.get("/admin/canned-responses", response_class=HTMLResponse)
+async def canned_responses_page(request: Request, current: Admin, models: Models) -> HTMLResponse:
+    return page(
+        request,
+        current,
+        "admin_canned_responses.html",
+        canned_responses=await models.canned_responses(current.caller.workspace_id),
+        variables=VARIABLES,
+        section="canned",
     )
 
 

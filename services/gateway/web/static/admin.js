@@ -168,10 +168,12 @@ export async function setupNumbers() {
   table.setAttribute("aria-busy", "false");
 }
 
-/** Keep a members or groups page current (statuses, loads, queues change all day), unless
- * the admin is in the middle of something: a focused field, an open form or dialog. */
+/** Keep a members, groups or metrics page current (statuses, loads, queues and figures
+ * change all day), unless the admin is in the middle of something: a focused field, an open
+ * form or dialog. (The metrics come from their own projection, which may commit a moment
+ * after the event that woke the page: the next event brings the page level again.) */
 export function liveAdminPage(page) {
-  if (!["members", "groups", "group", "numbers"].includes(page)) return () => {};
+  if (!["members", "groups", "group", "numbers", "metrics"].includes(page)) return () => {};
   const busy = () => {
     const active = document.activeElement;
     return Boolean(

@@ -26,8 +26,8 @@ function describe(data, status) {
 }
 
 /** Call the API; resolves to {status, data}; throws ApiError with the server's reason. */
-export async function api(method, path, body, contentType) {
-  const headers = { "X-CSRF-Token": csrf(), Accept: "application/json" };
+export async function api(method, path, body, contentType, extraHeaders = {}) {
+  const headers = { ...extraHeaders, "X-CSRF-Token": csrf(), Accept: "application/json" };
   let payload;
   if (typeof body === "string") {
     payload = body;

@@ -2,6 +2,7 @@
 // connected), refreshed in parts when the stream says something changed, and the actions
 // (claim, reply, transfer, close) through the JSON API.
 import { api, coalesce, fragment, toast } from "./api.js";
+import { setupCanned } from "./canned.js";
 
 /** How to find the focused element again in a re-rendered part (null: it was not there). */
 function focusKey(part) {
@@ -121,7 +122,21 @@ export function setupInbox() {
     markRead();
   });
 
+  const canned = setupCanned(pane, () => state.open);
+  // The Idempotency-Key of the reply being written: kept while a send fails (a retry reuses
+  // it, so a request that timed out after all never reaches the customer twice), renewed
+  // once a send was answered or the text changes.
+  const replyKey = { text: null, key: null };
+  const keyFor = (text) => {
+    if (replyKey.text !== text) {
+      replyKey.text = text;
+      replyKey.key = crypto.randomUUID();
+    }
+    return replyKey.key;
+  };
+
   const openConversation = async (id, push = true) => {
+    if (state.open !== id) canned.forget();
     state.open = id;
     if (push) history.pushState({ open: id, tab: state.tab }, "", url());
     await refreshConversation();
@@ -204,7 +219,9 @@ export function setupInbox() {
       const send = form.querySelector("button[type=submit]");
       send.disabled = true;
       try {
-        await api("POST", `/api/conversations/${state.open}/messages`, { text });
+        await api("POST", `/api/conversations/${state.open}/messages`, { text }, undefined,
+          { "Idempotency-Key": keyFor(`${state.open}\n${text}`) });
+        replyKey.text = null;
         box.value = "";
         await refreshConversation();
         toBottom(); // the agent looks for what it just sent
@@ -213,6 +230,23 @@ export function setupInbox() {
       } finally {
         send.disabled = Boolean(form.dataset.blocked);
         box.focus();
+      }
+    } else if (form.id === "note-form") {
+      const box = form.querySelector("textarea");
+      const text = box.value.trim();
+      if (!text) return;
+      const add = form.querySelector("button[type=submit]");
+      add.disabled = true;
+      try {
+        await api("POST", `/api/conversations/${state.open}/notes`, { text });
+        box.value = "";
+        toast("Note added (members only).");
+        await refreshConversation();
+        toBottom();
+      } catch (error) {
+        toast(`Note not added: ${error.message}`, true);
+      } finally {
+        add.disabled = false;
       }
     } else if (form.id === "transfer-form") {
       const [kind, id] = form.elements.target.value.split(":");

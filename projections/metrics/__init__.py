@@ -1,0 +1,1 @@
+"""The service metrics projection: per group, agent and day (see fold.py)."""
