@@ -44,7 +44,11 @@ class MemoryStore:
 
     @contextmanager
     def work(self) -> Iterator[MemoryWork]:
-        yield MemoryWork(self)
+        work = MemoryWork(self)
+        try:
+            yield work
+        finally:
+            work.close()
 
     def load(self, originator_id: UUID) -> StoredStream:
         stored = self.recorder.select_events(originator_id)
@@ -89,7 +93,7 @@ class MemoryWork(StagedWork):
         return self.store.handled.get(consumer, set()) & set(event_ids)
 
     def close(self) -> None:
-        return None
+        self.ended()
 
     def _load(self, stream_id: UUID) -> tuple[int, list[Envelope]]:
         stored = self.store.recorder.select_events(stream_id)

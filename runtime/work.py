@@ -70,6 +70,11 @@ class Work(Protocol):
         set-based (the projector) sends them here. Raising fails the whole batch."""
         ...
 
+    def after_rollback(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` when this unit of work ends without committing (in its thread):
+        to undo what a handler noted in memory for a commit that did not happen."""
+        ...
+
 
 class StagedWork:
     """The staging every unit of work shares; subclasses read and write the store."""
@@ -84,6 +89,7 @@ class StagedWork:
         self._handled: dict[str, list[UUID]] = {}
         self._after_commit: list[Callable[[], None]] = []
         self._before_commit: list[Callable[[], None]] = []
+        self._after_rollback: list[Callable[[], None]] = []
         self.committed = False
 
     # -- what handlers use ---------------------------------------------------------------
@@ -138,6 +144,17 @@ class StagedWork:
 
     def before_commit(self, callback: Callable[[], None]) -> None:
         self._before_commit.append(callback)
+
+    def after_rollback(self, callback: Callable[[], None]) -> None:
+        self._after_rollback.append(callback)
+
+    def ended(self) -> None:
+        """Called once the unit of work is over: if it did not commit, undo what handlers
+        noted for it (``after_rollback``)."""
+        if not self.committed:
+            callbacks, self._after_rollback = self._after_rollback, []
+            for callback in callbacks:
+                callback()
 
     # -- what the runtime uses -------------------------------------------------------------
 
@@ -237,7 +254,10 @@ class PostgresWork(StagedWork):
         rollback = psycopg.Rollback()
         # psycopg's transaction block swallows Rollback after rolling back; once committed
         # (or after a failed commit), the stack is empty and this does nothing.
-        self._exits.__exit__(type(rollback), rollback, None)
+        try:
+            self._exits.__exit__(type(rollback), rollback, None)
+        finally:
+            self.ended()
 
     # -- positions and handled ids, under the partitions' locks -------------------------------
 
