@@ -1,19 +1,31 @@
-"""Composition root of the projector process: every event topic into the read models."""
+"""The projector process: every event topic into the read models, a batch per transaction.
+
+It runs on the batch runtime (``runtime.consumer``) like every consumer: the records one poll
+returned are handled in one unit of work, with every partition's position and the handled
+event ids. Its handler only queues each record's event; as the unit of work commits, the
+queued events are folded into the read models in that same transaction
+(``ProjectionRecorder.fold``, set-based where the fold allows, ``projections.batch``). A
+batch that fails is folded again record by record and a record that keeps failing is parked,
+as for every consumer.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from weakref import WeakKeyDictionary
 
-import anyio.to_thread
 import structlog
 from faststream import FastStream
+from psycopg import Cursor
+from psycopg.rows import DictRow
 
 from events.catalogue import (
     ASSIGNMENT_EVENTS_TOPIC,
     CONVERSATION_EVENTS_TOPIC,
     CONVERSATION_NOTES_TOPIC,
     CONVERSATION_READS_TOPIC,
+    DEAD_LETTERS,
     DIRECTORY_CREDENTIALS_TOPIC,
     DIRECTORY_EVENTS_TOPIC,
     EXPIRY_EVENTS_TOPIC,
@@ -21,16 +33,15 @@ from events.catalogue import (
     HAND_OFF_REQUESTS_TOPIC,
     OUTBOUND_EVENTS_TOPIC,
     OUTBOUND_MESSAGES_TOPIC,
-    build_registry,
 )
 from events.envelope import Envelope
 from projections.recorder import ProjectionRecorder
-from runtime.kafka import ensure_topics
-from runtime.legacy import StoreBackedHandler, TrackedRuntime, subscribe_tracked
-from runtime.legacy import legacy_broker as new_broker
+from runtime.app import consumer_app
+from runtime.config import Connections
 from runtime.postgres import open_datastore, schema_lock
-from runtime.records import Delivery
-from runtime.store import EventStore
+from runtime.process import Binding, Context, Service, Subscription
+from runtime.records import Record
+from runtime.work import Work, cursor_of
 from services.settings import Settings
 
 # Every topic whose events show in a read model: the history holds bot turns, flow steps,
@@ -54,18 +65,30 @@ PROJECTED_TOPICS = (
 log = structlog.get_logger(__name__)
 
 
-class ProjectionHandler(StoreBackedHandler):
-    name = "projector"
+class Projector:
+    """The projector's handler: queues each record's event in its unit of work, and folds
+    the queue into the read models once, as that unit of work commits."""
 
-    def __init__(self, recorder: ProjectionRecorder, store: EventStore) -> None:
+    def __init__(self, recorder: ProjectionRecorder) -> None:
         self.recorder = recorder
-        self.store = store
+        # The events queued in each open unit of work (gone with it, committed or not).
+        self._queued: WeakKeyDictionary[Work, list[Envelope]] = WeakKeyDictionary()
 
-    def handle(self, delivery: Delivery, envelope: Envelope) -> None:
-        self.recorder.project(envelope, delivery.tracking)
+    def __call__(self, work: Work, record: Record) -> None:
+        queued = self._queued.get(work)
+        if queued is None:
+            queued = self._queued[work] = []
+            cursor = cursor_of(work)
+            events = queued  # the callback holds the list and cursor, not the unit of work
+            work.before_commit(lambda: self._fold(cursor, events))
+        queued.append(record.envelope)
+
+    def _fold(self, cursor: Cursor[DictRow], events: list[Envelope]) -> None:
+        batch = self.recorder.fold(cursor, events)
+        log.debug("batch projected", events=len(events), statements=batch.statements)
 
 
-def open_recorder(settings: Settings) -> ProjectionRecorder:
+def open_recorder(settings: Connections) -> ProjectionRecorder:
     datastore = open_datastore(settings, settings.schema("projections"))
     recorder = ProjectionRecorder(datastore)
     with schema_lock(settings, datastore.schema):
@@ -75,28 +98,28 @@ def open_recorder(settings: Settings) -> ProjectionRecorder:
     return recorder
 
 
+@asynccontextmanager
+async def start(context: Context) -> AsyncIterator[Mapping[str, Binding]]:
+    recorder = context.store.recorder
+    assert isinstance(recorder, ProjectionRecorder)
+    yield {"projector": Binding(Projector(recorder))}
+
+
+SERVICE = Service(
+    name="projector",
+    open_recorder=open_recorder,
+    subscriptions=(
+        Subscription(
+            "projector",
+            PROJECTED_TOPICS,
+            "Conversation histories (bot turns and assignment decisions included), who holds"
+            " each conversation, the directory's models and the feed of changes.",
+        ),
+    ),
+    start=start,
+    emits=(DEAD_LETTERS,),
+)
+
+
 def create_app(settings: Settings) -> FastStream:
-    registry = build_registry()
-    broker = new_broker(settings, client_id="switchboard-projector")
-    runtime = TrackedRuntime("projector", registry)
-    subscribe_tracked(
-        broker,
-        runtime,
-        topics=[topic.qualified(settings.topic_prefix) for topic in PROJECTED_TOPICS],
-        group_id=settings.group_id("projector"),
-        title="projector",
-        description="Conversation histories (bot turns and assignment decisions included), who"
-        " holds each conversation, the directory's models and the feed of changes.",
-    )
-
-    @asynccontextmanager
-    async def lifespan() -> AsyncIterator[None]:
-        await ensure_topics(settings)
-        recorder = await anyio.to_thread.run_sync(open_recorder, settings)
-        runtime.bind(ProjectionHandler(recorder, EventStore(recorder, registry)))
-        try:
-            yield
-        finally:
-            recorder.datastore.close()
-
-    return FastStream(broker, lifespan=lifespan)
+    return consumer_app(SERVICE, settings)

@@ -239,7 +239,7 @@ def fold(settings: Settings, schema: str, records: Iterable[TimedRecord]) -> int
     try:
         with datastore.get_connection() as connection:
             # A scratch schema is dropped within seconds: a commit need not wait for the WAL
-            # to reach the disk (one per event, as the projector commits). The pool is one
+            # to reach the disk (it commits one event per transaction). The pool is one
             # connection used by this one thread, so the setting holds for every event.
             connection.execute("SET synchronous_commit = off")
         recorder = ProjectionRecorder(datastore)

@@ -6,12 +6,12 @@ are: the view's tables sit beside the tracking table in the ``projections`` sche
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, Tracking
-from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
+from eventsourcing.postgres import PostgresDatastore
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier, Literal
@@ -25,17 +25,15 @@ from events.directory import (
 )
 from events.envelope import Envelope
 from projections.assignments import (
-    AssignmentRow,
     apply_assignment,
     assignment_change,
     assignment_entry,
     assignment_outcome,
     change_cause,
 )
+from projections.batch import Batch, Change
 from projections.conversations import (
-    ConversationRow,
     DeliveryUpdate,
-    HistoryEntry,
     LineEdit,
     LineRevoke,
     LineVersion,
@@ -81,7 +79,7 @@ from projections.inbox import (
 )
 from projections.queries import change_channel
 from projections.readable import write_readably
-from runtime.store import EVENTS_TABLE, RELAY_TRACKING, TRACKING_TABLE, AlreadyTracked
+from runtime.store import HANDLED_TABLE, RELAY_TRACKING, AlreadyTracked, StoreRecorder
 
 # Bump when a read model's tables change shape: the projector then drops the read models
 # and rebuilds them from offset zero (they are views; the events are the truth).
@@ -304,45 +302,13 @@ SCHEMA_STATEMENTS = (
         chosen_at timestamptz NOT NULL)""",
 )
 
-ASSIGNMENT_COLUMNS = tuple(AssignmentRow.__dataclass_fields__)
 
-CONVERSATION_COLUMNS = (
-    "conversation_id",
-    "workspace_id",
-    "phone_number_id",
-    "display_phone_number",
-    "contact_wa_id",
-    "contact_name",
-    "status",
-    "started_at",
-    "closed_at",
-    "close_reason",
-    "last_activity_at",
-    "message_count",
-    "contact_user_id",
-    "contact_username",
-    "contact_country_code",
-)
-HISTORY_COLUMNS = tuple(HistoryEntry.__dataclass_fields__)
-HISTORY_JSON = frozenset({"content", "errors", "refs", "context", "referral", "previous"})
-
-
-@dataclass(frozen=True)
-class Change:
-    """What an event changed that agents see, and whose screens it concerns."""
-
-    conversation_id: UUID | None
-    group_id: UUID | None
-    member_id: UUID | None
-
-
-class ProjectionRecorder(PostgresProcessRecorder):
-    """Read models plus the projector's own small event store (its dead letters)."""
+class ProjectionRecorder(StoreRecorder):
+    """Read models plus the projector's own small event store (its dead letters, the
+    positions and the handled event ids of the batch runtime, ``runtime.consumer``)."""
 
     def __init__(self, datastore: PostgresDatastore) -> None:
-        super().__init__(
-            datastore, events_table_name=EVENTS_TABLE, tracking_table_name=TRACKING_TABLE
-        )
+        super().__init__(datastore)
         self.schema = Identifier(datastore.schema)
         self.change_channel = change_channel(datastore.schema)
         for statement in SCHEMA_STATEMENTS:
@@ -352,30 +318,49 @@ class ProjectionRecorder(PostgresProcessRecorder):
         return SQL(statement).format(s=self.schema)
 
     def project(self, envelope: Envelope, tracking: Tracking) -> None:
-        """Apply one event to every read model it touches, with its position, atomically."""
+        """Apply one event to every read model it touches, with its position, atomically
+        (``projections.as_of`` folds this way; the projector folds batches, ``fold``)."""
         try:
             with self.datastore.transaction(commit=True) as cursor:
-                write_readably(cursor)
                 self._insert_tracking(cursor, tracking)
-                if not self._first_time(cursor, envelope):
-                    return
-                change = self._project_conversation(cursor, envelope)
-                change = self._project_assignment(cursor, envelope) or change
-                change = self._project_inbox(cursor, envelope) or change
-                for row in directory_rows(envelope):
-                    self._write_directory(cursor, row)
-                if isinstance(envelope.payload, AgentStatusChanged | NotificationSettingsChanged):
-                    # The member's other browsers show the switch as it is now.
-                    change = Change(None, None, envelope.payload.member_id)
-                if isinstance(envelope.payload, AgentConversationsSet):
-                    change = Change(None, None, None)  # admins' screens show the switch
-                if change is not None and envelope.workspace_id is not None:
-                    # Last in the transaction: see _record_change.
-                    self._record_change(cursor, envelope, change)
+                self.fold(cursor, [envelope])
         except IntegrityError:
             if self.has_tracking_id(tracking.application_name, tracking.notification_id):
                 raise AlreadyTracked(tracking.application_name) from None
             raise
+
+    def fold(self, cursor: Cursor[DictRow], envelopes: Sequence[Envelope]) -> Batch:
+        """Apply ``envelopes``, in order, to every read model they touch, in the transaction
+        of ``cursor`` (the caller commits it with the positions). An event applied before
+        (the relay published it again) changes nothing. The hot writes go set-based
+        (``projections.batch``); what the batch sent is returned for the curious."""
+        write_readably(cursor)
+        batch = Batch(cursor, self.datastore.schema)
+        new = batch.first_time(envelopes)
+        batch.load(_conversation_ids(e for e in envelopes if e.event_id in new))
+        for envelope in envelopes:
+            if envelope.event_id in new:
+                new.discard(envelope.event_id)  # a second copy in the same batch: once
+                self._apply(batch, envelope)
+        batch.finish()
+        return batch
+
+    def _apply(self, batch: Batch, envelope: Envelope) -> None:
+        """One event into every read model it touches (through ``batch``)."""
+        cursor = batch.cursor
+        change = self._project_conversation(batch, envelope)
+        change = self._project_assignment(batch, envelope) or change
+        change = self._project_inbox(batch, envelope) or change
+        for row in directory_rows(envelope):
+            self._write_directory(cursor, row)
+        if isinstance(envelope.payload, AgentStatusChanged | NotificationSettingsChanged):
+            # The member's other browsers show the switch as it is now.
+            change = Change(None, None, envelope.payload.member_id)
+        if isinstance(envelope.payload, AgentConversationsSet):
+            change = Change(None, None, None)  # admins' screens show the switch
+        if change is not None and envelope.workspace_id is not None:
+            # Written at the end of the batch: see Batch.finish.
+            batch.add_change(envelope, change, change_cause(envelope))
 
     def rebuild(self) -> None:
         """Empty every read model and forget every Kafka position: the next start replays all.
@@ -391,6 +376,9 @@ class ProjectionRecorder(PostgresProcessRecorder):
                 ),
                 ([self.table_migration_identifier, RELAY_TRACKING],),
             )
+            # The runtime skips an event id its consumer handled before: forgotten with the
+            # positions, or the replay would skip every event.
+            cursor.execute(SQL("TRUNCATE {}.{}").format(self.schema, Identifier(HANDLED_TABLE)))
 
     def replace_outdated(self) -> bool:
         """Drop read models built by another ``READ_MODEL_VERSION``; True if it did.
@@ -429,76 +417,64 @@ class ProjectionRecorder(PostgresProcessRecorder):
                     Literal([self.table_migration_identifier, RELAY_TRACKING]),
                 )
             )
+            cursor.execute(
+                SQL(
+                    "DO $$ BEGIN IF to_regclass({}) IS NOT NULL THEN TRUNCATE {}.{}; END IF; END $$"
+                ).format(
+                    Literal(f"{self.datastore.schema}.{HANDLED_TABLE}"),
+                    self.schema,
+                    Identifier(HANDLED_TABLE),
+                )
+            )
         return row is not None
 
-    def _first_time(self, cursor: Cursor[DictRow], envelope: Envelope) -> bool:
-        cursor.execute(
-            self._sql(
-                "INSERT INTO {s}.applied_events VALUES (%s) ON CONFLICT DO NOTHING RETURNING 1"
-            ),
-            (envelope.event_id,),
-        )
-        return cursor.fetchone() is not None
-
-    def _project_conversation(self, cursor: Cursor[DictRow], envelope: Envelope) -> Change | None:
+    def _project_conversation(self, batch: Batch, envelope: Envelope) -> Change | None:
         """The conversation row, history line and delivery status an event changes; what an
         agent sees change, if anything."""
+        cursor = batch.cursor
         payload = envelope.payload
         if isinstance(payload, MessageStatusUpdated) and envelope.workspace_id is not None:
             # Kept by wamid even when no conversation of the thread sent the message: the
             # line of whoever sent it shows it (a bot turn, an agent's reply, an echo).
+            batch.settle()  # it updates history lines, joined to their conversations
             self._record_meta_status(
                 cursor, envelope.workspace_id, payload.wamid, payload.status, payload.errors
             )
         conversation_id = getattr(payload, "conversation_id", None)
         if conversation_id is None:
             return None
-        cursor.execute(
-            self._sql("SELECT * FROM {s}.conversations WHERE conversation_id = %s"),
-            (conversation_id,),
-        )
-        found = cursor.fetchone()
-        before = ConversationRow(**{c: found[c] for c in CONVERSATION_COLUMNS}) if found else None
+        before = batch.conversation(conversation_id)
         after = apply_conversation(before, envelope)
         visible = after != before
         if after is not None and after != before:
-            self._upsert_conversation(cursor, after)
+            batch.put_conversation(after)
         entry = history_entry(envelope, after) or flow_step_entry(envelope)
         if entry is not None:
             visible = True
-            self._insert_history(cursor, entry)
+            batch.add_history(entry)
             if entry.author_kind == "business" and after is not None:
+                batch.settle()
                 self._refresh_echo(cursor, after.workspace_id, entry.wamid)
             if entry.message_id is not None:
+                batch.settle()
                 self._refresh_message(cursor, entry.message_id)
         change = line_change(envelope)
         if change is not None:
             visible = True
+            batch.settle()
             self._change_line(cursor, change)
         update = delivery_update(envelope)
         if update is not None:
             visible = True
+            batch.settle()
             self._record_delivery(cursor, update)
         if not visible:
             return None
-        return self._holders(cursor, conversation_id)
+        return batch.holders(conversation_id)
 
-    def _holders(self, cursor: Cursor[DictRow], conversation_id: UUID) -> Change:
-        """Whoever holds the conversation now sees it change."""
-        cursor.execute(
-            self._sql(
-                "SELECT group_id, assignee_id FROM {s}.conversation_assignments"
-                " WHERE conversation_id = %s"
-            ),
-            (conversation_id,),
-        )
-        held = cursor.fetchone()
-        if held is None:
-            return Change(conversation_id, None, None)
-        return Change(conversation_id, held["group_id"], held["assignee_id"])
-
-    def _project_inbox(self, cursor: Cursor[DictRow], envelope: Envelope) -> Change | None:
+    def _project_inbox(self, batch: Batch, envelope: Envelope) -> Change | None:
         """Read markers, deadlines and last assignments (``projections/inbox.py``)."""
+        cursor = batch.cursor
         marker = read_marker(envelope)
         if marker is not None:
             cursor.execute(
@@ -534,7 +510,7 @@ class ProjectionRecorder(PostgresProcessRecorder):
                 ),
                 deadline.__dict__,
             )
-            return self._holders(cursor, deadline.conversation_id)
+            return batch.holders(deadline.conversation_id)
         turn = last_assignment(envelope)
         if turn is not None:
             cursor.execute(
@@ -547,20 +523,6 @@ class ProjectionRecorder(PostgresProcessRecorder):
                 turn.__dict__,
             )
         return None
-
-    def _insert_history(self, cursor: Cursor[DictRow], entry: HistoryEntry) -> None:
-        columns = ", ".join(HISTORY_COLUMNS)
-        values = ", ".join(f"%({c})s" for c in HISTORY_COLUMNS)
-        cursor.execute(
-            self._sql(
-                f"INSERT INTO {{s}}.conversation_history ({columns}) VALUES ({values})"
-                " ON CONFLICT (event_id) DO NOTHING"
-            ),
-            {
-                column: Jsonb(value) if column in HISTORY_JSON and value is not None else value
-                for column, value in entry.__dict__.items()
-            },
-        )
 
     def _change_line(self, cursor: Cursor[DictRow], change: LineEdit | LineRevoke) -> None:
         """An edit or a deletion changes the message's own line, never adds one."""
@@ -601,68 +563,24 @@ class ProjectionRecorder(PostgresProcessRecorder):
                 ),
             )
 
-    def _project_assignment(self, cursor: Cursor[DictRow], envelope: Envelope) -> Change | None:
+    def _project_assignment(self, batch: Batch, envelope: Envelope) -> Change | None:
         """Who holds the conversation, the decision's history line and the verdict on a claim
         or transfer; what an agent sees change, if anything."""
         outcome = assignment_outcome(envelope)
         if outcome is not None:
-            self._write_directory(cursor, outcome)
+            self._write_directory(batch.cursor, outcome)
         visible = assignment_change(envelope)
         if visible is None:
             return None
         conversation_id, group_id, member_id = visible
-        cursor.execute(
-            self._sql("SELECT * FROM {s}.conversation_assignments WHERE conversation_id = %s"),
-            (conversation_id,),
-        )
-        found = cursor.fetchone()
-        before = AssignmentRow(**{c: found[c] for c in ASSIGNMENT_COLUMNS}) if found else None
+        before = batch.assignment(conversation_id)
         after = apply_assignment(before, envelope)
         if after is not None and after != before:
-            columns = ", ".join(ASSIGNMENT_COLUMNS)
-            values = ", ".join(f"%({c})s" for c in ASSIGNMENT_COLUMNS)
-            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in ASSIGNMENT_COLUMNS[1:])
-            cursor.execute(
-                self._sql(
-                    f"INSERT INTO {{s}}.conversation_assignments ({columns}) VALUES ({values})"
-                    f" ON CONFLICT (conversation_id) DO UPDATE SET {updates}"
-                ),
-                after.__dict__,
-            )
+            batch.put_assignment(after)
         entry = assignment_entry(envelope)
         if entry is not None:
-            self._insert_history(cursor, entry)
+            batch.add_history(entry)
         return Change(conversation_id, group_id, member_id)
-
-    def _record_change(self, cursor: Cursor[DictRow], envelope: Envelope, change: Change) -> None:
-        """A line of the changes feed. Readers follow it by ``seq``, so rows must become
-        visible in ``seq`` order: a transaction-scoped lock taken just before the insert,
-        held until commit, keeps two projector transactions (replicas) from committing a
-        later seq before an earlier one."""
-        cursor.execute(
-            SQL("SELECT pg_advisory_xact_lock(hashtext({}))").format(
-                Literal(f"{self.datastore.schema}.changes")
-            )
-        )
-        cursor.execute(
-            self._sql(
-                "INSERT INTO {s}.changes (workspace_id, conversation_id, group_id, member_id,"
-                " kind, occurred_at, caused_by) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-            ),
-            (
-                envelope.workspace_id,
-                change.conversation_id,
-                change.group_id,
-                change.member_id,
-                envelope.event_type,
-                envelope.occurred_at,
-                change_cause(envelope),
-            ),
-        )
-        # Delivered at commit: the gateways' streams wake now rather than at their next poll.
-        cursor.execute(
-            "SELECT pg_notify(%s, %s)", (self.change_channel, str(envelope.workspace_id))
-        )
 
     # What the dispatcher and Meta said of an outbound message is kept apart from its
     # history line, keyed by message id and by wamid: the three arrive on different topics
@@ -757,18 +675,6 @@ class ProjectionRecorder(PostgresProcessRecorder):
                 " WHERE message_id = %s AND kind = 'message'"
             ),
             (status, known["wamid"], Jsonb(errors) if errors else None, message_id),
-        )
-
-    def _upsert_conversation(self, cursor: Cursor[DictRow], row: ConversationRow) -> None:
-        columns = ", ".join(CONVERSATION_COLUMNS)
-        values = ", ".join(f"%({c})s" for c in CONVERSATION_COLUMNS)
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in CONVERSATION_COLUMNS[1:])
-        cursor.execute(
-            self._sql(
-                f"INSERT INTO {{s}}.conversations ({columns}) VALUES ({values})"
-                f" ON CONFLICT (conversation_id) DO UPDATE SET {updates}"
-            ),
-            row.__dict__,
         )
 
     def _write_directory(self, cursor: Cursor[DictRow], row: DirectoryRow) -> None:
@@ -890,3 +796,13 @@ class ProjectionRecorder(PostgresProcessRecorder):
             for key, value in row.__dict__.items()
         }
         cursor.execute(self._sql(statement), params)
+
+
+def _conversation_ids(envelopes: Iterable[Envelope]) -> list[UUID]:
+    """The conversations ``envelopes`` concern, read together at the start of a batch."""
+    found: list[UUID] = []
+    for envelope in envelopes:
+        conversation_id = getattr(envelope.payload, "conversation_id", None)
+        if isinstance(conversation_id, UUID):
+            found.append(conversation_id)
+    return found

@@ -37,6 +37,7 @@ def consumer_app(service: Service, settings: Any, **options: Any) -> FastStream:
             settings=settings,
             topics=subscription.topics,
             description=subscription.description,
+            max_records=subscription.max_records,
         )
 
     @asynccontextmanager

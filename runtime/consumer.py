@@ -90,6 +90,7 @@ class Store(Protocol):
     def cache(self) -> StreamCache: ...
     def work(self) -> AbstractContextManager[Any]: ...
     def position(self, tracking_name: str) -> int | None: ...
+    def positions(self, tracking_names: Iterable[str]) -> dict[str, int | None]: ...
 
 
 Handler = Callable[[Any, Record], None]
@@ -174,17 +175,21 @@ class Consumer:
         """Seek each newly assigned partition to the position PostgreSQL holds."""
         names = {tracking_name(tp.topic, tp.partition): tp for tp in partitions}
         store = self.store
-        positions = await self._waiting_out_outages(
-            lambda: {name: store.position(name) for name in names}
-        )
+        positions = await self._waiting_out_outages(lambda: store.positions(names))
+        unread: list[TopicPartition] = []
         for name, tp in names.items():
             position = positions.get(name)
             if position is None:
-                await consumer.seek_to_beginning(tp)
+                unread.append(tp)
                 self._next_offset[(tp.topic, tp.partition)] = 0
             else:
                 consumer.seek(tp, position)
                 self._next_offset[(tp.topic, tp.partition)] = position
+        if unread:
+            # One offset reset for all of them: awaited one partition at a time, each waits
+            # for the fetcher's next round trip (tens of seconds for the projector's dozens
+            # of partitions on a busy machine).
+            await consumer.seek_to_beginning(*unread)
         log.info("partitions assigned", consumer=self.name, positions=positions)
         self.progress.joined = True
         if self.on_assigned is not None:

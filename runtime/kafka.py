@@ -179,12 +179,14 @@ def subscribe(
     settings: Connections,
     topics: Sequence[Topic],
     description: str,
+    max_records: int | None = None,
 ) -> None:
-    """Feed the records of ``topics`` to ``consumer`` in batches, in partition order."""
+    """Feed the records of ``topics`` to ``consumer`` in batches (of at most ``max_records``,
+    else the setting), in partition order."""
     decode = _decoder(consumer)
     router = KafkaRouter(middlewares=[functools.partial(RetryAndPark, consumer=consumer)])
     listener = SeekToPositions(consumer)
-    max_records = settings.batch_max_records
+    max_records = max_records or settings.batch_max_records
     subscriber = router.subscriber(
         *(topic.qualified(settings.topic_prefix) for topic in topics),
         batch=True,

@@ -125,14 +125,20 @@ class TrackedRuntime:
     async def on_assigned(self, consumer: AIOKafkaConsumer, assigned: set[TopicPartition]) -> None:
         names = {tracking_name(tp.topic, tp.partition): tp for tp in assigned}
         positions = await self._database(lambda: self.handler.positions(names))
+        never_read: list[TopicPartition] = []
         for name, tp in names.items():
             position = positions.get(name)
             if position is None:
-                await consumer.seek_to_beginning(tp)
+                never_read.append(tp)
                 self._next_offset[(tp.topic, tp.partition)] = 0
             else:
                 consumer.seek(tp, position)
                 self._next_offset[(tp.topic, tp.partition)] = position
+        if never_read:
+            # One call for them all: each call waits for the fetcher to reset the offsets
+            # (about a second during a rebalance), so one call per partition made every
+            # assignment of fresh partitions take seconds.
+            await consumer.seek_to_beginning(*never_read)
         log.info("partitions assigned", consumer=self.name, positions=positions)
 
     async def process(self, delivery: Delivery) -> None:

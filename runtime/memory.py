@@ -44,7 +44,11 @@ class MemoryStore:
 
     @contextmanager
     def work(self) -> Iterator[MemoryWork]:
-        yield MemoryWork(self)
+        work = MemoryWork(self)
+        try:
+            yield work
+        finally:
+            work.close()
 
     def load(self, originator_id: UUID) -> StoredStream:
         stored = self.recorder.select_events(originator_id)
@@ -64,6 +68,9 @@ class MemoryStore:
     def position(self, tracking_name: str) -> int | None:
         position: int | None = self.recorder.max_tracking_id(tracking_name)
         return position
+
+    def positions(self, tracking_names: Iterable[str]) -> dict[str, int | None]:
+        return {name: self.position(name) for name in sorted(set(tracking_names))}
 
 
 class MemoryWork(StagedWork):
@@ -86,7 +93,7 @@ class MemoryWork(StagedWork):
         return self.store.handled.get(consumer, set()) & set(event_ids)
 
     def close(self) -> None:
-        return None
+        self.ended()
 
     def _load(self, stream_id: UUID) -> tuple[int, list[Envelope]]:
         stored = self.store.recorder.select_events(stream_id)

@@ -61,6 +61,10 @@ class Subscription:
     consumer: str
     topics: tuple[Topic, ...]
     description: str
+    # At most this many records a batch (None: ``SWITCHBOARD_BATCH_MAX_RECORDS``). A consumer
+    # whose records each cause an external call after the commit (the dispatcher's sends)
+    # keeps its batches small: every record of a batch is committed before the first call.
+    max_records: int | None = None
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,17 @@ class Work(Protocol):
         """Run ``callback`` once this unit of work has committed (never if it did not)."""
         ...
 
+    def before_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` as the unit of work commits, after every record of the batch was
+        handled and before anything is written: a handler that stages a batch's writes
+        set-based (the projector) sends them here. Raising fails the whole batch."""
+        ...
+
+    def after_rollback(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` when this unit of work ends without committing (in its thread):
+        to undo what a handler noted in memory for a commit that did not happen."""
+        ...
+
 
 class StagedWork:
     """The staging every unit of work shares; subclasses read and write the store."""
@@ -77,6 +88,8 @@ class StagedWork:
         self._positions: dict[str, int] = {}
         self._handled: dict[str, list[UUID]] = {}
         self._after_commit: list[Callable[[], None]] = []
+        self._before_commit: list[Callable[[], None]] = []
+        self._after_rollback: list[Callable[[], None]] = []
         self.committed = False
 
     # -- what handlers use ---------------------------------------------------------------
@@ -129,6 +142,20 @@ class StagedWork:
     def after_commit(self, callback: Callable[[], None]) -> None:
         self._after_commit.append(callback)
 
+    def before_commit(self, callback: Callable[[], None]) -> None:
+        self._before_commit.append(callback)
+
+    def after_rollback(self, callback: Callable[[], None]) -> None:
+        self._after_rollback.append(callback)
+
+    def ended(self) -> None:
+        """Called once the unit of work is over: if it did not commit, undo what handlers
+        noted for it (``after_rollback``)."""
+        if not self.committed:
+            callbacks, self._after_rollback = self._after_rollback, []
+            for callback in callbacks:
+                callback()
+
     # -- what the runtime uses -------------------------------------------------------------
 
     @property
@@ -151,6 +178,8 @@ class StagedWork:
         Raises :class:`StreamConflict` when a stream moved on meanwhile and
         :class:`AlreadyTracked` when a position did; nothing is written then.
         """
+        while self._before_commit:
+            self._before_commit.pop(0)()
         self._flush()
         self.committed = True
         self.cache.put_all(self._streams.items())
@@ -225,7 +254,10 @@ class PostgresWork(StagedWork):
         rollback = psycopg.Rollback()
         # psycopg's transaction block swallows Rollback after rolling back; once committed
         # (or after a failed commit), the stack is empty and this does nothing.
-        self._exits.__exit__(type(rollback), rollback, None)
+        try:
+            self._exits.__exit__(type(rollback), rollback, None)
+        finally:
+            self.ended()
 
     # -- positions and handled ids, under the partitions' locks -------------------------------
 

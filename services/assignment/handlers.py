@@ -1,21 +1,22 @@
-"""Thin adapters of the assignment service: the router and the decider.
+"""Thin adapters of the assignment service: the router and the decider, on the batch runtime.
 
-The router applies directory and conversation events to the service's views and stores the
-nudges they call for (``AssignmentRecorder.route``). The decider loads the streams of the
-groups a record may touch, reads the views' facts, decides (``decide.decide``) and appends
-the decisions with the record's position in one transaction. Streams are appended with
-optimistic concurrency: a replica that lost a race (the same stream, a member's capacity, a
-conversation closing) reloads and decides again on what the winner left.
+The router applies directory and conversation events to the service's views and stages the
+nudges the rules call for (``AssignmentRecorder.route``, ``nudges.decide_nudges``). The
+decider says which streams a record of ``assignment.requests`` concerns (the group it is
+keyed by, the workspace queue, a transfer's target), reads the views' facts, decides
+(``decide.decide``) and stages the decisions. Both run in the unit of work of the batch
+(``runtime.work``): later records see the groups' states and the view rows earlier ones
+left, and everything commits with the records' positions and event ids at once.
+
+What two replicas could race on (a group's stream, a member's capacity, a conversation
+closing) shows as a conflict when the decisions are staged or committed; the runtime then
+decides again on what the winner left (``runtime.consumer``).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass, field
-from functools import reduce
+from dataclasses import replace
 from uuid import UUID
-
-import structlog
 
 from events.assignment import (
     AssignmentCommandRejected,
@@ -27,9 +28,10 @@ from events.assignment import (
 from events.base import Payload
 from events.envelope import Actor, Envelope
 from events.flows import HandOffRequested
-from runtime.legacy import StoreBackedHandler
-from runtime.records import Delivery
-from runtime.store import EventStore, NewEvent, StreamConflict
+from runtime.decider import Decider
+from runtime.records import Record
+from runtime.store import NewEvent
+from runtime.work import Work, cursor_of
 from services.assignment.decide import (
     Group,
     GroupFacts,
@@ -42,33 +44,34 @@ from services.assignment.decide import (
     members_named,
     rejection_stream,
 )
-from services.assignment.recorder import AssignmentRecorder
+from services.assignment.recorder import AssignmentRecorder, nudge_envelopes
 
-log = structlog.get_logger(__name__)
-CONFLICT_ATTEMPTS = 20
 ASSIGNMENT = Actor(kind="system", id="assignment")
+# A group's stream id does not say which workspace it belongs to (a workspace queue's is a
+# uuid5), and ``evolve`` never reads it: the handler puts the workspace and group back into
+# the state it decides on (``_group``).
+_NOBODY = UUID(int=0)
+GROUPS: Decider[GroupState] = Decider(
+    "assignment.group", initial=lambda _: GroupState(_NOBODY, None), evolve=evolve
+)
+DECIDED_ON_THE_ROSTER = (HandOffRequested, ClaimConversation, TransferConversation)
 
 
-class RouterHandler(StoreBackedHandler):
+class RouterHandler:
     """Directory and conversation events into the views, and the nudges they call for."""
 
-    name = "assignment-router"
-
-    def __init__(self, store: EventStore, recorder: AssignmentRecorder) -> None:
-        self.store = store
+    def __init__(self, recorder: AssignmentRecorder) -> None:
         self.recorder = recorder
 
-    def handle(self, delivery: Delivery, envelope: Envelope) -> None:
-        self.recorder.route(envelope, delivery.tracking)
-
-
-@dataclass
-class _Folded:
-    """A group's stream as far as this process has read it (kept between records)."""
-
-    state: GroupState
-    version: int = 0
-    causes: set[UUID] = field(default_factory=set)  # records already decided on
+    def __call__(self, work: Work, record: Record) -> None:
+        envelope, delivery = record.envelope, record.delivery
+        nudges = self.recorder.route(
+            cursor_of(work), envelope, delivery.topic, delivery.partition, delivery.offset
+        )
+        for nudge in nudge_envelopes(envelope, nudges):
+            # Its id derives from its cause: stored before (a replay), only once.
+            if work.version(nudge.event_id) == 0:
+                work.append([NewEvent(nudge.event_id, 1, nudge)])
 
 
 def where(envelope: Envelope) -> tuple[UUID, UUID | None] | None:
@@ -89,82 +92,66 @@ def where(envelope: Envelope) -> tuple[UUID, UUID | None] | None:
             return None
 
 
-class DeciderHandler(StoreBackedHandler):
-    name = "assignment"
+class DeciderHandler:
+    """Hand-offs, claims, transfers and nudges -> each group's decisions."""
 
-    def __init__(self, store: EventStore, recorder: AssignmentRecorder) -> None:
-        self.store = store
+    def __init__(self, recorder: AssignmentRecorder) -> None:
         self.recorder = recorder
-        self._groups: dict[UUID, _Folded] = {}
 
-    def handle(self, delivery: Delivery, envelope: Envelope) -> None:
+    def __call__(self, work: Work, record: Record) -> None:
+        envelope = record.envelope
         found = where(envelope)
         if found is None:
-            self.store.append([], delivery.tracking)  # not for the decider
-            return
+            return  # not for the decider
         workspace_id, group_id = found
         command = envelope.payload
         refusable = isinstance(command, ClaimConversation | TransferConversation)
-        if refusable and self.store.load(rejection_stream(envelope.event_id)).version > 0:
-            self.store.append([], delivery.tracking)  # refused before (a re-sent record)
-            return
+        if refusable and work.version(rejection_stream(envelope.event_id)) > 0:
+            return  # refused before (decided again after a rebuild of the positions)
         target_id = command.to_group_id if isinstance(command, TransferConversation) else None
-        for _ in range(CONFLICT_ATTEMPTS):
-            group_ids = list(dict.fromkeys([group_id, None, target_id]))
-            folded = {g: self._fold(workspace_id, g) for g in group_ids}
-            if any(envelope.event_id in f.causes for f in folded.values()):
-                self.store.append([], delivery.tracking)  # decided before (a re-sent record)
-                return
-            world = self._world(workspace_id, group_id, target_id, folded, command)
-            payloads = decide(command, world, at=envelope.occurred_at, command_id=envelope.event_id)
-            caused = envelope.caused(
-                payloads,
-                stream_of=lambda payload: str(getattr(payload, "conversation_id")),  # noqa: B009
-                workspace_id=workspace_id,
-                occurred_at=envelope.occurred_at,
-                actor=ASSIGNMENT,
-            )
-            try:
-                self.store.append(self._numbered(workspace_id, folded, caused), delivery.tracking)
-            except StreamConflict as conflict:
-                log.info("decision conflicted; deciding again", conflict=repr(conflict))
-                for g in group_ids:
-                    self._groups.pop(group_stream(workspace_id, g), None)
-                continue
-            return
-        raise StreamConflict(f"group {group_id} kept changing")
-
-    def _fold(self, workspace_id: UUID, group_id: UUID | None) -> _Folded:
-        stream_id = group_stream(workspace_id, group_id)
-        folded = self._groups.get(stream_id) or _Folded(GroupState(workspace_id, group_id))
-        stream = self.store.load(stream_id, after_version=folded.version or None)
-        if stream.envelopes:
-            folded = _Folded(
-                reduce(evolve, (e.payload for e in stream.envelopes), folded.state),
-                stream.version,
-                folded.causes | {e.causation_id for e in stream.envelopes if e.causation_id},
-            )
-            self._groups[stream_id] = folded
-        return folded
+        group_ids = list(dict.fromkeys([group_id, None, target_id]))
+        states = {g: _group(work, workspace_id, g) for g in group_ids}
+        world = self._world(work, workspace_id, group_id, target_id, states, command)
+        payloads = decide(command, world, at=envelope.occurred_at, command_id=envelope.event_id)
+        caused = envelope.caused(
+            payloads,
+            stream_of=lambda payload: str(getattr(payload, "conversation_id")),  # noqa: B009
+            workspace_id=workspace_id,
+            occurred_at=envelope.occurred_at,
+            actor=ASSIGNMENT,
+        )
+        versions: dict[UUID, int] = {}
+        numbered: list[NewEvent] = []
+        for event in caused:
+            stream = decision_stream(workspace_id, event.payload)
+            if stream not in versions:
+                versions[stream] = work.version(stream)
+            versions[stream] += 1
+            numbered.append(NewEvent(stream, versions[stream], event))
+        # Staging derives the assignments view and checks the guards (capacity, a close
+        # meanwhile): a race lost shows here or at commit, and the runtime decides again.
+        work.append(numbered)
 
     def _world(
         self,
+        work: Work,
         workspace_id: UUID,
         group_id: UUID | None,
         target_id: UUID | None,
-        folded: dict[UUID | None, _Folded],
+        states: dict[UUID | None, GroupState],
         command: Payload,
     ) -> World:
-        conversations = {c for f in folded.values() for c in f.state.entries}
+        conversations = {c for state in states.values() for c in state.entries}
         conversation = getattr(command, "conversation_id", None)
         if conversation is not None:
             conversations.add(conversation)
         named = {g for g in (group_id, target_id) if g is not None}
         # Assignees may be outside the roster (an admin's claim, a transfer to a member).
         assignees = {
-            e.member_id for f in folded.values() for e in f.state.entries.values() if e.member_id
+            e.member_id for state in states.values() for e in state.entries.values() if e.member_id
         }
         facts = self.recorder.facts(
+            cursor_of(work),
             workspace_id,
             named,
             set(members_named(command)) | assignees,
@@ -174,7 +161,7 @@ class DeciderHandler(StoreBackedHandler):
 
         def group(g: UUID | None) -> Group:
             known = GroupFacts.workspace_queue() if g is None else facts.groups[g]
-            return Group(folded[g].state, known)
+            return Group(states[g], known)
 
         return World(
             here=group(group_id),
@@ -186,18 +173,11 @@ class DeciderHandler(StoreBackedHandler):
             directory_view=facts.directory_view,
         )
 
-    def _numbered(
-        self, workspace_id: UUID, folded: dict[UUID | None, _Folded], caused: list[Envelope]
-    ) -> list[NewEvent]:
-        versions: dict[UUID, int] = defaultdict(int)
-        for f in folded.values():
-            versions[group_stream(workspace_id, f.state.group_id)] = f.version
-        numbered = []
-        for envelope in caused:
-            stream = decision_stream(workspace_id, envelope.payload)
-            versions[stream] += 1
-            numbered.append(NewEvent(stream, versions[stream], envelope))
-        return numbered
+
+def _group(work: Work, workspace_id: UUID, group_id: UUID | None) -> GroupState:
+    """A group's (or the workspace queue's) state as of this unit of work."""
+    state = work.fold(GROUPS, group_stream(workspace_id, group_id))
+    return replace(state, workspace_id=workspace_id, group_id=group_id)
 
 
 def decision_stream(workspace_id: UUID, payload: Payload) -> UUID:

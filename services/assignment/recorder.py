@@ -1,7 +1,7 @@
 """The assignment store: its event store plus its views, in the ``assignment`` schema.
 
-Views of other services' events, written by the router with the record's position in one
-transaction (``route``):
+Views of other services' events, written by the router in the unit of work of the records
+that change them (so with their positions and event ids, ``runtime.work``):
 
 * ``members`` (workspace, name, role, active, status, capacity), ``groups`` (name, deleted)
   and ``group_members`` (the roster, in the order members were added), from
@@ -10,12 +10,16 @@ transaction (``route``):
 
 Which groups an event nudges is not decided here: the rules (``services.assignment.nudges``)
 say what they need to know, this recorder reads it from the views as they stood before the
-event, writes the event's view rows and stores the nudges the rules return.
+event (``router_facts``), writes the event's view rows (``apply_to_views``), and the router
+stages the nudges the rules return (``handlers.RouterHandler``).
+
+Every method here is given the cursor of the unit of work it runs in: later records of a
+batch see what earlier ones wrote.
 
 The ``assignments`` view (which group holds each open conversation, queued or with whom) is
-derived from the decisions *inside the transaction that stores them* (``_insert_events``),
-like the expiry service's deadlines. The same transaction guards what two replicas deciding
-for two groups could race on:
+derived from the decisions *inside the transaction that stores them* (``_insert_events``,
+which the unit of work calls as it stages them), like the expiry service's deadlines. The
+same transaction guards what two replicas deciding for two groups could race on:
 
 * a member's capacity: the member's row is locked (``FOR UPDATE``) and its open assigned
   conversations counted; a rotation that would take it over capacity rolls back with
@@ -35,8 +39,8 @@ from typing import Any
 from uuid import UUID, uuid5
 
 import orjson
-from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
-from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresDatastore
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Composed, Identifier
@@ -51,7 +55,6 @@ from events.assignment import (
 )
 from events.base import Payload
 from events.catalogue import DIRECTORY_EVENTS_TOPIC
-from events.codec import encode
 from events.conversation import ConversationClosed
 from events.directory import (
     AgentStatusChanged,
@@ -65,7 +68,7 @@ from events.directory import (
     MemberUpdated,
 )
 from events.envelope import Actor, Envelope
-from runtime.store import EVENTS_TABLE, TRACKING_TABLE, AlreadyTracked, StreamConflict
+from runtime.store import StoreRecorder, StreamConflict
 from services.assignment.facts import GroupFacts, Holding, MemberFacts
 from services.assignment.nudges import (
     FactsWanted,
@@ -148,11 +151,9 @@ class ClosedMeanwhile(StreamConflict):
     """The conversation closed while its decision was being made."""
 
 
-class AssignmentRecorder(PostgresProcessRecorder):
+class AssignmentRecorder(StoreRecorder):
     def __init__(self, datastore: PostgresDatastore) -> None:
-        super().__init__(
-            datastore, events_table_name=EVENTS_TABLE, tracking_table_name=TRACKING_TABLE
-        )
+        super().__init__(datastore)
         self.schema = Identifier(datastore.schema)
         self.sql_create_statements.extend(self._sql(statement) for statement in VIEW_TABLES)
 
@@ -163,6 +164,7 @@ class AssignmentRecorder(PostgresProcessRecorder):
 
     def facts(
         self,
+        cursor: Cursor[DictRow],
         workspace_id: UUID,
         group_ids: Iterable[UUID],
         member_ids: Iterable[UUID],
@@ -173,99 +175,98 @@ class AssignmentRecorder(PostgresProcessRecorder):
         closed, who holds ``conversation`` and how far the directory was read — as one
         snapshot."""
         groups_wanted = list(set(group_ids))
-        with self.datastore.transaction(commit=False) as cursor:
+        cursor.execute(
+            self._sql(
+                "SELECT group_id, name, deleted FROM {s}.groups"
+                " WHERE workspace_id = %s AND group_id = ANY(%s)"
+            ),
+            (workspace_id, groups_wanted),
+        )
+        found = {row["group_id"]: row for row in cursor.fetchall()}
+        cursor.execute(
+            self._sql(
+                "SELECT group_id, member_id FROM {s}.group_members WHERE group_id = ANY(%s)"
+                " ORDER BY group_id, added_at, member_id"
+            ),
+            (list(found),),
+        )
+        rosters: dict[UUID, list[UUID]] = {}
+        for row in cursor.fetchall():
+            rosters.setdefault(row["group_id"], []).append(row["member_id"])
+        groups = {
+            group_id: GroupFacts(
+                group_id=group_id,
+                name=found[group_id]["name"] if group_id in found else str(group_id),
+                known=group_id in found,
+                deleted=bool(found[group_id]["deleted"]) if group_id in found else False,
+                roster=tuple(rosters.get(group_id, ())),
+            )
+            for group_id in groups_wanted
+        }
+        wanted = set(member_ids).union(*rosters.values())
+        cursor.execute(
+            self._sql(
+                "SELECT member_id, name, role, active, status, capacity FROM {s}.members"
+                " WHERE workspace_id = %s AND member_id = ANY(%s)"
+            ),
+            (workspace_id, list(wanted)),
+        )
+        rows = cursor.fetchall()
+        cursor.execute(self._sql(LOAD), ([row["member_id"] for row in rows],))
+        loads = {row["member_id"]: int(row["load"]) for row in cursor.fetchall()}
+        members = {
+            row["member_id"]: MemberFacts(
+                member_id=row["member_id"],
+                name=row["name"],
+                role=row["role"],
+                active=row["active"],
+                status=row["status"],
+                capacity=row["capacity"],
+                load=loads.get(row["member_id"], 0),
+            )
+            for row in rows
+        }
+        cursor.execute(
+            self._sql(
+                "SELECT conversation_id FROM {s}.closed_conversations"
+                " WHERE conversation_id = ANY(%s)"
+            ),
+            (list(set(conversations)),),
+        )
+        closed = frozenset(row["conversation_id"] for row in cursor.fetchall())
+        holding = None
+        if conversation is not None:
             cursor.execute(
                 self._sql(
-                    "SELECT group_id, name, deleted FROM {s}.groups"
-                    " WHERE workspace_id = %s AND group_id = ANY(%s)"
+                    "SELECT a.group_id, a.state, a.member_id, g.name FROM {s}.assignments a"
+                    " LEFT JOIN {s}.groups g ON g.group_id = a.group_id"
+                    " WHERE a.conversation_id = %s"
                 ),
-                (workspace_id, groups_wanted),
+                (conversation,),
             )
-            found = {row["group_id"]: row for row in cursor.fetchall()}
-            cursor.execute(
-                self._sql(
-                    "SELECT group_id, member_id FROM {s}.group_members WHERE group_id = ANY(%s)"
-                    " ORDER BY group_id, added_at, member_id"
-                ),
-                (list(found),),
-            )
-            rosters: dict[UUID, list[UUID]] = {}
-            for row in cursor.fetchall():
-                rosters.setdefault(row["group_id"], []).append(row["member_id"])
-            groups = {
-                group_id: GroupFacts(
-                    group_id=group_id,
-                    name=found[group_id]["name"] if group_id in found else str(group_id),
-                    known=group_id in found,
-                    deleted=bool(found[group_id]["deleted"]) if group_id in found else False,
-                    roster=tuple(rosters.get(group_id, ())),
+            held = cursor.fetchone()
+            if held is not None:
+                holding = Holding(
+                    held["group_id"],
+                    held["state"],
+                    held["member_id"],
+                    held["name"] or "another group",
                 )
-                for group_id in groups_wanted
-            }
-            wanted = set(member_ids).union(*rosters.values())
-            cursor.execute(
-                self._sql(
-                    "SELECT member_id, name, role, active, status, capacity FROM {s}.members"
-                    " WHERE workspace_id = %s AND member_id = ANY(%s)"
-                ),
-                (workspace_id, list(wanted)),
+        cursor.execute(
+            self._sql(
+                "SELECT topic, partition, record_offset FROM {s}.directory_positions"
+                " WHERE workspace_id = %s"
+            ),
+            (workspace_id,),
+        )
+        seen = cursor.fetchone()
+        directory_view = (
+            ViewPosition(
+                topic=seen["topic"], partition=seen["partition"], offset=seen["record_offset"]
             )
-            rows = cursor.fetchall()
-            cursor.execute(self._sql(LOAD), ([row["member_id"] for row in rows],))
-            loads = {row["member_id"]: int(row["load"]) for row in cursor.fetchall()}
-            members = {
-                row["member_id"]: MemberFacts(
-                    member_id=row["member_id"],
-                    name=row["name"],
-                    role=row["role"],
-                    active=row["active"],
-                    status=row["status"],
-                    capacity=row["capacity"],
-                    load=loads.get(row["member_id"], 0),
-                )
-                for row in rows
-            }
-            cursor.execute(
-                self._sql(
-                    "SELECT conversation_id FROM {s}.closed_conversations"
-                    " WHERE conversation_id = ANY(%s)"
-                ),
-                (list(set(conversations)),),
-            )
-            closed = frozenset(row["conversation_id"] for row in cursor.fetchall())
-            holding = None
-            if conversation is not None:
-                cursor.execute(
-                    self._sql(
-                        "SELECT a.group_id, a.state, a.member_id, g.name FROM {s}.assignments a"
-                        " LEFT JOIN {s}.groups g ON g.group_id = a.group_id"
-                        " WHERE a.conversation_id = %s"
-                    ),
-                    (conversation,),
-                )
-                held = cursor.fetchone()
-                if held is not None:
-                    holding = Holding(
-                        held["group_id"],
-                        held["state"],
-                        held["member_id"],
-                        held["name"] or "another group",
-                    )
-            cursor.execute(
-                self._sql(
-                    "SELECT topic, partition, record_offset FROM {s}.directory_positions"
-                    " WHERE workspace_id = %s"
-                ),
-                (workspace_id,),
-            )
-            seen = cursor.fetchone()
-            directory_view = (
-                ViewPosition(
-                    topic=seen["topic"], partition=seen["partition"], offset=seen["record_offset"]
-                )
-                if seen is not None
-                else None
-            )
+            if seen is not None
+            else None
+        )
         return Facts(groups, members, closed, holding, directory_view)
 
     # -- the decisions' view and guards, inside the append's transaction ----------------
@@ -339,50 +340,34 @@ class AssignmentRecorder(PostgresProcessRecorder):
 
     # -- the router: views and nudges with the record's position -----------------------
 
-    def route(self, envelope: Envelope, tracking: Tracking) -> list[GroupNudged]:
-        """Apply a directory or conversation event to the views, with its position, and
-        store the nudges it calls for (``nudges.decide_nudges``); the nudges stored."""
+    def route(
+        self, cursor: Cursor[DictRow], envelope: Envelope, topic: str, partition: int, offset: int
+    ) -> list[GroupNudged]:
+        """Apply a directory or conversation event (read at ``topic``/``partition``/``offset``)
+        to the views; the nudges it calls for (``nudges.decide_nudges``), for the router to
+        stage."""
         event = envelope.payload
-        try:
-            with self.datastore.transaction(commit=True) as curs:
-                self._insert_tracking(curs, tracking)
-                # The rules' answers are read as the views stood before the event.
-                facts = self._router_facts(curs, facts_wanted(event))
-                self._apply_to_views(curs, event, envelope.occurred_at)
-                self._advance_directory_view(curs, envelope, tracking)
-                nudges = decide_nudges(event, facts, at=envelope.occurred_at)
-                if nudges:
-                    stored = [
-                        StoredEvent(
-                            originator_id=nudge.event_id,
-                            originator_version=1,
-                            topic=nudge.event_type,
-                            state=encode(nudge),
-                        )
-                        for nudge in _nudge_envelopes(envelope, nudges)
-                    ]
-                    self._insert_stored_events(curs, stored)
-        except IntegrityError:
-            raise AlreadyTracked(tracking.application_name) from None
-        return nudges
+        # The rules' answers are read as the views stood before the event.
+        facts = self._router_facts(cursor, facts_wanted(event))
+        self._apply_to_views(cursor, event, envelope.occurred_at)
+        self._advance_directory_view(cursor, envelope, topic, partition, offset)
+        return decide_nudges(event, facts, at=envelope.occurred_at)
 
     def _advance_directory_view(
-        self, curs: Cursor[DictRow], envelope: Envelope, tracking: Tracking
+        self, curs: Cursor[DictRow], envelope: Envelope, topic: str, partition: int, offset: int
     ) -> None:
         """Record the directory event just applied as the workspace's directory position."""
         if type(envelope.payload) not in DIRECTORY_EVENTS_TOPIC.carries:
             return
         if envelope.workspace_id is None:
             return
-        topic, _, partition = tracking.application_name.rpartition("#")
         curs.execute(
             self._sql(
                 "INSERT INTO {s}.directory_positions VALUES (%s, %s, %s, %s)"
                 " ON CONFLICT (workspace_id) DO UPDATE SET topic = EXCLUDED.topic,"
                 " partition = EXCLUDED.partition, record_offset = EXCLUDED.record_offset"
             ),
-            # The tracking id is the next offset to read (see runtime.records.Delivery).
-            (envelope.workspace_id, topic, int(partition), tracking.notification_id - 1),
+            (envelope.workspace_id, topic, partition, offset),
         )
 
     def _router_facts(self, curs: Cursor[DictRow], wanted: FactsWanted) -> RouterFacts:
@@ -536,7 +521,7 @@ DECISION_TOPICS = frozenset(
 )
 
 
-def _nudge_envelopes(cause: Envelope, nudges: list[GroupNudged]) -> list[Envelope]:
+def nudge_envelopes(cause: Envelope, nudges: list[GroupNudged]) -> list[Envelope]:
     return [
         Envelope.wrap(
             nudge,

@@ -1,25 +1,33 @@
 """The dispatcher's adapters: the send protocol around the Graph API call, and the windows view.
 
-One outbound record is handled in one call of :meth:`OutboundHandler.handle`, in the
-consumer runtime's worker thread, so the partition's next record waits until this one has
-an outcome (messages of one conversation go out in the order they were queued):
+Outbound records are handled by the batch runtime (``runtime.consumer``); what a record
+causes is split at the call, so that no Graph API call ever happens inside a transaction
+that could still roll back:
 
-1. keep the request (a retry will need its body);
-2. decide, and append ``OutboundSendAttempted`` (or a refusal) *with the record's position*
-   in one transaction — committed before any byte goes to Meta. From here on the record is
-   handled: a redelivery finds its position and changes nothing;
-3. call the Graph API; append ``Sent``, ``Failed`` or ``OutcomeUnknown``; on a transient
+1. in the batch's unit of work (:class:`OutboundHandler`): keep the request (a retry will
+   need its body), decide on the message's stream (``decide.decide``) and stage
+   ``OutboundSendAttempted`` (or a refusal); it commits with the record's position and event
+   id. From here on the record is handled: a redelivery (same offset) or a re-published
+   record (same event id, new offset) finds it handled and changes nothing;
+2. only once that commit succeeded (``work.after_commit``): call the Graph API; append
+   ``Sent``, ``Failed`` or ``OutcomeUnknown`` in a transaction of its own; on a transient
    failure with attempts left, back off and append the next ``OutboundSendAttempted``
    first, then call again.
 
-A crash after step 2 leaves an attempt without a result. The runtime does not redeliver the
-record (its position is recorded); instead, on every partition assignment, :meth:`settle`
-marks such sends as of unknown outcome — unless this very process is still making the call.
-A result arriving after another replica did so is still recorded when it is definite (see
-``decide._record_result``).
+The runtime runs the calls in the order the records were handled, before it takes the next
+batch, so messages of one conversation go out in the order they were queued. Every attempt
+of a batch is committed before the first call, so the outbound subscription takes small
+batches (``app.SEND_BATCH_MAX_RECORDS``): a crash leaves at most that many attempts without
+a result.
+
+A crash after step 1 leaves an attempt without a result. The runtime does not handle the
+record again (its position is recorded); instead, on every partition assignment,
+:meth:`OutboundHandler.settle` marks such sends as of unknown outcome — unless this very
+process is still to make, or making, the call. A result arriving after another replica did
+so is still recorded when it is definite (see ``decide._record_result``).
 
 Store writes after the call wait out a database outage instead of failing: the result is
-only in memory, and failing the record would lose it.
+only in memory, and failing would lose it.
 """
 
 from __future__ import annotations
@@ -27,15 +35,13 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 from uuid import UUID, uuid5
 
 import structlog
-from eventsourcing.persistence import IntegrityError, Tracking
 
 from events.base import Payload
 from events.codec import decode, encode
@@ -50,11 +56,14 @@ from events.outbound import (
     OutboundSendAttempted,
     RetryOutboundMessage,
 )
-from runtime.legacy import StoreBackedHandler
+from runtime.decider import Decider
 from runtime.outages import database_unavailable
-from runtime.records import Delivery
-from runtime.store import AlreadyTracked, EventStore, NewEvent, StreamConflict
+from runtime.records import Record
+from runtime.store import EventStore, NewEvent, StreamConflict
+from runtime.views import Believer
+from runtime.work import Work, cursor_of
 from services.dispatcher.decide import (
+    FREE_FORM_KINDS,
     Abandon,
     Ambiguous,
     AttemptAgain,
@@ -67,6 +76,7 @@ from services.dispatcher.decide import (
     backoff_seconds,
     decide,
     evolve,
+    window_open,
 )
 from services.dispatcher.graph import GraphApi
 from services.dispatcher.recorder import DispatcherRecorder
@@ -76,6 +86,9 @@ T = TypeVar("T")
 
 DISPATCH_NAMESPACE = UUID("2f6b0c1e-93d4-4a8e-b7c5-6e1d0a9f4b37")
 CONFLICT_ATTEMPTS = 5
+MESSAGES: Decider[MessageState] = Decider(
+    "dispatcher.message", initial=lambda _: MessageState(), evolve=evolve
+)
 DATABASE_BACKOFF_CAP_SECONDS = 5.0
 ACTOR = Actor(kind="system", id="dispatcher")
 CRASH_REASON = (
@@ -101,16 +114,15 @@ class Cause:
         return cls(envelope.workspace_id, envelope.correlation_id, envelope.event_id)
 
 
-class OutboundHandler(StoreBackedHandler):
+class OutboundHandler:
     """Queued messages and retry requests -> attempts, Graph API calls, outcomes."""
-
-    name = "dispatcher"
 
     def __init__(
         self,
         store: EventStore,
         recorder: DispatcherRecorder,
         graph: GraphApi,
+        windows: Believer,
         *,
         max_attempts: int,
         backoff_seconds: float,
@@ -120,49 +132,95 @@ class OutboundHandler(StoreBackedHandler):
         self.store = store
         self.recorder = recorder
         self.graph = graph
+        self.windows = windows
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
         self.clock = clock
         self.sleep = sleep
-        # Messages whose send this process is working on right now: ``settle`` (run on a
-        # partition assignment, in another thread) must not call them unknown.
-        self._in_flight: set[UUID] = set()
+        # Messages whose send this process has staged or is making right now: ``settle``
+        # (run on a partition assignment, in another thread) must not call them unknown.
+        # A message is marked before its attempt can commit, unmarked once its call is
+        # over or its unit of work rolled back.
+        self._in_flight: dict[UUID, int] = {}
         self._lock = threading.Lock()
 
-    def handle(self, delivery: Delivery, envelope: Envelope) -> None:
+    def __call__(self, work: Work, record: Record) -> None:
+        envelope = record.envelope
+        cursor = cursor_of(work)
+        delivery = record.delivery
         match envelope.payload:
             case OutboundMessageQueued() as request:
-                structlog.contextvars.bind_contextvars(message_id=str(request.message_id))
                 self.recorder.remember_request(
+                    cursor,
                     request.message_id,
                     request.conversation_id,
-                    delivery.tracking.application_name,
+                    delivery.tracking_name,
                     encode(envelope),
                 )
-                command: Command = Dispatch(
-                    request, self.recorder.window(request.conversation_id), self.clock()
-                )
-                self._act(request, command, Cause.of(envelope), delivery.tracking)
+                window = self.recorder.window(cursor, request.conversation_id)
+                if request.kind in FREE_FORM_KINDS and not window_open(window, request.queued_at):
+                    self._believe_closed(record, request.conversation_id)
+                command: Command = Dispatch(request, window, self.clock())
+                self._stage(work, record, request, command)
             case RetryOutboundMessage() as retry:
-                structlog.contextvars.bind_contextvars(message_id=str(retry.message_id))
-                stored = self.recorder.request(retry.message_id)
+                stored = self.recorder.request(cursor, retry.message_id)
                 if stored is None:
-                    log.warning("retry requested for a message never queued here; nothing to do")
-                    self.store.append([], delivery.tracking)
+                    log.warning(
+                        "retry requested for a message never queued here; nothing to do",
+                        message_id=str(retry.message_id),
+                    )
                     return
                 queued = decode(stored, self.store.registry).payload
                 if not isinstance(queued, OutboundMessageQueued):
                     raise TypeError(f"stored request of {retry.message_id} is {queued.event_type}")
-                command = Retry(
-                    queued,
-                    retry,
-                    envelope.occurred_at,
-                    self.recorder.window(queued.conversation_id),
-                    self.clock(),
-                )
-                self._act(queued, command, Cause.of(envelope), delivery.tracking)
+                window = self.recorder.window(cursor, queued.conversation_id)
+                if not window_open(window, envelope.occurred_at):
+                    self._believe_closed(record, queued.conversation_id)
+                command = Retry(queued, retry, envelope.occurred_at, window, self.clock())
+                self._stage(work, record, queued, command)
             case _:
                 raise TypeError(f"the dispatcher does not handle {envelope.event_type}")
+
+    def _believe_closed(self, record: Record, conversation: UUID) -> None:
+        """The customer's message and the reply it caused travel on different topics, so the
+        reply can arrive first: a closed window is believed only once the windows view has
+        read every conversation event that existed when this record arrived (else the
+        runtime waits for the view outside the transaction and handles the record again)."""
+        self.windows.believe(
+            record.delivery,
+            f"whether the customer of conversation {conversation} wrote within 24 hours",
+        )
+
+    def _stage(
+        self, work: Work, record: Record, request: OutboundMessageQueued, command: Command
+    ) -> None:
+        """Decide on the message's stream in the unit of work; stage what was decided, and
+        the call to make once it is committed."""
+        message_id = request.message_id
+        state = work.fold(MESSAGES, message_id)
+        payloads = decide(command, state)
+        if not payloads:
+            log.info("nothing to do for this record", status=state.status)
+            return
+        cause = Cause.of(record.envelope)
+        version = work.version(message_id)
+        work.append(
+            [
+                NewEvent(
+                    message_id, version + i, _envelope(payload, message_id, version + i, cause)
+                )
+                for i, payload in enumerate(payloads, start=1)
+            ]
+        )
+        self.recorder.moved_by(cursor_of(work), message_id, record.delivery.tracking_name)
+        state = work.fold(MESSAGES, message_id)
+        if state.status != "attempting":
+            return
+        # Marked before the attempt can commit (settle must see it as ours); unmarked when
+        # the unit of work rolls back, or when the call is over.
+        self._mark(message_id)
+        work.after_rollback(functools.partial(self._unmark, message_id))
+        work.after_commit(functools.partial(self._call, request, state, cause))
 
     def settle(self, tracking_names: Iterable[str]) -> list[UUID]:
         """Call every send of these partitions left without a result (a crash) unknown."""
@@ -178,8 +236,9 @@ class OutboundHandler(StoreBackedHandler):
             stream = self.store.load(message_id)
             last = stream.envelopes[-1]
             _, events = self._commit(
-                message_id, Abandon(CRASH_REASON, self.clock()), Cause.of(last), None
+                message_id, Abandon(CRASH_REASON, self.clock()), Cause.of(last)
             )
+            self.store.cache.drop([message_id])
             if events:
                 abandoned.append(message_id)
         if abandoned:
@@ -189,18 +248,17 @@ class OutboundHandler(StoreBackedHandler):
             )
         return abandoned
 
-    # -- the send protocol -------------------------------------------------------------------
-
-    def _act(
-        self, request: OutboundMessageQueued, command: Command, cause: Cause, tracking: Tracking
-    ) -> None:
-        with self._sending(request.message_id):
-            # Raises AlreadyTracked for a redelivered record: nothing is sent then.
-            state, events = self._commit(request.message_id, command, cause, tracking)
-            if events and state.status == "attempting":
+    def _call(self, request: OutboundMessageQueued, state: MessageState, cause: Cause) -> None:
+        """After the attempt committed: make the call and record its outcome."""
+        try:
+            with structlog.contextvars.bound_contextvars(message_id=str(request.message_id)):
                 self._send(request, state, cause)
-            elif not events:
-                log.info("nothing to do for this record", status=state.status)
+        finally:
+            # The stream moved on outside the batches: the cached state is out of date.
+            self.store.cache.drop([request.message_id])
+            self._unmark(request.message_id)
+
+    # -- the send protocol -------------------------------------------------------------------
 
     def _send(self, request: OutboundMessageQueued, state: MessageState, cause: Cause) -> None:
         message_id = request.message_id
@@ -216,7 +274,7 @@ class OutboundHandler(StoreBackedHandler):
             log.info("graph api answered", attempt=attempt, result=repr(result))
             recorded = RecordResult(attempt, result, self.max_attempts, self.clock())
             state, events = self._durably(
-                functools.partial(self._commit, message_id, recorded, cause, None)
+                functools.partial(self._commit, message_id, recorded, cause)
             )
             if events or state.status != "attempting" or state.attempts != attempt:
                 return
@@ -224,23 +282,22 @@ class OutboundHandler(StoreBackedHandler):
             # before making it.
             self.sleep(backoff_seconds(state, self.backoff_seconds))
             again = AttemptAgain(attempt, self.max_attempts, self.clock())
-            state, events = self._durably(
-                functools.partial(self._commit, message_id, again, cause, None)
-            )
+            state, events = self._durably(functools.partial(self._commit, message_id, again, cause))
             if not events:
                 return
 
     def _commit(
-        self, message_id: UUID, command: Command, cause: Cause, tracking: Tracking | None
+        self, message_id: UUID, command: Command, cause: Cause
     ) -> tuple[MessageState, list[Payload]]:
-        """Decide on the stream as stored and append: the new state and the new events.
+        """Outside the batches (after a call, when settling): decide on the stream as stored
+        and append in a transaction of its own; the new state and the new events.
 
         On a conflict (another writer appended first), reload and decide again.
         """
         for _ in range(CONFLICT_ATTEMPTS):
             state, version = self._load(message_id)
             payloads = decide(command, state)
-            if not payloads and tracking is None:
+            if not payloads:
                 return state, []
             new_events = [
                 NewEvent(
@@ -251,7 +308,7 @@ class OutboundHandler(StoreBackedHandler):
                 for index, payload in enumerate(payloads, start=1)
             ]
             try:
-                self.store.append(new_events, tracking)
+                self.store.append(new_events, None)
             except StreamConflict:
                 continue
             for payload in payloads:
@@ -279,36 +336,29 @@ class OutboundHandler(StoreBackedHandler):
                 self.sleep(delay)
                 delay = min(delay * 2, DATABASE_BACKOFF_CAP_SECONDS)
 
-    @contextmanager
-    def _sending(self, message_id: UUID) -> Iterator[None]:
+    def _mark(self, message_id: UUID) -> None:
         with self._lock:
-            self._in_flight.add(message_id)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._in_flight.discard(message_id)
+            self._in_flight[message_id] = self._in_flight.get(message_id, 0) + 1
+
+    def _unmark(self, message_id: UUID) -> None:
+        with self._lock:
+            left = self._in_flight.get(message_id, 0) - 1
+            if left > 0:
+                self._in_flight[message_id] = left
+            else:
+                self._in_flight.pop(message_id, None)
 
 
-class WindowViewHandler(StoreBackedHandler):
+class WindowViewHandler:
     """Conversation events -> the ``windows`` view (when each customer last wrote)."""
 
-    name = "dispatcher.windows"
-
-    def __init__(self, store: EventStore, recorder: DispatcherRecorder) -> None:
-        self.store = store
+    def __init__(self, recorder: DispatcherRecorder) -> None:
         self.recorder = recorder
 
-    def handle(self, delivery: Delivery, envelope: Envelope) -> None:
-        conversation_id: UUID | None = None
-        sent_at: datetime | None = None
-        if isinstance(envelope.payload, CustomerMessageReceived):
-            conversation_id = envelope.payload.conversation_id
-            sent_at = envelope.payload.sent_at
-        try:
-            self.recorder.record_window(conversation_id, sent_at, delivery.tracking)
-        except IntegrityError:
-            raise AlreadyTracked(delivery.tracking.application_name) from None
+    def __call__(self, work: Work, record: Record) -> None:
+        payload = record.envelope.payload
+        if isinstance(payload, CustomerMessageReceived):
+            self.recorder.record_window(cursor_of(work), payload.conversation_id, payload.sent_at)
 
 
 def _envelope(payload: Payload, message_id: UUID, version: int, cause: Cause) -> Envelope:

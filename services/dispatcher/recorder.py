@@ -1,13 +1,18 @@
 """The dispatcher's store: its event store plus two views, in the ``dispatcher`` schema.
 
 * ``windows`` — conversation id -> the time of the customer's last message, from
-  ``conversation.events``, written with that topic's tracking position in one transaction.
+  ``conversation.events``, written in the unit of work of the records that move it (so with
+  their positions).
 * ``messages`` — one row per outbound message: the request as queued (a retry needs its
   body; the request is not an event of this store) and the message's status, with the
   partition whose record last moved it. The status is derived from the events *inside the
-  transaction that stores them* (``_insert_events``), so the view can never disagree with
-  the streams; the dispatcher uses it to find, on a partition assignment, the sends that a
-  crash left without a result.
+  transaction that stores them* (``_insert_events``, which the unit of work calls as it
+  stages them), so the view can never disagree with the streams; the dispatcher uses it to
+  find, on a partition assignment, the sends that a crash left without a result.
+
+The views are read and written through a unit of work's cursor (``runtime.work.cursor_of``)
+while a batch is handled; the methods that open a transaction of their own serve what runs
+outside a batch (settling sends on an assignment, seeding a store in tests).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent, Tracking
-from eventsourcing.postgres import PostgresDatastore, PostgresProcessRecorder
+from eventsourcing.postgres import PostgresDatastore
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
@@ -30,7 +35,7 @@ from events.outbound import (
     OutboundOutcomeUnknown,
     OutboundSendAttempted,
 )
-from runtime.store import EVENTS_TABLE, TRACKING_TABLE
+from runtime.store import StoreRecorder
 
 STATUS_OF_EVENT = {
     OutboundSendAttempted.event_type: "attempting",
@@ -41,13 +46,11 @@ STATUS_OF_EVENT = {
 }
 
 
-class DispatcherRecorder(PostgresProcessRecorder):
+class DispatcherRecorder(StoreRecorder):
     """The dispatcher's events and tracking, plus the ``windows`` and ``messages`` views."""
 
     def __init__(self, datastore: PostgresDatastore) -> None:
-        super().__init__(
-            datastore, events_table_name=EVENTS_TABLE, tracking_table_name=TRACKING_TABLE
-        )
+        super().__init__(datastore)
         schema = Identifier(datastore.schema)
         self.windows_table = SQL("{}.{}").format(schema, Identifier("windows"))
         self.messages_table = SQL("{}.{}").format(schema, Identifier("messages"))
@@ -76,64 +79,75 @@ class DispatcherRecorder(PostgresProcessRecorder):
 
     # -- windows ---------------------------------------------------------------------------
 
-    def window(self, conversation_id: UUID) -> datetime | None:
+    def window(self, cursor: Cursor[DictRow], conversation_id: UUID) -> datetime | None:
         """When the customer last wrote in the conversation, as far as the view has read."""
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(
-                SQL("SELECT last_customer_message_at FROM {} WHERE conversation_id = %s").format(
-                    self.windows_table
-                ),
-                (conversation_id,),
-            )
-            row = cursor.fetchone()
+        cursor.execute(
+            SQL("SELECT last_customer_message_at FROM {} WHERE conversation_id = %s").format(
+                self.windows_table
+            ),
+            (conversation_id,),
+            prepare=True,
+        )
+        row = cursor.fetchone()
         if row is None:
             return None
         moment: datetime = row["last_customer_message_at"]
         return moment
 
     def record_window(
-        self, conversation_id: UUID | None, sent_at: datetime | None, tracking: Tracking
+        self, cursor: Cursor[DictRow], conversation_id: UUID, sent_at: datetime
     ) -> None:
-        """Move the window forward (never back: records may be replayed) with the position."""
-        with self.datastore.transaction(commit=True) as cursor:
-            if conversation_id is not None and sent_at is not None:
-                cursor.execute(
-                    SQL(
-                        "INSERT INTO {0} (conversation_id, last_customer_message_at) "
-                        "VALUES (%s, %s) ON CONFLICT (conversation_id) DO UPDATE SET "
-                        "last_customer_message_at = GREATEST("
-                        "{0}.last_customer_message_at, EXCLUDED.last_customer_message_at)"
-                    ).format(self.windows_table),
-                    (conversation_id, sent_at),
-                )
-            self._insert_tracking(cursor, tracking)
+        """Move the window forward (never back: records may be replayed)."""
+        cursor.execute(
+            SQL(
+                "INSERT INTO {0} (conversation_id, last_customer_message_at) "
+                "VALUES (%s, %s) ON CONFLICT (conversation_id) DO UPDATE SET "
+                "last_customer_message_at = GREATEST("
+                "{0}.last_customer_message_at, EXCLUDED.last_customer_message_at)"
+            ).format(self.windows_table),
+            (conversation_id, sent_at),
+            prepare=True,
+        )
 
     # -- messages --------------------------------------------------------------------------
 
     def remember_request(
-        self, message_id: UUID, conversation_id: UUID, source: str, request: bytes
+        self,
+        cursor: Cursor[DictRow],
+        message_id: UUID,
+        conversation_id: UUID,
+        source: str,
+        request: bytes,
     ) -> None:
         """Keep the request before anything is decided on it (a second time changes nothing).
 
-        Its own transaction is enough: a crash right after leaves a row with status
-        ``new`` and no events, and the redelivered record decides as if it were the first.
+        In the unit of work of the record that queued it: a crash before it commits leaves
+        nothing, and the redelivered record decides as if it were the first.
         """
-        with self.datastore.transaction(commit=True) as cursor:
-            cursor.execute(
-                SQL(
-                    "INSERT INTO {} (message_id, conversation_id, status, source, request) "
-                    "VALUES (%s, %s, 'new', %s, %s) ON CONFLICT (message_id) DO NOTHING"
-                ).format(self.messages_table),
-                (message_id, conversation_id, source, request),
-            )
+        cursor.execute(
+            SQL(
+                "INSERT INTO {} (message_id, conversation_id, status, source, request) "
+                "VALUES (%s, %s, 'new', %s, %s) ON CONFLICT (message_id) DO NOTHING"
+            ).format(self.messages_table),
+            (message_id, conversation_id, source, request),
+            prepare=True,
+        )
 
-    def request(self, message_id: UUID) -> bytes | None:
-        with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(
-                SQL("SELECT request FROM {} WHERE message_id = %s").format(self.messages_table),
-                (message_id,),
-            )
-            row = cursor.fetchone()
+    def moved_by(self, cursor: Cursor[DictRow], message_id: UUID, source: str) -> None:
+        """The partition whose record last moved the message (``in_flight`` looks it up)."""
+        cursor.execute(
+            SQL("UPDATE {} SET source = %s WHERE message_id = %s").format(self.messages_table),
+            (source, message_id),
+            prepare=True,
+        )
+
+    def request(self, cursor: Cursor[DictRow], message_id: UUID) -> bytes | None:
+        cursor.execute(
+            SQL("SELECT request FROM {} WHERE message_id = %s").format(self.messages_table),
+            (message_id,),
+            prepare=True,
+        )
+        row = cursor.fetchone()
         return None if row is None else bytes(row["request"])
 
     def in_flight(self, sources: Iterable[str]) -> list[UUID]:

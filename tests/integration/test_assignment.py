@@ -22,7 +22,6 @@ from uuid import UUID
 import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer
-from eventsourcing.persistence import Tracking
 
 from events.assignment import (
     ASSIGNMENT_EVENTS,
@@ -60,11 +59,14 @@ from events.directory import (
 )
 from events.envelope import Actor, Envelope
 from events.flows import HandOffRequested, Rotation
+from runtime.consumer import Consumer
 from runtime.kafka import ensure_topics
 from runtime.postgres import open_recorder
+from runtime.records import Delivery
 from runtime.relay.app import run_relays
-from runtime.store import AlreadyTracked, EventStore, NewEvent
+from runtime.store import EventStore, NewEvent
 from services.assignment.app import create_app
+from services.assignment.handlers import RouterHandler
 from services.assignment.recorder import AssignmentRecorder, CapacityConflict, ClosedMeanwhile
 from services.settings import Settings
 from tests.harness import REGISTRY, eventually, query, topic_records
@@ -409,6 +411,23 @@ def _assigned_event(up: Upstream, member_id: UUID, group_id: UUID, via: str) -> 
     return NewEvent(uuid.uuid4(), 1, up.envelope(payload, str(conversation)))
 
 
+def route(
+    store: EventStore, recorder: AssignmentRecorder, envelope: Envelope, topic: str, offset: int
+) -> None:
+    """Hand one record to the router as the runtime does (its own batch)."""
+    consumer = Consumer("assignment-router", REGISTRY)
+    consumer.bind(store, RouterHandler(recorder))
+    delivery = Delivery(
+        topic=topic,
+        partition=0,
+        offset=offset,
+        key=envelope.stream_id.encode(),
+        value=encode(envelope),
+        timestamp_ms=0,
+    )
+    consumer.commit_batch([consumer.received(delivery)])
+
+
 def test_the_append_refuses_to_take_a_member_over_capacity_or_to_queue_a_closed_one(
     settings: Settings,
 ) -> None:
@@ -425,7 +444,7 @@ def test_the_append_refuses_to_take_a_member_over_capacity_or_to_queue_a_closed_
             role="agent",
             capacity=1,
         )
-        recorder.route(up.envelope(added, str(up.workspace)), Tracking("directory#0", 1))
+        route(store, recorder, up.envelope(added, str(up.workspace)), "directory", 0)
         store.append([_assigned_event(up, member_id, group_id, "rotation")], None)
         with pytest.raises(CapacityConflict):
             store.append([_assigned_event(up, member_id, group_id, "queue")], None)
@@ -434,7 +453,8 @@ def test_the_append_refuses_to_take_a_member_over_capacity_or_to_queue_a_closed_
 
         conversation = uuid.uuid4()
         closed = ConversationClosed(conversation_id=conversation, reason="agent", closed_at=up.now)
-        recorder.route(up.envelope(closed, str(conversation)), Tracking("conversations#0", 1))
+        closing = up.envelope(closed, str(conversation))
+        route(store, recorder, closing, "conversations", 0)
         queued = ConversationQueued(
             conversation_id=conversation,
             workspace_id=up.workspace,
@@ -448,8 +468,13 @@ def test_the_append_refuses_to_take_a_member_over_capacity_or_to_queue_a_closed_
         )
         with pytest.raises(ClosedMeanwhile):
             store.append([NewEvent(group_id, 1, up.envelope(queued, str(conversation)))], None)
-        with pytest.raises(AlreadyTracked):
-            recorder.route(up.envelope(closed, str(conversation)), Tracking("conversations#0", 1))
+        # The same record again (a redelivery, or published again at a new offset) changes
+        # nothing: not the views, not the position, no nudge.
+        stored = len(store.recorder.select_notifications(start=None, limit=10**6))
+        route(store, recorder, closing, "conversations", 0)
+        route(store, recorder, closing, "conversations", 1)
+        assert store.position("conversations#0") == 2
+        assert len(store.recorder.select_notifications(start=None, limit=10**6)) == stored
     finally:
         recorder.datastore.close()
 

@@ -25,7 +25,7 @@ from events.assignment import (
 )
 from events.catalogue import ASSIGNMENT_EVENTS_TOPIC, HAND_OFF_REQUESTS_TOPIC
 from events.flows import HandOffRequested
-from services.assignment import handlers
+from runtime import consumer
 from services.settings import Settings
 from tests.harness import eventually, query, topic_records
 from tests.integration.test_assignment import (
@@ -42,14 +42,14 @@ HAND_OFFS = 1000
 
 
 class CountingLog:
-    """The handlers' logger, counting the decisions that lost a race and were made again."""
+    """The runtime's logger, counting the decisions that lost a race and were made again."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.conflicts = 0
 
     def info(self, event: str, **fields: Any) -> None:
-        if event.startswith("decision conflicted"):
+        if event.startswith("conflict; deciding again"):
             self.conflicts += 1
         self.inner.info(event, **fields)
 
@@ -128,8 +128,8 @@ async def check_each_decided_once_in_rotation(
 async def test_two_replicas_decide_a_burst_of_1000_hand_offs_once_each_in_exact_rotation(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    counting = CountingLog(handlers.log)
-    monkeypatch.setattr(handlers, "log", counting)
+    counting = CountingLog(consumer.log)
+    monkeypatch.setattr(consumer, "log", counting)
     async with upstream_of(settings) as up, assignment_running(settings, replicas=2):
         groups, rosters = await build_groups(up)
         await members_available(settings, MEMBERS)
@@ -154,8 +154,8 @@ async def test_two_replicas_never_take_a_member_over_capacity_across_groups(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One member with room for 3 is the only member of 12 groups decided at once."""
-    counting = CountingLog(handlers.log)
-    monkeypatch.setattr(handlers, "log", counting)
+    counting = CountingLog(consumer.log)
+    monkeypatch.setattr(consumer, "log", counting)
     async with upstream_of(settings) as up, assignment_running(settings, replicas=2):
         solo = await up.member("Solo", capacity=3)
         groups = [await up.group(f"G{g}", solo) for g in range(12)]

@@ -555,9 +555,14 @@ def seed_store(
         recorder = DispatcherRecorder(datastore)
         create_tables(settings, recorder)
         assert isinstance(queued.payload, OutboundMessageQueued)
-        recorder.remember_request(
-            queued.payload.message_id, queued.payload.conversation_id, source, encode(queued)
-        )
+        with datastore.transaction(commit=True) as cursor:
+            recorder.remember_request(
+                cursor,
+                queued.payload.message_id,
+                queued.payload.conversation_id,
+                source,
+                encode(queued),
+            )
         attempted = queued.caused(
             [attempt],
             stream_of=lambda _: queued.stream_id,

@@ -146,3 +146,38 @@ async def test_a_record_that_keeps_failing_is_parked_and_its_partition_moves_on(
     # Parking is by position: the same record fetched again is not parked twice.
     await tally.handle_each(deliveries[1])
     assert len([e for e in tally.store.events() if e.event_type == dead[0].event_type]) == 1
+
+
+async def test_work_done_before_commit_fails_the_batch_and_each_record_then_stands_alone() -> None:
+    """A handler that writes a batch's rows at once (the projector) does it as the unit of
+    work commits: the callbacks see every record of the batch, in order; one that raises
+    fails the whole batch (nothing written), and record by record only the bad one is parked."""
+    batches: list[list[int]] = []
+
+    def queue_then_write(work: Work, record: Record) -> None:
+        count(work, record)
+        offsets = [record.delivery.offset]
+
+        def write() -> None:
+            batches.append(offsets)
+            if 1 in offsets:
+                raise ValueError("the second record cannot be written")
+
+        work.before_commit(write)
+
+    tally = InMemory("tally", queue_then_write)
+    topic = Topic("some.topic")
+    deliveries = [topic.record(a_record()) for _ in range(3)]
+    with pytest.raises(ValueError, match="second record"):
+        tally.handle(*deliveries)
+    assert batches == [[0], [1]]  # in record order, stopped at the failure
+    assert tally.store.load(TALLY).version == 0
+    assert tally.store.position("some.topic#0") is None
+
+    batches.clear()
+    await tally.handle_each(*deliveries)
+    assert tally.store.load(TALLY).version == 2
+    dead = [e for e in tally.store.events() if e.event_type == "operations.record_dead_lettered"]
+    assert len(dead) == 1
+    assert "ValueError: the second record cannot be written" in str(dead[0].payload)
+    assert tally.store.position("some.topic#0") == 3
