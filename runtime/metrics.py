@@ -3,8 +3,8 @@
 The metrics live in prometheus-client's process-wide registry, declared here once (declaring
 one connects nothing): a process has exactly one ``/metrics``, and Prometheus adds which
 process and instance it scraped. They are counted by the shared runtime — the batch runtime
-(``runtime.consumer``), the per-record one (``runtime.legacy``), the relay and the gateway's
-HTTP middleware — so a service reports them without a line of its own.
+(``runtime.consumer``), the relay and the gateway's HTTP middleware — so a service reports
+them without a line of its own.
 
 Lags are not counted but read when scraped: each consumer runtime and each relay owns a
 *progress* object (what it handled, next to what Kafka or its store holds), and the collector

@@ -29,14 +29,6 @@ import yaml
 
 from events.base import JsonObject, Payload
 from events.catalogue import (
-    ASSIGNMENT_EVENTS_TOPIC,
-    CONVERSATION_COMMANDS_TOPIC,
-    DEAD_LETTERS,
-    EXPIRY_EVENTS_TOPIC,
-    FLOW_EVENTS_TOPIC,
-    HAND_OFF_REQUESTS_TOPIC,
-    OUTBOUND_EVENTS_TOPIC,
-    OUTBOUND_MESSAGES_TOPIC,
     TOPICS,
     Topic,
     topic_of,
@@ -59,24 +51,6 @@ DEFAULT_PATH = Path("docs/asyncapi.yaml")
 REGENERATE = "switchboard asyncapi write"
 # AsyncAPI's component and operation keys allow only these characters.
 _KEY_CHARACTERS = re.compile(r"[^A-Za-z0-9.\-_]")
-
-# The stores of the consumers still on runtime/legacy.py, whose app declares subscribers but
-# not what its store emits: the topics their stored events go to (by event type, through the
-# relay). A consumer on the batch runtime says it in its Service (``emits``), which wins;
-# tests/unit/test_asyncapi.py holds the two equal where both exist. Goes with runtime/legacy.py.
-LEGACY_EMITS: dict[str, tuple[Topic, ...]] = {
-    "flows": (
-        FLOW_EVENTS_TOPIC,
-        OUTBOUND_MESSAGES_TOPIC,
-        HAND_OFF_REQUESTS_TOPIC,
-        CONVERSATION_COMMANDS_TOPIC,
-        DEAD_LETTERS,
-    ),
-    "dispatcher": (OUTBOUND_EVENTS_TOPIC, DEAD_LETTERS),
-    "expiry": (EXPIRY_EVENTS_TOPIC, CONVERSATION_COMMANDS_TOPIC, DEAD_LETTERS),
-    "assignment": (ASSIGNMENT_EVENTS_TOPIC, HAND_OFF_REQUESTS_TOPIC, DEAD_LETTERS),
-    "projector": (DEAD_LETTERS,),
-}
 
 
 @dataclass(frozen=True)
@@ -105,44 +79,23 @@ def readers(processes: Iterable[Process] = registry.PROCESSES) -> list[Reader]:
     for declared in processes:
         if declared.kind != "consumer":
             continue
-        target = declared.load()
-        if isinstance(target, Service):
-            found.extend(
-                Reader(declared.name, sub.consumer, sub.topics, sub.description)
-                for sub in target.subscriptions
-            )
-        else:
-            found.extend(_legacy_readers(declared, target))
+        found.extend(
+            Reader(declared.name, sub.consumer, sub.topics, sub.description)
+            for sub in _service(declared).subscriptions
+        )
     return found
 
 
-def _legacy_readers(declared: Process, create_app: Any) -> list[Reader]:
-    """A legacy app's subscribers, read from its FastStream broker (built, never connected).
-
-    ``title`` is the consumer's name (``runtime.legacy.subscribe_tracked``); topic names come
-    back unprefixed because the app is built with default settings."""
-    broker = create_app(Settings()).broker
-    by_name = {topic.name: topic for topic in TOPICS}
-    found = []
-    for subscriber in broker.subscribers:
-        config = subscriber.specification.config
-        found.append(
-            Reader(
-                declared.name,
-                str(config.title_),
-                tuple(by_name[name] for name in subscriber.topic_names),
-                str(config.description_ or ""),
-            )
-        )
-    return sorted(found, key=lambda reader: reader.consumer)
+def _service(declared: Process) -> Service:
+    target = declared.load()
+    if not isinstance(target, Service):
+        raise TypeError(f"{declared.name}: a consumer's registry line must name its Service")
+    return target
 
 
 def emits(declared: Process) -> tuple[Topic, ...]:
     """The topics a relayed store's events go to."""
-    target = declared.load() if declared.kind == "consumer" else None
-    if isinstance(target, Service):
-        return target.emits
-    return LEGACY_EMITS.get(declared.name, ())
+    return _service(declared).emits if declared.kind == "consumer" else ()
 
 
 def writers(processes: Iterable[Process] = registry.PROCESSES) -> list[Writer]:

@@ -6,6 +6,7 @@ official AsyncAPI parser on it.)"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +147,7 @@ def test_every_subscription_of_the_registry_is_a_receive_operation(
                 }
     assert expected, "no consumer on the batch runtime?"
     assert expected <= received
-    # The legacy consumers are read from their FastStream apps: each one is there too.
+    # Every consumer process is there, each with its subscriptions.
     processes = {process for process, _, _ in received}
     assert processes == {p.name for p in registry.PROCESSES if p.kind == "consumer"}
     assert ("projector", "projector", "expiry.events") in received
@@ -194,15 +195,16 @@ def test_readers_handle_every_version_and_writers_write_the_current_ones(
     assert {"$ref": "#/channels/flow.events/messages/flow.run_started.v1"} not in sends
 
 
-def test_a_ported_service_and_the_legacy_list_agree() -> None:
-    """LEGACY_EMITS is for consumers still on runtime/legacy.py; once a consumer declares a
-    Service, its ``emits`` wins — and the two must not disagree meanwhile."""
+def test_every_relayed_store_says_where_its_events_go() -> None:
     for declared in registry.PROCESSES:
-        target = declared.load() if declared.kind == "consumer" else None
-        if isinstance(target, Service) and declared.name in asyncapi.LEGACY_EMITS:
-            assert set(target.emits) == set(asyncapi.LEGACY_EMITS[declared.name]), declared.name
         if declared.relayed:
             assert asyncapi.emits(declared), f"{declared.name}: its store's topics are unknown"
+
+
+def test_a_consumer_line_that_names_no_service_is_refused() -> None:
+    line = replace(registry.process("expiry"), target="services.expiry.app:create_app")
+    with pytest.raises(TypeError, match="must name its Service"):
+        asyncapi.readers([line])
 
 
 def test_every_reference_resolves_and_no_local_definition_is_left(document: JsonObject) -> None:

@@ -17,13 +17,10 @@ from prometheus_client import REGISTRY, generate_latest
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from events.catalogue import build_registry
 from runtime import metrics
 from runtime.consumer import Consumer
-from runtime.legacy import TrackedRuntime
 from runtime.observe import Found, readiness
-from runtime.records import Delivery, Record
-from runtime.store import AlreadyTracked
+from runtime.records import Record
 from runtime.work import Work
 from services import registry
 from services.gateway.observability import request_id_of, route_of
@@ -207,46 +204,3 @@ def test_every_consumer_and_the_relay_has_a_metrics_port_of_its_own() -> None:
     assert len(set(ports)) == len(ports)
     gateway_port = Settings().http_port
     assert gateway_port not in ports
-
-
-@dataclass
-class LegacyHandler:
-    """A per-record handler (``runtime.legacy.RecordHandler``) that remembers what it did."""
-
-    name: str
-    handled: list[int] = field(default_factory=list)
-    parked: list[str] = field(default_factory=list)
-
-    def positions(self, tracking_names: Any) -> dict[str, int | None]:
-        return dict.fromkeys(tracking_names)
-
-    def handle(self, delivery: Delivery, envelope: Any) -> None:
-        if delivery.offset in self.handled:
-            raise AlreadyTracked(self.name)  # its position was recorded before
-        self.handled.append(delivery.offset)
-
-    def park(self, delivery: Delivery, dead_letter: Any) -> None:
-        self.parked.append(dead_letter.reason)
-
-
-async def test_the_per_record_runtime_counts_each_record_by_what_became_of_it() -> None:
-    name = a_name()
-    runtime = TrackedRuntime(name, build_registry())
-    handler = LegacyHandler(name)
-    runtime.bind(handler)
-    topic = Topic("legacy.topic")
-    record = topic.record(a_record())
-    await runtime.process(record)
-    await runtime.process(topic.record(None))  # a tombstone
-    await runtime.process(topic.record(b"not an envelope"))
-    # Handed again after a rebalance, by a runtime that had not seen it (its position was).
-    other = TrackedRuntime(name, build_registry())
-    other.bind(handler)
-    await other.process(record)
-    assert records(name, "legacy.topic", metrics.HANDLED) == 1
-    assert records(name, "legacy.topic", metrics.PARKED) == 2
-    assert records(name, "legacy.topic", metrics.SKIPPED_DUPLICATE) == 1
-    assert REGISTRY.get_sample_value("switchboard_batch_seconds_count", {"consumer": name}) == 4
-    dead = {"kind": "record", "source": name}
-    assert REGISTRY.get_sample_value("switchboard_dead_letters_total", dead) == 2
-    assert len(handler.parked) == 2
