@@ -98,6 +98,13 @@ def _parser() -> argparse.ArgumentParser:
         help="which projection: the projector's read models (default) or the metrics alone",
     )
     rebuild.set_defaults(action=_rebuild_projections)
+    status = projection_commands.add_parser(
+        "status",
+        help="every consumer's position and lag per topic (and partition), the relays' lag",
+    )
+    status.add_argument("--partitions", action="store_true", help="a line per partition too")
+    status.add_argument("--json", action="store_true", help="JSON lines, one per partition/relay")
+    status.set_defaults(action=_projections_status)
 
     demo = commands.add_parser("demo", help="send signed sample webhooks, print the history")
     demo.add_argument("--url", default=None, help="gateway base URL (default: this config)")
@@ -363,6 +370,18 @@ def _rebuild_projections(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         recorder.datastore.close()
     print("read models emptied; (re)start the projector to replay from offset zero")
+    return 0
+
+
+def _projections_status(settings: Settings, args: argparse.Namespace) -> int:
+    from services.operations import status
+
+    rows, relays = asyncio.run(status.gather(settings))
+    if args.json:
+        for line in status.as_json(rows, relays):
+            print(orjson.dumps(line).decode())
+    else:
+        print(status.render(rows, relays, each_partition=args.partitions))
     return 0
 
 
