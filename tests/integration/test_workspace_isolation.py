@@ -28,7 +28,7 @@ CUSTOMER = "573001112233"
 
 
 async def test_another_workspace_sees_and_changes_nothing(settings: Settings) -> None:
-    async with consumers(settings), gateway_client(settings) as client:
+    async with consumers(settings, metrics=True), gateway_client(settings) as client:
         one = await create_workspace(
             settings, name="One", phone_number_id=NUMBER_1, agent_conversations=True
         )
@@ -72,6 +72,17 @@ async def test_another_workspace_sees_and_changes_nothing(settings: Settings) ->
             line
             for line in history["history"]
             if line["author_kind"] == "bot" and line["kind"] == "message"
+        )
+        canned = await client.post(
+            "/api/canned-responses",
+            json={"shortcut": "saludo", "text": "Hola {{contact.name}}"},
+            headers=admin1,
+        )
+        assert canned.status_code == 201, canned.text
+        canned_id = canned.json()["canned_response_id"]
+        await eventually(
+            lambda: client.get("/api/canned-responses", headers=admin1),
+            lambda r: canned_id in r.text,
         )
         before = await snapshot(client, admin1, cid, gid, flow["flow_id"])
 
@@ -235,6 +246,51 @@ async def test_another_workspace_sees_and_changes_nothing(settings: Settings) ->
                 {"enabled": False},
                 not_found,
             ),
+            (
+                "GET",
+                "/api/canned-responses",
+                "/api/canned-responses",
+                None,
+                lambda r: none_of_one(r) and canned_id not in r.text and "saludo" not in r.text,
+            ),
+            (
+                # The shortcut is workspace 1's; in workspace 2 it is free (its own response).
+                "POST",
+                "/api/canned-responses",
+                "/api/canned-responses",
+                {"shortcut": "saludo", "text": "otro"},
+                lambda r: r.status_code == 201 and canned_id not in r.text,
+            ),
+            (
+                "PUT",
+                "/api/canned-responses/{canned_response_id}",
+                f"/api/canned-responses/{canned_id}",
+                {"shortcut": "saludo", "text": "cambiado"},
+                lambda r: r.status_code in (404, 422),
+            ),
+            (
+                "DELETE",
+                "/api/canned-responses/{canned_response_id}",
+                f"/api/canned-responses/{canned_id}",
+                None,
+                lambda r: r.status_code in (404, 422),
+            ),
+            (
+                "GET",
+                "/api/conversations/{conversation_id}/canned-responses",
+                f"/api/conversations/{cid}/canned-responses",
+                None,
+                not_found,
+            ),
+            (
+                "POST",
+                "/api/conversations/{conversation_id}/notes",
+                f"/api/conversations/{cid}/notes",
+                {"text": "una nota"},
+                not_found,
+            ),
+            ("GET", "/api/metrics", "/api/metrics", None, none_of_one),
+            ("GET", "/api/metrics.csv", "/api/metrics.csv", None, none_of_one),
             # The stream starts at "now" and filters by workspace; test_stream covers its events.
             ("GET", "/api/stream", "/api/stream?probe=1", None, lambda r: True),
         ]
@@ -271,5 +327,7 @@ async def snapshot(
         "/api/flows",
         f"/api/flows/{flow_id}/versions",
         "/api/numbers",
+        "/api/canned-responses",
+        "/api/metrics",
     )
     return [(await client.get(url, headers=auth)).json() for url in urls]
