@@ -156,6 +156,11 @@ async def projector_caught_up(settings: Settings) -> bool:
     time (a member's credential may be back before the member's removal is): only a caught-up
     projector shows what the events say now.
     """
+    return not await projector_behind(settings)
+
+
+async def projector_behind(settings: Settings) -> dict[str, tuple[int | None, int]]:
+    """The partitions whose recorded position is short of the end: name -> (position, end)."""
     from projections.app import PROJECTED_TOPICS  # the projector's own list, not a copy
 
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
@@ -177,7 +182,11 @@ async def projector_caught_up(settings: Settings) -> bool:
         list(ends),
     )
     positions = {row["application_name"]: row["position"] for row in rows}
-    return all(end == 0 or positions.get(name, 0) >= end for name, end in ends.items())
+    return {
+        name: (positions.get(name), end)
+        for name, end in ends.items()
+        if end and (positions.get(name) or 0) < end
+    }
 
 
 async def query(

@@ -31,7 +31,7 @@ from events.expiry import ConversationExpired, DeadlineCancelled, DeadlineSet
 from events.flows import HandOffRequested
 from events.outbound import OutboundSendAttempted
 from services.settings import Settings
-from tests.harness import REGISTRY, eventually, projector_caught_up, query
+from tests.harness import REGISTRY, projector_behind, query
 
 # A read model whose rows carry when (or in which order) the projector wrote them, rather
 # than what the events say: not compared with a fresh rebuild.
@@ -206,8 +206,11 @@ async def fresh_rebuild_difference(settings: Settings, *, within: float) -> dict
     async with app.lifespan_context():
         await app.start()
         try:
-            await eventually(lambda: projector_caught_up(fresh), bool, within=within)
-            await eventually(lambda: projector_caught_up(settings), bool, within=within)
+            for name, which in (("fresh", fresh), ("live", settings)):
+                deadline = time.monotonic() + within
+                while behind := await projector_behind(which):
+                    assert time.monotonic() < deadline, f"the {name} projector is behind: {behind}"
+                    await asyncio.sleep(1)
 
             async def difference() -> dict[str, Any]:
                 live, rebuilt = await read_models(settings), await read_models(fresh)
